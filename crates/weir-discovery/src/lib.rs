@@ -1,0 +1,1 @@
+//! Node registry and Kubernetes service discovery.
