@@ -117,15 +117,12 @@ impl Default for ControlConfig {
 pub struct HttpConfig {
     /// Seconds to wait for a client's request headers.
     pub header_timeout: f64,
-    /// Seconds an idle downstream keep-alive connection is kept open.
-    pub keepalive_timeout: f64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             header_timeout: 30.0,
-            keepalive_timeout: 75.0,
         }
     }
 }

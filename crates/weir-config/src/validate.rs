@@ -117,11 +117,6 @@ fn validate_gateway(config: &Config, errors: &mut Errors) {
         );
     }
     positive(g.http.header_timeout, "gateway.http.header_timeout", errors);
-    positive(
-        g.http.keepalive_timeout,
-        "gateway.http.keepalive_timeout",
-        errors,
-    );
     non_negative(
         g.shutdown.drain_delay,
         "gateway.shutdown.drain_delay",

@@ -1,1 +1,21 @@
-//! The data plane.
+//! weir's data plane: listeners, TLS, routing, balancing, forwarding,
+//! plugins and the access log.
+//!
+//! The request path is [`forward::handle`]: one snapshot load, a route match,
+//! the plugin phases, a balanced node pick with retries, and a streamed
+//! response. Configuration changes arrive as a new [`snapshot::Snapshot`]
+//! swapped into [`snapshot::ProxyState`]; nothing on the request path locks.
+
+pub mod access_log;
+pub mod balance;
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod plugins;
+pub mod pool;
+pub mod response_body;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

@@ -1,1 +1,162 @@
-fn main() {}
+//! The `weir` command: `run`, `validate`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use weir::logging::{self, LogFormat};
+use weir::Gateway;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "weir", about = "An API gateway for Kubernetes that routes straight to pods")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Log level or tracing filter (RUST_LOG overrides).
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (embedded default configuration without -c).
+    Run {
+        /// Configuration file (YAML or JSON); watched for changes.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and print every error with its field path.
+    Validate {
+        /// Configuration file (YAML or JSON).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("weir {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => validate(&config),
+        Command::Run { config } => {
+            logging::init(cli.log_format, &cli.log_level);
+            run(config)
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match weir_config::load_file(&path.to_string_lossy()) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} routes, {} upstreams, {} ssls{})",
+                path.display(),
+                config.routes.len(),
+                config.upstreams.len(),
+                config.ssls.len(),
+                if config.discovery.is_some() { ", discovery" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let loaded = match &path {
+        Some(p) => weir_config::load_file(&p.to_string_lossy()),
+        None => weir_config::load_default(),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().thread_name("weir-worker");
+    if let Some(n) = config.gateway.workers {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("weir: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let source = path
+        .as_ref()
+        .map_or_else(|| "embedded default".to_owned(), |p| p.display().to_string());
+    let gateway = Gateway::start(config).await?;
+    tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "weir started");
+    let reloader = match path {
+        Some(p) => Some(weir::reload::spawn(gateway.core.clone(), p)?),
+        None => None,
+    };
+    let ready = gateway.wait_ready(Duration::from_secs(3600)).await;
+    if ready {
+        tracing::info!("ready");
+    }
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "shutting down");
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    gateway.shutdown().await;
+    Ok(())
+}
+
+/// Waits for SIGTERM, SIGINT or SIGQUIT.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = quit.recv() => "SIGQUIT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

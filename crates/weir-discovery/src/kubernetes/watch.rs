@@ -1,0 +1,210 @@
+//! The watch task of one cluster: kube's `watcher` (list, paginate, watch
+//! with bookmarks, re-list on 410) with its default jittered backoff, feeding
+//! [`ClusterState`] and writing the updates into the registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Endpoints;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use weir_config::discovery_resolve::{NamespaceFilter, ResolvedCluster};
+
+use super::client;
+use super::state::{ClusterState, EndpointSource};
+use super::sync::SharedSync;
+use crate::ratelimit::RateLimiter;
+use crate::registry::Registry;
+
+/// Knobs of the watch that are not part of the configuration.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Objects per list page (`limit`); kube's default is 500.
+    pub page_size: u32,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions { page_size: 500 }
+    }
+}
+
+/// Everything one cluster's task needs.
+pub(crate) struct ClusterTask {
+    /// Registry key of the cluster (`""` in single-cluster mode).
+    pub key: String,
+    pub cluster: ResolvedCluster,
+    pub registry: Arc<Registry>,
+    pub sync: Arc<SharedSync>,
+    /// Called once, at the first completed list.
+    pub on_synced: Box<dyn Fn() + Send + Sync>,
+    pub options: WatchOptions,
+}
+
+impl ClusterTask {
+    fn name(&self) -> &str {
+        self.cluster.id.as_deref().unwrap_or("kubernetes")
+    }
+}
+
+/// Server-side `timeoutSeconds` of a watch: below the client's idle timeout,
+/// so a healthy but quiet watch is ended by the server (and resumed) before
+/// the client would call it dead.
+pub(crate) fn server_timeout_secs(idle: Duration) -> u32 {
+    let secs = (idle.as_secs_f64() * 0.75).floor();
+    // Truncation is intended: the value is clamped to 1..=290 first.
+    secs.clamp(1.0, 290.0) as u32
+}
+
+/// Runs until aborted.
+pub(crate) async fn run(task: ClusterTask) {
+    let log = RateLimiter::new(Duration::from_secs(30));
+    let mut delay = Duration::from_millis(500);
+    let client = loop {
+        match client::build(&task.cluster).await {
+            Ok(c) => break c,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if log.allow("client") {
+                    tracing::error!(cluster = task.name(), error = %msg, "cannot create the API client");
+                }
+                task.sync.error(msg);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    if task.cluster.watch_endpoint_slices {
+        watch_kind::<EndpointSlice>(&task, client, &log).await;
+    } else {
+        watch_kind::<Endpoints>(&task, client, &log).await;
+    }
+}
+
+fn watcher_config(cluster: &ResolvedCluster, options: &WatchOptions) -> watcher::Config {
+    let mut cfg = watcher::Config::default()
+        .timeout(server_timeout_secs(cluster.watch_idle_timeout))
+        .page_size(options.page_size.max(1));
+    if let Some(sel) = &cluster.label_selector {
+        cfg = cfg.labels(sel);
+    }
+    if let NamespaceFilter::NotEqual(ns) = &cluster.namespace_filter {
+        cfg = cfg.fields(&format!("metadata.namespace!={ns}"));
+    }
+    cfg
+}
+
+async fn watch_kind<K>(task: &ClusterTask, client: kube::Client, log: &RateLimiter)
+where
+    K: EndpointSource + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let api: Api<K> = match &task.cluster.namespace_filter {
+        NamespaceFilter::Equal(ns) => Api::namespaced(client, ns),
+        _ => Api::all(client),
+    };
+    let cfg = watcher_config(&task.cluster, &task.options);
+    let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
+    let mut state = ClusterState::new(
+        task.cluster.default_weight,
+        task.cluster.namespace_filter.clone(),
+    );
+    let mut synced_once = false;
+    tracing::info!(cluster = task.name(), kind = K::KIND, "watching the API server");
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(ev) => ev,
+            Err(e) => {
+                let msg = describe_error(&e);
+                if log.allow(&format!("watch:{msg}")) {
+                    tracing::warn!(cluster = task.name(), kind = K::KIND, error = %msg,
+                        "watch failed; keeping the last synced nodes and retrying with backoff");
+                }
+                task.sync.error(msg);
+                continue;
+            }
+        };
+        match event {
+            Event::Init => {
+                tracing::debug!(cluster = task.name(), "full list starting");
+                state.init();
+            }
+            Event::InitApply(obj) => {
+                task.sync.event(obj.meta().resource_version.as_deref());
+                state.init_apply(&obj);
+            }
+            Event::InitDone => {
+                let services = state.init_done();
+                tracing::info!(cluster = task.name(), services = services.len(), "full list loaded");
+                task.registry.replace_cluster(&task.key, services);
+                task.sync.listed();
+                if !synced_once {
+                    synced_once = true;
+                    (task.on_synced)();
+                }
+            }
+            Event::Apply(obj) => {
+                task.sync.event(obj.meta().resource_version.as_deref());
+                for (service, ports) in state.apply(&obj) {
+                    tracing::debug!(cluster = task.name(), service, "service updated");
+                    task.registry.update_service(&task.key, &service, ports);
+                }
+            }
+            Event::Delete(obj) => {
+                task.sync.event(obj.meta().resource_version.as_deref());
+                if let Some((service, ports)) = state.delete(&obj) {
+                    tracing::debug!(cluster = task.name(), service, "service object deleted");
+                    task.registry.update_service(&task.key, &service, ports);
+                }
+            }
+        }
+    }
+}
+
+/// A one-line description of a watch error (HTTP status and reason when the
+/// API server sent one). Request headers, hence the token, are never part of it.
+fn describe_error(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(c) => format!("list failed: {}", client_error(c)),
+        watcher::Error::WatchStartFailed(c) => format!("watch start failed: {}", client_error(c)),
+        watcher::Error::WatchFailed(c) => format!("watch stream failed: {}", client_error(c)),
+        watcher::Error::WatchError(s) => format!(
+            "watch error event: {} {} {}",
+            s.code,
+            s.reason,
+            s.message
+        ),
+        watcher::Error::NoResourceVersion => "no resourceVersion in the API response".to_owned(),
+    }
+}
+
+fn client_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("HTTP {} {}: {}", s.code, s.reason, s.message),
+        other => {
+            // Include the causes: "service error" alone says nothing.
+            let mut msg = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timeout_is_below_the_idle_timeout() {
+        assert_eq!(server_timeout_secs(Duration::from_secs(60)), 45);
+        assert_eq!(server_timeout_secs(Duration::from_secs(1)), 1);
+        assert_eq!(server_timeout_secs(Duration::from_secs(3600)), 290);
+    }
+}

@@ -1,0 +1,673 @@
+//! The request path: route, run plugins, pick a node, forward, stream back.
+//!
+//! Read top to bottom, this file is what happens to every request. It loads
+//! the snapshot once, takes no lock, and copies request headers only when a
+//! retry after sending might be needed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use weir_config::{HashOn, LbType, PassHost};
+
+use crate::access_log::AccessRecord;
+use crate::balance::hash_bytes;
+use crate::body::ProxyBody;
+use crate::headers;
+use crate::plugins::PluginContext;
+use crate::pool::{self, PooledConn};
+use crate::response_body::{Completion, ResponseBody};
+use crate::snapshot::{CompiledRoute, ProxyState};
+use crate::upstream::{NodeSet, Upstream};
+
+/// What the proxy knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Our listener address.
+    pub local: SocketAddr,
+    /// TLS-terminated connection.
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Serves one request. Never fails: errors become HTTP responses.
+pub async fn handle(
+    state: Arc<ProxyState>,
+    conn: ConnInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let snapshot = state.snapshot.load_full();
+    let log_enabled = state.access_log.enabled();
+    let mut record = AccessRecord::default();
+    if log_enabled {
+        record.start = Some(Instant::now());
+        record.time = Some(SystemTime::now());
+        record.remote_addr = conn.remote.ip().to_string();
+        record.method = req.method().as_str().to_owned();
+        record.uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        record.version = version_str(req.version());
+        record.referer = header_str(req.headers(), header::REFERER);
+        record.user_agent = header_str(req.headers(), header::USER_AGENT);
+    }
+    let upgrade_requested = headers::is_websocket_upgrade(req.headers());
+    let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
+
+    let host = request_host(&req).to_owned();
+    if log_enabled {
+        record.host.clone_from(&host);
+    }
+    let route = snapshot
+        .router
+        .find(&host, req.uri().path(), req.method())
+        .map(|m| m.value.clone());
+    let Some(route) = route else {
+        return Ok(finish(
+            &state,
+            error_response(StatusCode::NOT_FOUND, "404 Route Not Found"),
+            record,
+            None,
+        ));
+    };
+    if log_enabled {
+        record.route_id.clone_from(&route.id);
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let ctx = PluginContext {
+        remote: conn.remote,
+        scheme: conn.scheme(),
+        host: &host,
+    };
+    let body = if route.plugins.is_empty() {
+        body
+    } else {
+        route.plugins.rewrite(&mut parts, &ctx);
+        match route.plugins.access(&parts, body, &ctx).await {
+            Ok(resp) => return Ok(finish(&state, resp, record, None)),
+            Err(body) => body,
+        }
+    };
+
+    let Some(upstream) = route.upstream.clone() else {
+        return Ok(finish(
+            &state,
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream"),
+            record,
+            None,
+        ));
+    };
+    let websocket = if upgrade_requested && route.enable_websocket {
+        downstream_upgrade
+    } else {
+        None
+    };
+    let via = snapshot.config.gateway.via;
+    let outcome = forward(
+        &route,
+        &upstream,
+        conn,
+        parts,
+        ProxyBody::Incoming(body),
+        websocket,
+        via,
+        &mut record,
+    )
+    .await;
+    let (resp, in_flight) = match outcome {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::warn!(
+                route = %route.id,
+                upstream = %upstream.id,
+                status = e.status.as_u16(),
+                reason = %e.reason,
+                "request failed"
+            );
+            (error_response(e.status, e.public_message), None)
+        }
+    };
+    Ok(finish(&state, resp, record, in_flight))
+}
+
+fn finish(
+    state: &ProxyState,
+    resp: Response<ProxyBody>,
+    mut record: AccessRecord,
+    in_flight: Option<crate::balance::InFlight>,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    if state.is_draining() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if !state.access_log.enabled() && in_flight.is_none() {
+        return Response::from_parts(parts, ResponseBody::plain(body));
+    }
+    record.status = parts.status.as_u16();
+    let completion = Box::new(Completion {
+        record,
+        log: state.access_log.clone(),
+        in_flight,
+    });
+    Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
+}
+
+/// A failed forward: the status to answer and why.
+struct ForwardError {
+    status: StatusCode,
+    public_message: &'static str,
+    reason: String,
+}
+
+impl ForwardError {
+    fn new(status: StatusCode, public_message: &'static str, reason: impl Into<String>) -> Self {
+        ForwardError {
+            status,
+            public_message,
+            reason: reason.into(),
+        }
+    }
+}
+
+type Forwarded = (Response<ProxyBody>, Option<crate::balance::InFlight>);
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    route: &CompiledRoute,
+    upstream: &Upstream,
+    conn: ConnInfo,
+    mut parts: Parts,
+    body: ProxyBody,
+    websocket: Option<OnUpgrade>,
+    via: bool,
+    record: &mut AccessRecord,
+) -> Result<Forwarded, ForwardError> {
+    let started = Instant::now();
+    let set = upstream.node_set();
+    if set.is_empty() {
+        let what = upstream
+            .service_name()
+            .map_or_else(|| "no nodes configured".to_owned(), |s| format!("no endpoints for {s}"));
+        return Err(ForwardError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: no available node",
+            what,
+        ));
+    }
+    let hash = if upstream.lb == LbType::Chash {
+        chash_input(upstream, &parts, conn)
+    } else {
+        0
+    };
+
+    // Prepare the upstream request head once.
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
+    headers::add_forwarded(
+        &mut parts.headers,
+        conn.remote,
+        conn.local.port(),
+        conn.scheme(),
+        original_host.as_ref(),
+    );
+    if via {
+        parts
+            .headers
+            .append(header::VIA, headers::VIA_VALUE.clone());
+    }
+    parts.uri = origin_form(&parts.uri);
+    parts.version = Version::HTTP_11;
+    route.plugins.before_proxy(&mut parts);
+
+    let idempotent = is_idempotent(&parts.method);
+    let max_attempts = 1 + upstream
+        .retries
+        .map_or(set.len().saturating_sub(1), |r| r as usize);
+    // A copy for retries after the request may have reached a node: only for
+    // idempotent requests without a body, and only when a retry is possible.
+    let replay = (idempotent && body_is_empty(&body) && max_attempts > 1 && websocket.is_none())
+        .then(|| RequestHead::copy(&parts));
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut pending = Some((parts, body));
+    let mut last_error = ForwardError::new(
+        StatusCode::BAD_GATEWAY,
+        "502 Bad Gateway",
+        "no node could be tried",
+    );
+    while tried.len() < max_attempts {
+        if tried.len() > 0 && retry_deadline_passed(upstream, started) {
+            break;
+        }
+        let Some(idx) = set.balancer.pick(&set.balance_nodes, hash, &|i| tried.contains(&i)) else {
+            break;
+        };
+        tried.push(idx);
+        let node = &set.nodes[idx];
+        let (mut head, body) = match pending.take() {
+            Some(p) => p,
+            None => match &replay {
+                Some(r) => (r.to_parts(), ProxyBody::empty()),
+                None => break,
+            },
+        };
+        set_host(&mut head.headers, upstream, node.key.as_str(), original_host.as_ref());
+        let attempt_start = Instant::now();
+        let in_flight = node.load.begin();
+        match send_to_node(upstream, &set, idx, head, body).await {
+            Ok((mut resp, sender_back)) => {
+                let elapsed = attempt_start.elapsed();
+                node.load.observe(elapsed);
+                record.push_attempt(&node.key, Some(resp.status().as_u16()), elapsed);
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(down) = websocket {
+                        let up = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(tunnel(down, up, node.key.clone()));
+                    }
+                    drop(sender_back);
+                } else if let Some((sender, uses)) = sender_back {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        let mut sender = sender;
+                        if sender.ready().await.is_ok() {
+                            node.pool.give_back(sender, uses);
+                        }
+                    });
+                }
+                let (mut rparts, rbody) = resp.into_parts();
+                if rparts.status != StatusCode::SWITCHING_PROTOCOLS {
+                    headers::strip_hop_by_hop(&mut rparts.headers, false);
+                }
+                if via {
+                    rparts
+                        .headers
+                        .append(header::VIA, headers::VIA_VALUE.clone());
+                }
+                route.plugins.response_headers(&mut rparts);
+                let body = route.plugins.response_body(ProxyBody::Incoming(rbody));
+                return Ok((Response::from_parts(rparts, body), Some(in_flight)));
+            }
+            Err(failure) => {
+                let elapsed = attempt_start.elapsed();
+                record.push_attempt(&node.key, None, elapsed);
+                tracing::warn!(
+                    upstream = %upstream.id,
+                    node = %node.key,
+                    attempt = tried.len(),
+                    error = %failure.error.reason,
+                    "upstream attempt failed"
+                );
+                let retryable = failure.unsent.is_some() || (idempotent && replay.is_some());
+                pending = failure.unsent;
+                last_error = failure.error;
+                if !retryable {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// A failed attempt; `unsent` holds the request when it never left weir.
+struct AttemptFailure {
+    error: ForwardError,
+    unsent: Option<(Parts, ProxyBody)>,
+}
+
+type SenderBack = Option<(hyper::client::conn::http1::SendRequest<ProxyBody>, u32)>;
+
+/// One attempt on one node: a pooled or new connection, then the exchange.
+async fn send_to_node(
+    upstream: &Upstream,
+    set: &NodeSet,
+    idx: usize,
+    head: Parts,
+    body: ProxyBody,
+) -> Result<(Response<Incoming>, SenderBack), AttemptFailure> {
+    let node = &set.nodes[idx];
+    let mut req = Request::from_parts(head, body);
+    // A pooled connection may have been closed by the node meanwhile; hyper
+    // then hands the request back unsent and we try a fresh connection.
+    for _ in 0..2 {
+        let mut conn: PooledConn = match node.pool.checkout() {
+            Some(c) => c,
+            None => match pool::connect(&node.endpoint, upstream.timeouts.connect).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let timeout = matches!(e, pool::ConnectError::Timeout(_));
+                    let (head, body) = req.into_parts();
+                    return Err(AttemptFailure {
+                        error: ForwardError::new(
+                            if timeout {
+                                StatusCode::GATEWAY_TIMEOUT
+                            } else {
+                                StatusCode::BAD_GATEWAY
+                            },
+                            if timeout {
+                                "504 Gateway Timeout"
+                            } else {
+                                "502 Bad Gateway"
+                            },
+                            e.to_string(),
+                        ),
+                        unsent: Some((head, body)),
+                    });
+                }
+            },
+        };
+        if conn.sender.ready().await.is_err() {
+            continue;
+        }
+        let reused = conn.reused;
+        let exchange = conn.sender.try_send_request(req);
+        let wait = upstream.timeouts.send + upstream.timeouts.read;
+        match tokio::time::timeout(wait, exchange).await {
+            Ok(Ok(resp)) => {
+                let keep = !is_connection_close(resp.headers());
+                let back = keep.then_some((conn.sender, conn.uses + 1));
+                return Ok((resp, back));
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(unsent) if reused => {
+                    req = unsent;
+                    continue;
+                }
+                Some(unsent) => {
+                    let (head, body) = unsent.into_parts();
+                    return Err(AttemptFailure {
+                        error: ForwardError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "502 Bad Gateway",
+                            format!("{}: {}", node.key, e.error()),
+                        ),
+                        unsent: Some((head, body)),
+                    });
+                }
+                None => {
+                    return Err(AttemptFailure {
+                        error: ForwardError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "502 Bad Gateway",
+                            format!("{}: {}", node.key, e.error()),
+                        ),
+                        unsent: None,
+                    })
+                }
+            },
+            Err(_) => {
+                return Err(AttemptFailure {
+                    error: ForwardError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "504 Gateway Timeout",
+                        format!("{}: no response within {:?}", node.key, wait),
+                    ),
+                    unsent: None,
+                })
+            }
+        }
+    }
+    Err(AttemptFailure {
+        error: ForwardError::new(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway",
+            format!("{}: pooled connections kept failing", node.key),
+        ),
+        unsent: None,
+    })
+}
+
+/// Copies bytes both ways between an upgraded client and node connection.
+async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: String) {
+    let (down, up) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(node = %node, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut down = TokioIo::new(down);
+    let mut up = TokioIo::new(up);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        tracing::debug!(node = %node, error = %e, "tunnel closed with error");
+    }
+}
+
+/// The request head, copied for replays.
+struct RequestHead {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl RequestHead {
+    fn copy(parts: &Parts) -> RequestHead {
+        RequestHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        }
+    }
+
+    fn to_parts(&self) -> Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = self.uri.clone();
+        parts.headers = self.headers.clone();
+        parts.version = Version::HTTP_11;
+        parts
+    }
+}
+
+fn retry_deadline_passed(upstream: &Upstream, started: Instant) -> bool {
+    upstream
+        .retry_timeout
+        .is_some_and(|limit| started.elapsed() >= limit)
+}
+
+fn set_host(
+    headers: &mut HeaderMap,
+    upstream: &Upstream,
+    node_key: &str,
+    original: Option<&HeaderValue>,
+) {
+    match upstream.pass_host {
+        PassHost::Pass => {
+            if let Some(h) = original {
+                headers.insert(header::HOST, h.clone());
+            }
+        }
+        PassHost::Node => {
+            if let Ok(v) = HeaderValue::from_str(node_key) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        PassHost::Rewrite => {
+            if let Some(h) = &upstream.upstream_host {
+                headers.insert(header::HOST, h.clone());
+            }
+        }
+    }
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri.clone();
+    }
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(pq)
+}
+
+fn chash_input(upstream: &Upstream, parts: &Parts, conn: ConnInfo) -> u64 {
+    let key = upstream.hash_key.as_str();
+    let value: Option<&[u8]> = match upstream.hash_on {
+        HashOn::Header => parts.headers.get(key).map(HeaderValue::as_bytes),
+        HashOn::Cookie => cookie(&parts.headers, key),
+        HashOn::Vars => match key {
+            "uri" => Some(parts.uri.path().as_bytes()),
+            "request_uri" => parts.uri.path_and_query().map(|p| p.as_str().as_bytes()),
+            "host" | "server_name" => parts
+                .headers
+                .get(header::HOST)
+                .map(HeaderValue::as_bytes)
+                .or_else(|| parts.uri.host().map(str::as_bytes)),
+            "remote_addr" => None,
+            k => {
+                if let Some(name) = k.strip_prefix("http_") {
+                    let name = name.replace('_', "-");
+                    parts.headers.get(name.as_str()).map(HeaderValue::as_bytes)
+                } else if let Some(name) = k.strip_prefix("arg_") {
+                    query_arg(parts.uri.query(), name)
+                } else if let Some(name) = k.strip_prefix("cookie_") {
+                    cookie(&parts.headers, name)
+                } else {
+                    None
+                }
+            }
+        },
+    };
+    match value {
+        Some(v) => hash_bytes(v),
+        // As APISIX: with no key value, hash the client address.
+        None => match conn.remote.ip() {
+            std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+        },
+    }
+}
+
+fn query_arg<'a>(query: Option<&'a str>, name: &str) -> Option<&'a [u8]> {
+    query?
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_bytes())
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_bytes())
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn body_is_empty(b: &ProxyBody) -> bool {
+    use http_body::Body;
+    b.is_end_stream() || b.size_hint().exact() == Some(0)
+}
+
+fn is_connection_close(h: &HeaderMap) -> bool {
+    h.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    })
+}
+
+fn request_host<B>(req: &Request<B>) -> &str {
+    let raw = req
+        .uri()
+        .host()
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    strip_port(raw)
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.find(']').map_or(h, |i| &h[..=i]);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/0.9",
+    }
+}
+
+/// A JSON error in APISIX's shape: `{"error_msg":"..."}`.
+pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error_msg": message }).to_string();
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[allow(dead_code)]
+fn duration_secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn absolute_uris_become_origin_form() {
+        let u: Uri = "http://a.example/x?y=1".parse().unwrap();
+        assert_eq!(origin_form(&u).to_string(), "/x?y=1");
+    }
+}

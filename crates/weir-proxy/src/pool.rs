@@ -1,0 +1,236 @@
+//! Upstream connections: connect (TCP, optionally TLS), HTTP/1.1 handshake,
+//! and a lock-free keep-alive pool per node.
+//!
+//! The pool is our own rather than hyper-util's so the proxy can connect
+//! *before* it hands the request body over: a connect failure leaves the
+//! request intact and it can be retried on another node, whatever its method.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+
+/// Why a connection could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// DNS resolution failed or returned nothing.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Resolver message.
+        reason: String,
+    },
+    /// TCP connect (or TLS handshake) took longer than the connect timeout.
+    #[error("connect to {0} timed out")]
+    Timeout(String),
+    /// TCP connect refused / unreachable.
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        /// Target.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// TLS handshake failed (certificate not trusted, name mismatch...).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// Target.
+        addr: String,
+        /// TLS error.
+        source: std::io::Error,
+    },
+    /// The HTTP/1.1 handshake failed.
+    #[error("HTTP handshake with {addr} failed: {source}")]
+    Handshake {
+        /// Target.
+        addr: String,
+        /// hyper error.
+        source: hyper::Error,
+    },
+}
+
+/// Where and how to connect to one node.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Host (IP or DNS name).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS settings when the upstream scheme is https.
+    pub tls: Option<TlsTarget>,
+}
+
+/// TLS client settings for one endpoint.
+#[derive(Clone)]
+pub struct TlsTarget {
+    /// Name verified against the certificate and sent as SNI.
+    pub server_name: ServerName<'static>,
+    /// Shared client configuration (roots, ALPN http/1.1).
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+/// An idle keep-alive connection.
+struct IdleConn {
+    sender: SendRequest<ProxyBody>,
+    idle_since: Instant,
+    uses: u32,
+}
+
+/// A connection checked out for one request.
+pub struct PooledConn {
+    /// hyper's request sender.
+    pub sender: SendRequest<ProxyBody>,
+    /// Requests already sent on this connection (before this one).
+    pub uses: u32,
+    /// True when the connection was taken from the pool (it may have been
+    /// closed by the peer in the meantime).
+    pub reused: bool,
+}
+
+/// Pool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Idle connections kept.
+    pub size: usize,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+    /// Connections are closed after this many requests.
+    pub max_requests: u32,
+}
+
+/// Keep-alive connections to one node. Checkout and return are lock-free.
+pub struct ConnPool {
+    idle: ArrayQueue<IdleConn>,
+    limits: PoolLimits,
+}
+
+impl ConnPool {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> ConnPool {
+        ConnPool {
+            idle: ArrayQueue::new(limits.size.max(1)),
+            limits,
+        }
+    }
+
+    /// Takes a live idle connection, dropping dead or expired ones.
+    pub fn checkout(&self) -> Option<PooledConn> {
+        while let Some(conn) = self.idle.pop() {
+            if conn.sender.is_ready() && conn.idle_since.elapsed() < self.limits.idle_timeout {
+                return Some(PooledConn {
+                    sender: conn.sender,
+                    uses: conn.uses,
+                    reused: true,
+                });
+            }
+        }
+        None
+    }
+
+    /// Returns a connection once its previous exchange is complete. A full
+    /// pool or a connection at its request limit just closes it.
+    pub fn give_back(&self, sender: SendRequest<ProxyBody>, uses: u32) {
+        if uses >= self.limits.max_requests || sender.is_closed() {
+            return;
+        }
+        let _ = self.idle.push(IdleConn {
+            sender,
+            idle_since: Instant::now(),
+            uses,
+        });
+    }
+
+    /// Idle connections currently held.
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+}
+
+/// Opens a new HTTP/1.1 connection (TCP, then TLS if configured).
+pub async fn connect(ep: &Endpoint, timeout: Duration) -> Result<PooledConn, ConnectError> {
+    let display = format!("{}:{}", ep.host, ep.port);
+    let fut = async {
+        let addr = resolve(&ep.host, ep.port).await?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Io {
+                addr: display.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        match &ep.tls {
+            None => handshake(TokioIo::new(tcp), &display).await,
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = connector
+                    .connect(tls.server_name.clone(), tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls {
+                        addr: display.clone(),
+                        source,
+                    })?;
+                handshake(TokioIo::new(stream), &display).await
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout(display)),
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ConnectError::Resolve {
+            host: host.to_owned(),
+            reason: e.to_string(),
+        })?;
+    addrs.next().ok_or_else(|| ConnectError::Resolve {
+        host: host.to_owned(),
+        reason: "no address".into(),
+    })
+}
+
+async fn handshake<T>(io: TokioIo<T>, display: &str) -> Result<PooledConn, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake {
+            addr: display.to_owned(),
+            source,
+        })?;
+    let peer = display.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(upstream = %peer, error = %e, "upstream connection ended with error");
+        }
+    });
+    Ok(PooledConn {
+        sender,
+        uses: 0,
+        reused: false,
+    })
+}

@@ -1,0 +1,219 @@
+//! The live configuration: compiled from a validated [`Config`] off the hot
+//! path and swapped in atomically. A request loads it once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use weir_config::{Config, FieldError, FieldErrors, Nodes, Scheme};
+use weir_discovery::registry::Registry;
+
+use crate::access_log::AccessLog;
+use crate::plugins::{Plugin, PluginChain};
+use crate::router::{RouteSpec, RouteTable};
+use crate::tls::CertTable;
+use crate::upstream::{NodeStates, Upstream, UpstreamParts};
+
+/// A compiled route.
+pub struct CompiledRoute {
+    /// Route id.
+    pub id: String,
+    /// Where to forward (None when a plugin answers every request).
+    pub upstream: Option<Arc<Upstream>>,
+    /// Plugins in phase order.
+    pub plugins: PluginChain,
+    /// Let WebSocket upgrades through.
+    pub enable_websocket: bool,
+}
+
+/// Everything a request needs, immutable.
+pub struct Snapshot {
+    /// The configuration this was compiled from.
+    pub config: Arc<Config>,
+    /// Route matching.
+    pub router: RouteTable<Arc<CompiledRoute>>,
+    /// Every upstream by id (inline ones as `route:<id>`).
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// TLS certificates by SNI.
+    pub certs: Arc<CertTable>,
+}
+
+/// State shared by every connection of the data plane.
+pub struct ProxyState {
+    /// The live snapshot.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Access log writer.
+    pub access_log: Arc<AccessLog>,
+    draining: AtomicBool,
+}
+
+impl ProxyState {
+    /// Wraps a first snapshot.
+    pub fn new(snapshot: Snapshot, access_log: AccessLog) -> ProxyState {
+        ProxyState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            access_log: Arc::new(access_log),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Installs a new snapshot; requests in flight finish on the old one.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// From now on, responses carry `Connection: close`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Long-lived inputs to compilation.
+pub struct Compiler {
+    /// Discovery registry (for `discovery_type` upstreams).
+    pub registry: Arc<Registry>,
+    /// Node state shared across generations.
+    pub node_states: Arc<NodeStates>,
+    /// TLS client configuration for `scheme: https` upstreams.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+}
+
+impl Compiler {
+    /// A compiler with default upstream TLS (webpki roots, ALPN http/1.1).
+    pub fn new(registry: Arc<Registry>) -> Result<Compiler, rustls::Error> {
+        Ok(Compiler {
+            registry,
+            node_states: Arc::new(NodeStates::default()),
+            upstream_tls: crate::tls::upstream_client_config()?,
+        })
+    }
+
+    /// Compiles a validated configuration into a snapshot. Errors that only
+    /// show at this stage (unreadable certificate files...) name their field.
+    pub fn compile(&self, config: Arc<Config>) -> Result<Snapshot, FieldErrors> {
+        let mut errors = Vec::new();
+        let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
+        for up in &config.upstreams {
+            let Some(id) = &up.id else { continue };
+            let built = self.upstream(id.0.clone(), up);
+            upstreams.insert(id.0.clone(), Arc::new(built));
+        }
+        let mut specs = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            if route.status == 0 {
+                continue;
+            }
+            let id = route
+                .id
+                .as_ref()
+                .map_or_else(|| i.to_string(), |id| id.0.clone());
+            let upstream = if let Some(up) = &route.upstream {
+                let key = format!("route:{id}");
+                let built = Arc::new(self.upstream(key.clone(), up));
+                upstreams.insert(key, built.clone());
+                Some(built)
+            } else if let Some(uid) = &route.upstream_id {
+                upstreams.get(&uid.0).cloned()
+            } else {
+                None
+            };
+            let mut plugins = Vec::new();
+            for (name, conf) in &route.plugins {
+                match Plugin::build(name, conf) {
+                    Ok(p) => plugins.push(p),
+                    Err(e) => errors.push(FieldError::new(
+                        format!("routes[{i}].plugins.{name}"),
+                        e,
+                    )),
+                }
+            }
+            let uris = route
+                .uris
+                .clone()
+                .or_else(|| route.uri.clone().map(|u| vec![u]))
+                .unwrap_or_default();
+            let hosts = route
+                .hosts
+                .clone()
+                .or_else(|| route.host.clone().map(|h| vec![h]))
+                .unwrap_or_default();
+            let methods = route
+                .methods
+                .iter()
+                .flatten()
+                .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                .collect();
+            specs.push(RouteSpec {
+                id: id.clone(),
+                uris,
+                hosts,
+                methods,
+                priority: route.priority,
+                value: Arc::new(CompiledRoute {
+                    id,
+                    upstream,
+                    plugins: PluginChain::new(plugins),
+                    enable_websocket: route.enable_websocket,
+                }),
+            });
+        }
+        let certs = match CertTable::build(&config.ssls) {
+            Ok(t) => t,
+            Err(mut e) => {
+                errors.append(&mut e.0);
+                CertTable::default()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(FieldErrors(errors));
+        }
+        Ok(Snapshot {
+            config,
+            router: RouteTable::build(specs),
+            upstreams,
+            certs: Arc::new(certs),
+        })
+    }
+
+    fn upstream(&self, id: String, up: &weir_config::Upstream) -> Upstream {
+        let default_port = match up.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        };
+        let static_nodes = match &up.nodes {
+            None => Vec::new(),
+            Some(Nodes::Map(m)) => m
+                .iter()
+                .filter_map(|(k, w)| {
+                    let (host, port) = weir_config::parse_node_key(k).ok()?;
+                    Some((host, port.unwrap_or(default_port), *w))
+                })
+                .collect(),
+            Some(Nodes::List(l)) => l
+                .iter()
+                .map(|n| (n.host.clone(), n.port.unwrap_or(default_port), n.weight))
+                .collect(),
+        };
+        let discovered = match (&up.discovery_type, &up.service_name) {
+            (Some(_), Some(name)) => Some(self.registry.subscribe(name)),
+            _ => None,
+        };
+        let tls = (up.scheme == Scheme::Https).then(|| self.upstream_tls.clone());
+        Upstream::build(
+            UpstreamParts {
+                id,
+                config: up.clone(),
+                static_nodes,
+                discovered,
+            },
+            self.node_states.clone(),
+            tls,
+        )
+    }
+}

@@ -1,0 +1,245 @@
+//! A running gateway: data plane, control API, discovery, and live reload.
+//!
+//! Tests start it in-process with [`Gateway::start`] on port 0 listeners and
+//! read back the bound addresses; the binary does the same from `main`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use weir_config::{Config, FieldErrors};
+use weir_discovery::{KubernetesDiscovery, Registry};
+use weir_proxy::access_log::AccessLog;
+use weir_proxy::server::{self, ProxyServer};
+use weir_proxy::snapshot::{Compiler, ProxyState};
+
+use crate::control::ControlServer;
+
+/// Shared gateway state, seen by the control API and the reloader.
+pub struct GatewayCore {
+    /// The data plane's live state.
+    pub proxy: Arc<ProxyState>,
+    /// Discovery registry.
+    pub registry: Arc<Registry>,
+    /// The configuration currently served.
+    pub config: ArcSwap<Config>,
+    compiler: Compiler,
+    discovery: Mutex<Option<Arc<KubernetesDiscovery>>>,
+    shutting_down: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why a reload was refused; the old configuration keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration did not load or validate.
+    #[error("{0}")]
+    Load(#[from] weir_config::LoadError),
+    /// It validated but could not be compiled (e.g. certificate files).
+    #[error("configuration rejected:\n{0}")]
+    Compile(FieldErrors),
+    /// Discovery could not start with the new settings.
+    #[error("discovery: {0:#}")]
+    Discovery(anyhow::Error),
+}
+
+impl GatewayCore {
+    /// True once the configuration is loaded, every discovery source has
+    /// synced, and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
+        self.discovery_guard()
+            .as_ref()
+            .is_none_or(|d| d.is_ready())
+    }
+
+    /// Why the gateway is not ready, if it is not.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Some("shutting down")
+        } else if !self.is_ready() {
+            Some("discovery has not finished its initial sync")
+        } else {
+            None
+        }
+    }
+
+    /// The discovery dump, when Kubernetes discovery is configured.
+    pub fn discovery_dump(&self) -> Option<serde_json::Value> {
+        self.discovery_guard().as_ref().map(|d| d.dump())
+    }
+
+    fn discovery_guard(&self) -> std::sync::MutexGuard<'_, Option<Arc<KubernetesDiscovery>>> {
+        match self.discovery.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Compiles `config` beside the live one and swaps it in. In-flight
+    /// requests and open connections are untouched. On error nothing changes.
+    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let _serial = self.reload_lock.lock().await;
+        let old = self.config.load_full();
+        if old.gateway.listeners != config.gateway.listeners
+            || old.gateway.control != config.gateway.control
+            || old.gateway.access_log != config.gateway.access_log
+            || old.gateway.workers != config.gateway.workers
+        {
+            tracing::warn!("changes to gateway.listeners, control, access_log or workers take effect after a restart");
+        }
+        let discovery_changed = old.discovery != config.discovery;
+        let new_discovery = if discovery_changed {
+            start_discovery(&config, &self.registry).map_err(ReloadError::Discovery)?
+        } else {
+            None
+        };
+        let config = Arc::new(config);
+        let snapshot = match self.compiler.compile(config.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(d) = new_discovery {
+                    d.shutdown();
+                }
+                return Err(ReloadError::Compile(e));
+            }
+        };
+        if discovery_changed {
+            let mut slot = self.discovery_guard();
+            if let Some(old) = slot.take() {
+                old.shutdown();
+            }
+            *slot = new_discovery;
+        }
+        self.proxy.swap(snapshot);
+        self.config.store(config);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Loads, validates and applies a configuration file.
+    pub async fn reload_file(&self, path: &str) -> Result<(), ReloadError> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| weir_config::LoadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let config = weir_config::load_str(&text, path)?;
+        self.reload(config).await
+    }
+}
+
+fn start_discovery(
+    config: &Config,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Option<Arc<KubernetesDiscovery>>> {
+    let Some(k8s) = config.discovery.as_ref().and_then(|d| d.kubernetes.as_ref()) else {
+        return Ok(None);
+    };
+    let clusters = weir_config::discovery_resolve::resolve(k8s)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let multi = matches!(k8s, weir_config::discovery::KubernetesDiscovery::Multi(_));
+    let d = KubernetesDiscovery::start(clusters, registry.clone(), multi)?;
+    Ok(Some(Arc::new(d)))
+}
+
+/// A started gateway.
+pub struct Gateway {
+    /// Shared state.
+    pub core: Arc<GatewayCore>,
+    server: ProxyServer,
+    control: Option<ControlServer>,
+}
+
+impl Gateway {
+    /// Binds every listener, starts discovery, and serves. Must run inside a
+    /// tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        let registry = Arc::new(Registry::new());
+        let compiler = Compiler::new(registry.clone()).context("TLS client setup")?;
+        let discovery = start_discovery(&config, &registry)?;
+        let config = Arc::new(config);
+        let snapshot = compiler
+            .compile(config.clone())
+            .map_err(|e| anyhow::anyhow!("configuration rejected:\n{e}"))?;
+        let access_log = AccessLog::start(&config.gateway.access_log).with_context(|| {
+            format!("opening access log {:?}", config.gateway.access_log.path)
+        })?;
+        let proxy = Arc::new(ProxyState::new(snapshot, access_log));
+        let bound = server::bind(&config.gateway.listeners).await?;
+        let core = Arc::new(GatewayCore {
+            proxy: proxy.clone(),
+            registry,
+            config: ArcSwap::new(config.clone()),
+            compiler,
+            discovery: Mutex::new(discovery),
+            shutting_down: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let control = if config.gateway.control.enabled {
+            Some(ControlServer::start(&config.gateway.control.address, core.clone()).await?)
+        } else {
+            None
+        };
+        let server = ProxyServer::start(proxy, bound, &config.gateway.http)?;
+        Ok(Gateway {
+            core,
+            server,
+            control,
+        })
+    }
+
+    /// Proxy listener addresses, in configuration order.
+    pub fn proxy_addrs(&self) -> &[SocketAddr] {
+        &self.server.local_addrs
+    }
+
+    /// The first proxy listener address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.server.local_addrs[0]
+    }
+
+    /// The control API address, when enabled.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().map(|c| c.local_addr)
+    }
+
+    /// Waits until the gateway reports ready (discovery synced), up to `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let discovery = self.core.discovery_guard().clone();
+        match discovery {
+            None => true,
+            Some(d) => d.wait_ready(timeout).await,
+        }
+    }
+
+    /// Graceful shutdown: readiness turns 503 at once; serving continues for
+    /// `drain_delay`; then listeners close, keep-alive connections get
+    /// `Connection: close`, h2 connections GOAWAY, and in-flight requests get
+    /// up to `timeout` to finish.
+    pub async fn shutdown(self) {
+        let config = self.core.config.load_full();
+        self.core.shutting_down.store(true, Ordering::Release);
+        let drain = Duration::from_secs_f64(config.gateway.shutdown.drain_delay);
+        if !drain.is_zero() {
+            tracing::info!(?drain, "shutdown: readiness is failing; still serving during drain delay");
+            tokio::time::sleep(drain).await;
+        }
+        self.core.proxy.start_draining();
+        let timeout = Duration::from_secs_f64(config.gateway.shutdown.timeout);
+        let left = self.server.shutdown(timeout).await;
+        if let Some(c) = self.control {
+            c.stop();
+        }
+        if let Some(d) = self.core.discovery_guard().take() {
+            d.shutdown();
+        }
+        tracing::info!(unfinished_connections = left, "shutdown complete");
+    }
+}
