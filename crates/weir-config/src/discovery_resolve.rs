@@ -193,7 +193,10 @@ pub fn check_service_name(k: &KubernetesDiscovery, name: &str) -> Result<(), Str
     let multi = matches!(k, KubernetesDiscovery::Multi(_));
     let r = parse_service_name(name, multi)?;
     if let (KubernetesDiscovery::Multi(clusters), Some(id)) = (k, &r.cluster) {
-        if !clusters.iter().any(|c| c.id.as_deref() == Some(id.as_str())) {
+        if !clusters
+            .iter()
+            .any(|c| c.id.as_deref() == Some(id.as_str()))
+        {
             return Err(format!("unknown cluster id {id:?}"));
         }
     }
@@ -229,7 +232,10 @@ pub fn resolve_with(
         }
         KubernetesDiscovery::Multi(clusters) => {
             if clusters.is_empty() {
-                errors.add("discovery.kubernetes", "the list of clusters must not be empty");
+                errors.add(
+                    "discovery.kubernetes",
+                    "the list of clusters must not be empty",
+                );
             }
             let ids = Regex::new("^[a-z0-9]{1,64}$").ok();
             let mut seen = std::collections::HashSet::new();
@@ -345,7 +351,9 @@ fn resolve_cluster(
         },
     };
 
-    let idle = c.watch_idle_timeout.unwrap_or(DEFAULT_WATCH_IDLE_TIMEOUT_SECS);
+    let idle = c
+        .watch_idle_timeout
+        .unwrap_or(DEFAULT_WATCH_IDLE_TIMEOUT_SECS);
     if !(idle.is_finite() && idle > 0.0 && idle <= 86_400.0) {
         errors.add(
             path::field(at, "watch_idle_timeout"),
@@ -425,7 +433,10 @@ fn resolve_api_server(
     }
 
     let Some(service) = c.service.as_ref() else {
-        errors.add(&service_at, "required in multi-cluster mode (host and port)");
+        errors.add(
+            &service_at,
+            "required in multi-cluster mode (host and port)",
+        );
         return None;
     };
     let schema = service.schema.as_deref().unwrap_or("https");
@@ -550,7 +561,10 @@ fn resolve_namespace_selector(
     let namespace = Regex::new(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$").ok();
     let check_ns = |n: &str, field: &str, errors: &mut Errors| {
         if !namespace.as_ref().is_some_and(|re| re.is_match(n)) {
-            errors.add(path::field(at, field), format!("{n:?} is not a namespace name"));
+            errors.add(
+                path::field(at, field),
+                format!("{n:?} is not a namespace name"),
+            );
         }
     };
     let compile = |list: &[String], field: &str, errors: &mut Errors| -> Vec<Regex> {

@@ -8,5 +8,5 @@ pub mod kubernetes;
 mod ratelimit;
 pub mod registry;
 
-pub use kubernetes::KubernetesDiscovery;
+pub use kubernetes::{KubernetesDiscovery, SyncState, WatchOptions};
 pub use registry::{Node, NodeList, PortMap, Registry, ServiceNodes, Unresolved};

@@ -100,10 +100,19 @@ impl std::fmt::Display for Unresolved {
             Unresolved::BadName(e) => write!(f, "{e}"),
             Unresolved::NotConfigured => f.write_str("kubernetes discovery is not configured"),
             Unresolved::UnknownCluster(id) => write!(f, "unknown cluster id {id:?}"),
-            Unresolved::NotSynced(id) => write!(f, "cluster {id:?} has not finished its initial list"),
+            Unresolved::NotSynced(id) => {
+                write!(f, "cluster {id:?} has not finished its initial list")
+            }
             Unresolved::NoService(s) => write!(f, "no such service {s:?}"),
-            Unresolved::NoPort { service, port, known } => {
-                write!(f, "service {service:?} has no port named {port:?} (ports: {known:?})")
+            Unresolved::NoPort {
+                service,
+                port,
+                known,
+            } => {
+                write!(
+                    f,
+                    "service {service:?} has no port named {port:?} (ports: {known:?})"
+                )
             }
         }
     }
@@ -209,19 +218,45 @@ impl State {
         }
     }
 
-    fn refresh_all(&self) {
+    fn refresh_all(&self, log: &RateLimiter) {
         for sub in self.subscriptions.values() {
-            sub.set(self.resolve(&sub.service_name).unwrap_or_default());
+            sub.set(explain(
+                log,
+                &sub.service_name,
+                self.resolve(&sub.service_name),
+            ));
         }
     }
 
-    fn refresh_service(&self, cluster: &str, service: &str) {
-        if let Some(names) = self.by_service.get(&(cluster.to_owned(), service.to_owned())) {
+    fn refresh_service(&self, cluster: &str, service: &str, log: &RateLimiter) {
+        if let Some(names) = self
+            .by_service
+            .get(&(cluster.to_owned(), service.to_owned()))
+        {
             for name in names {
                 if let Some(sub) = self.subscriptions.get(name) {
-                    sub.set(self.resolve(name).unwrap_or_default());
+                    sub.set(explain(log, name, self.resolve(name)));
                 }
             }
+        }
+    }
+}
+
+/// The nodes of a resolution; an unresolved name gives no nodes and a
+/// rate-limited log line naming the part that did not match.
+fn explain(log: &RateLimiter, service_name: &str, r: Result<Vec<Node>, Unresolved>) -> Vec<Node> {
+    match r {
+        Ok(nodes) => nodes,
+        Err(why @ (Unresolved::NotSynced(_) | Unresolved::NotConfigured)) => {
+            // Before the first list completes a miss is expected.
+            tracing::debug!(service_name, reason = %why, "service_name not resolved yet");
+            Vec::new()
+        }
+        Err(why) => {
+            if log.allow(service_name) {
+                tracing::warn!(service_name, reason = %why, "service_name does not resolve to any node");
+            }
+            Vec::new()
         }
     }
 }
@@ -247,7 +282,7 @@ impl Registry {
         if let Some(s) = st.subscriptions.get(service_name) {
             return s.clone();
         }
-        let nodes = st.resolve(service_name).unwrap_or_default();
+        let nodes = explain(&self.unresolved_log, service_name, st.resolve(service_name));
         let sub = Arc::new(ServiceNodes {
             service_name: service_name.to_owned(),
             nodes: ArcSwap::from_pointee(NodeList { nodes }),
@@ -261,19 +296,9 @@ impl Registry {
     /// One-shot lookup (APISIX's nodes(service_name)); None if the name does not resolve.
     pub fn nodes(&self, service_name: &str) -> Option<Vec<Node>> {
         let result = self.lock().resolve(service_name);
-        match result {
-            Ok(nodes) => Some(nodes),
-            Err(why) => {
-                // Before the first list completes a miss is expected; say so only at debug.
-                let quiet = matches!(why, Unresolved::NotSynced(_) | Unresolved::NotConfigured);
-                if quiet {
-                    tracing::debug!(service_name, reason = %why, "service_name not resolved yet");
-                } else if self.unresolved_log.allow(service_name) {
-                    tracing::warn!(service_name, reason = %why, "service_name does not resolve to any node");
-                }
-                None
-            }
-        }
+        let resolved = result.is_ok();
+        let nodes = explain(&self.unresolved_log, service_name, result);
+        resolved.then_some(nodes)
     }
 
     /// Like [`Registry::nodes`] but says why a name does not resolve.
@@ -299,7 +324,7 @@ impl Registry {
         if mode_changed {
             st.reindex();
         }
-        st.refresh_all();
+        st.refresh_all(&self.unresolved_log);
     }
 
     /// Forgets every cluster (discovery removed from the config).
@@ -308,7 +333,7 @@ impl Registry {
         st.multi_cluster = None;
         st.clusters.clear();
         st.by_service.clear();
-        st.refresh_all();
+        st.refresh_all(&self.unresolved_log);
     }
 
     /// Replaces the whole node set of `cluster` (after a full list): services
@@ -328,14 +353,14 @@ impl Registry {
                 _ => true,
             };
             if changed {
-                st.refresh_service(cluster, service);
+                st.refresh_service(cluster, service, &self.unresolved_log);
             }
         }
         // Subscriptions that were waiting for the first list now resolve (to nothing).
         if old.is_empty() {
             for ((cl, service), _) in st.by_service.iter() {
                 if cl == cluster {
-                    st.refresh_service(cl, service);
+                    st.refresh_service(cl, service, &self.unresolved_log);
                 }
             }
         }
@@ -352,7 +377,7 @@ impl Registry {
             None => c.services.remove(service).is_some(),
         };
         if changed {
-            st.refresh_service(cluster, service);
+            st.refresh_service(cluster, service, &self.unresolved_log);
         }
     }
 
@@ -403,7 +428,11 @@ mod tests {
         r.configure(false, &[String::new()]);
         r.replace_cluster("", HashMap::new());
         assert_eq!(r.nodes("shop/cart:http"), None);
-        r.update_service("", "shop/cart", Some(ports(&[("http", vec![node("10.0.0.1", 80)])])));
+        r.update_service(
+            "",
+            "shop/cart",
+            Some(ports(&[("http", vec![node("10.0.0.1", 80)])])),
+        );
         assert_eq!(sub.current().nodes, vec![node("10.0.0.1", 80)]);
         assert_eq!(r.nodes("shop/cart:http"), Some(vec![node("10.0.0.1", 80)]));
         assert!(Arc::ptr_eq(&sub, &r.subscribe("shop/cart:http")));
@@ -417,9 +446,20 @@ mod tests {
         r.update_service("", "shop/cart", Some(p.clone()));
         let sub = r.subscribe("shop/cart:http");
         let before = sub.current();
-        r.update_service("", "shop/cart", Some(ports(&[("http", vec![node("10.0.0.1", 80)]), ("m", vec![])])));
+        r.update_service(
+            "",
+            "shop/cart",
+            Some(ports(&[
+                ("http", vec![node("10.0.0.1", 80)]),
+                ("m", vec![]),
+            ])),
+        );
         assert!(Arc::ptr_eq(&before, &sub.current()));
-        r.update_service("", "shop/cart", Some(ports(&[("http", vec![node("10.0.0.2", 80)])])));
+        r.update_service(
+            "",
+            "shop/cart",
+            Some(ports(&[("http", vec![node("10.0.0.2", 80)])])),
+        );
         assert!(!Arc::ptr_eq(&before, &sub.current()));
     }
 
@@ -427,11 +467,18 @@ mod tests {
     fn replace_cluster_deletes_vanished_services() {
         let r = Registry::new();
         r.configure(false, &[String::new()]);
-        r.update_service("", "shop/old", Some(ports(&[("http", vec![node("10.0.0.1", 80)])])));
+        r.update_service(
+            "",
+            "shop/old",
+            Some(ports(&[("http", vec![node("10.0.0.1", 80)])])),
+        );
         let sub = r.subscribe("shop/old:http");
         assert_eq!(sub.current().nodes.len(), 1);
         let mut fresh = HashMap::new();
-        fresh.insert("shop/new".to_string(), ports(&[("http", vec![node("10.0.0.2", 80)])]));
+        fresh.insert(
+            "shop/new".to_string(),
+            ports(&[("http", vec![node("10.0.0.2", 80)])]),
+        );
         r.replace_cluster("", fresh);
         assert!(sub.current().nodes.is_empty());
         assert_eq!(r.nodes("shop/old:http"), None);
@@ -444,11 +491,20 @@ mod tests {
         assert_eq!(r.resolve("a/b:c"), Err(Unresolved::NotConfigured));
         r.configure(true, &["one".to_string()]);
         r.replace_cluster("one", HashMap::new());
-        assert_eq!(r.resolve("two/a/b:c"), Err(Unresolved::UnknownCluster("two".into())));
-        assert_eq!(r.resolve("one/a/b:c"), Err(Unresolved::NoService("a/b".into())));
+        assert_eq!(
+            r.resolve("two/a/b:c"),
+            Err(Unresolved::UnknownCluster("two".into()))
+        );
+        assert_eq!(
+            r.resolve("one/a/b:c"),
+            Err(Unresolved::NoService("a/b".into()))
+        );
         assert!(matches!(r.resolve("a/b:c"), Err(Unresolved::BadName(_))));
         r.update_service("one", "a/b", Some(ports(&[("http", vec![])])));
-        assert!(matches!(r.resolve("one/a/b:c"), Err(Unresolved::NoPort { .. })));
+        assert!(matches!(
+            r.resolve("one/a/b:c"),
+            Err(Unresolved::NoPort { .. })
+        ));
         assert_eq!(r.resolve("one/a/b:http"), Ok(vec![]));
     }
 
@@ -466,12 +522,20 @@ mod tests {
         let multi = r.subscribe("c1/shop/cart:http");
         let single = r.subscribe("shop/cart:http");
         r.configure(true, &["c1".to_string()]);
-        r.update_service("c1", "shop/cart", Some(ports(&[("http", vec![node("10.0.0.1", 80)])])));
+        r.update_service(
+            "c1",
+            "shop/cart",
+            Some(ports(&[("http", vec![node("10.0.0.1", 80)])])),
+        );
         assert_eq!(multi.current().nodes.len(), 1);
         assert!(single.current().nodes.is_empty());
         r.configure(false, &[String::new()]);
         assert!(multi.current().nodes.is_empty());
-        r.update_service("", "shop/cart", Some(ports(&[("http", vec![node("10.0.0.2", 80)])])));
+        r.update_service(
+            "",
+            "shop/cart",
+            Some(ports(&[("http", vec![node("10.0.0.2", 80)])])),
+        );
         assert_eq!(single.current().nodes.len(), 1);
     }
 
@@ -479,8 +543,16 @@ mod tests {
     fn removed_cluster_loses_its_nodes() {
         let r = Registry::new();
         r.configure(true, &["a".to_string(), "b".to_string()]);
-        r.update_service("a", "ns/s", Some(ports(&[("p", vec![node("10.0.0.1", 1)])])));
-        r.update_service("b", "ns/s", Some(ports(&[("p", vec![node("10.0.0.2", 1)])])));
+        r.update_service(
+            "a",
+            "ns/s",
+            Some(ports(&[("p", vec![node("10.0.0.1", 1)])])),
+        );
+        r.update_service(
+            "b",
+            "ns/s",
+            Some(ports(&[("p", vec![node("10.0.0.2", 1)])])),
+        );
         let a = r.subscribe("a/ns/s:p");
         let b = r.subscribe("b/ns/s:p");
         r.configure(true, &["b".to_string()]);

@@ -130,7 +130,10 @@ impl AccessLog {
         if let Err(TrySendError::Full(_)) = tx.try_send(line) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n + 1, "access log writer is behind; lines dropped");
+                tracing::warn!(
+                    dropped = n + 1,
+                    "access log writer is behind; lines dropped"
+                );
             }
         }
     }

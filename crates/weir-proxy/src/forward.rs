@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -62,7 +62,11 @@ pub async fn handle(
         record.time = Some(SystemTime::now());
         record.remote_addr = conn.remote.ip().to_string();
         record.method = req.method().as_str().to_owned();
-        record.uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        record.uri = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         record.version = version_str(req.version());
         record.referer = header_str(req.headers(), header::REFERER);
         record.user_agent = header_str(req.headers(), header::USER_AGENT);
@@ -204,9 +208,10 @@ async fn forward(
     let started = Instant::now();
     let set = upstream.node_set();
     if set.is_empty() {
-        let what = upstream
-            .service_name()
-            .map_or_else(|| "no nodes configured".to_owned(), |s| format!("no endpoints for {s}"));
+        let what = upstream.service_name().map_or_else(
+            || "no nodes configured".to_owned(),
+            |s| format!("no endpoints for {s}"),
+        );
         return Err(ForwardError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: no available node",
@@ -260,10 +265,13 @@ async fn forward(
         "no node could be tried",
     );
     while tried.len() < max_attempts {
-        if tried.len() > 0 && retry_deadline_passed(upstream, started) {
+        if !tried.is_empty() && retry_deadline_passed(upstream, started) {
             break;
         }
-        let Some(idx) = set.balancer.pick(&set.balance_nodes, hash, &|i| tried.contains(&i)) else {
+        let Some(idx) = set
+            .balancer
+            .pick(&set.balance_nodes, hash, &|i| tried.contains(&i))
+        else {
             break;
         };
         tried.push(idx);
@@ -275,7 +283,12 @@ async fn forward(
                 None => break,
             },
         };
-        set_host(&mut head.headers, upstream, node.key.as_str(), original_host.as_ref());
+        set_host(
+            &mut head.headers,
+            upstream,
+            node.key.as_str(),
+            original_host.as_ref(),
+        );
         let attempt_start = Instant::now();
         let in_flight = node.load.begin();
         match send_to_node(upstream, &set, idx, head, body).await {
@@ -605,7 +618,11 @@ fn request_host<B>(req: &Request<B>) -> &str {
     let raw = req
         .uri()
         .host()
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("");
     strip_port(raw)
 }
@@ -647,11 +664,6 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> 
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-#[allow(dead_code)]
-fn duration_secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 #[cfg(test)]

@@ -199,12 +199,13 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| ConnectError::Resolve {
-            host: host.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let mut addrs =
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ConnectError::Resolve {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            })?;
     addrs.next().ok_or_else(|| ConnectError::Resolve {
         host: host.to_owned(),
         reason: "no address".into(),

@@ -115,7 +115,10 @@ impl ProxyServer {
         match tokio::time::timeout(timeout, graceful.shutdown()).await {
             Ok(()) => 0,
             Err(_) => {
-                tracing::warn!(?timeout, "shutdown timeout reached with connections still open");
+                tracing::warn!(
+                    ?timeout,
+                    "shutdown timeout reached with connections still open"
+                );
                 open.max(1)
             }
         }

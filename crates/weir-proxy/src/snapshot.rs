@@ -127,10 +127,9 @@ impl Compiler {
             for (name, conf) in &route.plugins {
                 match Plugin::build(name, conf) {
                     Ok(p) => plugins.push(p),
-                    Err(e) => errors.push(FieldError::new(
-                        format!("routes[{i}].plugins.{name}"),
-                        e,
-                    )),
+                    Err(e) => {
+                        errors.push(FieldError::new(format!("routes[{i}].plugins.{name}"), e))
+                    }
                 }
             }
             let uris = route

@@ -107,8 +107,12 @@ fn load_certified_key(ssl: &Ssl) -> Result<CertifiedKey, (&'static str, String)>
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| (key_field, format!("unsupported private key: {e}")))?;
     let ck = CertifiedKey::new(certs, signing);
-    ck.keys_match()
-        .map_err(|e| (key_field, format!("key does not match the certificate: {e}")))?;
+    ck.keys_match().map_err(|e| {
+        (
+            key_field,
+            format!("key does not match the certificate: {e}"),
+        )
+    })?;
     Ok(ck)
 }
 

@@ -1,1 +1,4 @@
-//! Test kit.
+//! Test kit for weir: a faithful fake Kubernetes API server with fault injection
+//! ([`kube_api`]), used by integration tests that run without a cluster.
+
+pub mod kube_api;

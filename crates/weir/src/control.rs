@@ -82,6 +82,7 @@ fn route(core: &GatewayCore, req: Request<Incoming>) -> Response<Full<Bytes>> {
             json_response(StatusCode::OK, &json!(config.routes))
         }
         "/v1/upstreams" => json_response(StatusCode::OK, &upstreams(core)),
+        "/v1/reload" => json_response(StatusCode::OK, &json!(*core.reload_status().borrow())),
         "/v1/discovery/kubernetes/dump" => match core.discovery_dump() {
             Some(dump) => json_response(StatusCode::OK, &dump),
             None => json_response(

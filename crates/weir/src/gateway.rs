@@ -30,6 +30,18 @@ pub struct GatewayCore {
     discovery: Mutex<Option<Arc<KubernetesDiscovery>>>,
     shutting_down: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
+    reloads: tokio::sync::watch::Sender<ReloadStatus>,
+}
+
+/// The outcome of the latest reload attempt (shown by the control API).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// Reload attempts so far (accepted or not).
+    pub attempts: u64,
+    /// Accepted reloads so far.
+    pub applied: u64,
+    /// Why the last attempt was rejected, if it was.
+    pub last_error: Option<String>,
 }
 
 /// Why a reload was refused; the old configuration keeps serving.
@@ -53,9 +65,7 @@ impl GatewayCore {
         if self.shutting_down.load(Ordering::Acquire) {
             return false;
         }
-        self.discovery_guard()
-            .as_ref()
-            .is_none_or(|d| d.is_ready())
+        self.discovery_guard().as_ref().is_none_or(|d| d.is_ready())
     }
 
     /// Why the gateway is not ready, if it is not.
@@ -81,10 +91,34 @@ impl GatewayCore {
         }
     }
 
+    /// Subscribes to reload outcomes.
+    pub fn reload_status(&self) -> tokio::sync::watch::Receiver<ReloadStatus> {
+        self.reloads.subscribe()
+    }
+
+    fn record_reload(&self, result: &Result<(), ReloadError>) {
+        self.reloads.send_modify(|s| {
+            s.attempts += 1;
+            match result {
+                Ok(()) => {
+                    s.applied += 1;
+                    s.last_error = None;
+                }
+                Err(e) => s.last_error = Some(e.to_string()),
+            }
+        });
+    }
+
     /// Compiles `config` beside the live one and swaps it in. In-flight
     /// requests and open connections are untouched. On error nothing changes.
     pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
         let _serial = self.reload_lock.lock().await;
+        let result = self.apply(config);
+        self.record_reload(&result);
+        result
+    }
+
+    fn apply(&self, config: Config) -> Result<(), ReloadError> {
         let old = self.config.load_full();
         if old.gateway.listeners != config.gateway.listeners
             || old.gateway.control != config.gateway.control
@@ -124,14 +158,21 @@ impl GatewayCore {
 
     /// Loads, validates and applies a configuration file.
     pub async fn reload_file(&self, path: &str) -> Result<(), ReloadError> {
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| weir_config::LoadError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        let config = weir_config::load_str(&text, path)?;
-        self.reload(config).await
+        let text =
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|source| weir_config::LoadError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        match weir_config::load_str(&text, path) {
+            Ok(config) => self.reload(config).await,
+            Err(e) => {
+                let result = Err(ReloadError::Load(e));
+                self.record_reload(&result);
+                result
+            }
+        }
     }
 }
 
@@ -139,11 +180,15 @@ fn start_discovery(
     config: &Config,
     registry: &Arc<Registry>,
 ) -> anyhow::Result<Option<Arc<KubernetesDiscovery>>> {
-    let Some(k8s) = config.discovery.as_ref().and_then(|d| d.kubernetes.as_ref()) else {
+    let Some(k8s) = config
+        .discovery
+        .as_ref()
+        .and_then(|d| d.kubernetes.as_ref())
+    else {
         return Ok(None);
     };
-    let clusters = weir_config::discovery_resolve::resolve(k8s)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let clusters =
+        weir_config::discovery_resolve::resolve(k8s).map_err(|e| anyhow::anyhow!("{e}"))?;
     let multi = matches!(k8s, weir_config::discovery::KubernetesDiscovery::Multi(_));
     let d = KubernetesDiscovery::start(clusters, registry.clone(), multi)?;
     Ok(Some(Arc::new(d)))
@@ -168,9 +213,8 @@ impl Gateway {
         let snapshot = compiler
             .compile(config.clone())
             .map_err(|e| anyhow::anyhow!("configuration rejected:\n{e}"))?;
-        let access_log = AccessLog::start(&config.gateway.access_log).with_context(|| {
-            format!("opening access log {:?}", config.gateway.access_log.path)
-        })?;
+        let access_log = AccessLog::start(&config.gateway.access_log)
+            .with_context(|| format!("opening access log {:?}", config.gateway.access_log.path))?;
         let proxy = Arc::new(ProxyState::new(snapshot, access_log));
         let bound = server::bind(&config.gateway.listeners).await?;
         let core = Arc::new(GatewayCore {
@@ -181,6 +225,7 @@ impl Gateway {
             discovery: Mutex::new(discovery),
             shutting_down: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
+            reloads: tokio::sync::watch::channel(ReloadStatus::default()).0,
         });
         let control = if config.gateway.control.enabled {
             Some(ControlServer::start(&config.gateway.control.address, core.clone()).await?)
@@ -228,7 +273,10 @@ impl Gateway {
         self.core.shutting_down.store(true, Ordering::Release);
         let drain = Duration::from_secs_f64(config.gateway.shutdown.drain_delay);
         if !drain.is_zero() {
-            tracing::info!(?drain, "shutdown: readiness is failing; still serving during drain delay");
+            tracing::info!(
+                ?drain,
+                "shutdown: readiness is failing; still serving during drain delay"
+            );
             tokio::time::sleep(drain).await;
         }
         self.core.proxy.start_draining();

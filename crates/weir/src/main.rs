@@ -12,7 +12,10 @@ use weir::Gateway;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "weir", about = "An API gateway for Kubernetes that routes straight to pods")]
+#[command(
+    name = "weir",
+    about = "An API gateway for Kubernetes that routes straight to pods"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -66,7 +69,11 @@ fn validate(path: &std::path::Path) -> ExitCode {
                 config.routes.len(),
                 config.upstreams.len(),
                 config.ssls.len(),
-                if config.discovery.is_some() { ", discovery" } else { "" }
+                if config.discovery.is_some() {
+                    ", discovery"
+                } else {
+                    ""
+                }
             );
             ExitCode::SUCCESS
         }
@@ -113,9 +120,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
-    let source = path
-        .as_ref()
-        .map_or_else(|| "embedded default".to_owned(), |p| p.display().to_string());
+    let source = path.as_ref().map_or_else(
+        || "embedded default".to_owned(),
+        |p| p.display().to_string(),
+    );
     let gateway = Gateway::start(config).await?;
     tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "weir started");
     let reloader = match path {

@@ -64,7 +64,9 @@ pub fn spawn(core: Arc<GatewayCore>, path: PathBuf) -> anyhow::Result<tokio::tas
             while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
             match core.reload_file(&path_str).await {
                 Ok(()) => {}
-                Err(e) => tracing::error!(file = %path_str, "reload rejected, previous configuration still serving:\n{e}"),
+                Err(e) => {
+                    tracing::error!(file = %path_str, "reload rejected, previous configuration still serving:\n{e}")
+                }
             }
         }
     }))

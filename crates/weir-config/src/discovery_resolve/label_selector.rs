@@ -95,9 +95,8 @@ fn is_label_name(s: &str) -> bool {
 fn check_label_key(k: &str) -> Result<(), String> {
     let name = match k.rsplit_once('/') {
         Some((prefix, name)) => {
-            let dns = !prefix.is_empty()
-                && prefix.len() <= 253
-                && prefix.split('.').all(is_label_name);
+            let dns =
+                !prefix.is_empty() && prefix.len() <= 253 && prefix.split('.').all(is_label_name);
             if !dns {
                 return Err(format!("{k:?}: invalid label key prefix"));
             }

@@ -70,7 +70,10 @@ fn minimal_single_cluster_gets_apisix_defaults() {
     let service = c.config.service.clone().unwrap();
     assert_eq!(service.schema.as_deref(), Some("https"));
     assert_eq!(service.host.as_deref(), Some("${KUBERNETES_SERVICE_HOST}"));
-    assert_eq!(service.port, Some(PortValue("${KUBERNETES_SERVICE_PORT}".into())));
+    assert_eq!(
+        service.port,
+        Some(PortValue("${KUBERNETES_SERVICE_PORT}".into()))
+    );
     assert_eq!(
         c.config.client.as_ref().unwrap().token_file.as_deref(),
         Some(IN_CLUSTER_TOKEN_FILE)
@@ -82,13 +85,25 @@ fn minimal_single_cluster_gets_apisix_defaults() {
 #[test]
 fn unset_env_var_names_field_and_variable() {
     let e = errs("kubernetes: {}", &[]);
-    has(&e, "discovery.kubernetes.service.host", "KUBERNETES_SERVICE_HOST is not set");
-    has(&e, "discovery.kubernetes.service.port", "KUBERNETES_SERVICE_PORT is not set");
+    has(
+        &e,
+        "discovery.kubernetes.service.host",
+        "KUBERNETES_SERVICE_HOST is not set",
+    );
+    has(
+        &e,
+        "discovery.kubernetes.service.port",
+        "KUBERNETES_SERVICE_PORT is not set",
+    );
     let e = errs(
         "kubernetes:\n  service: {host: a.example, port: 6443}\n  client: {token: '${MY_TOKEN}'}",
         &[],
     );
-    has(&e, "discovery.kubernetes.client.token", "MY_TOKEN is not set");
+    has(
+        &e,
+        "discovery.kubernetes.client.token",
+        "MY_TOKEN is not set",
+    );
 }
 
 #[test]
@@ -126,7 +141,11 @@ fn bad_schema_port_and_host() {
         "kubernetes:\n  service: {schema: ftp, host: 'a b', port: 70000}",
         &[],
     );
-    has(&e, "discovery.kubernetes.service.schema", "must be http or https");
+    has(
+        &e,
+        "discovery.kubernetes.service.schema",
+        "must be http or https",
+    );
     has(&e, "discovery.kubernetes.service.host", "not a host name");
     has(&e, "discovery.kubernetes.service.port", "not a port number");
     let e = errs("kubernetes:\n  service: {host: a, port: '0'}", &[]);
@@ -149,13 +168,18 @@ fn ssl_verify_false_must_be_explicit_and_drops_the_default_ca() {
         &[],
     );
     assert!(!c[0].ssl_verify);
-    assert!(matches!(&c[0].api_server, ApiServer::Direct { ca_file: None, .. }));
+    assert!(matches!(
+        &c[0].api_server,
+        ApiServer::Direct { ca_file: None, .. }
+    ));
     let c = ok(
         "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x, ca_file: /ca.pem}",
         &[],
     );
     assert!(c[0].ssl_verify);
-    assert!(matches!(&c[0].api_server, ApiServer::Direct { ca_file: Some(p), .. } if p == Path::new("/ca.pem")));
+    assert!(
+        matches!(&c[0].api_server, ApiServer::Direct { ca_file: Some(p), .. } if p == Path::new("/ca.pem"))
+    );
 }
 
 #[test]
@@ -167,39 +191,72 @@ fn multi_cluster_ids_are_checked() {
   - {service: {host: c, port: 1}, client: {token: z}}";
     let e = errs(yaml, &[]);
     has(&e, "discovery.kubernetes[0].id", "must match");
-    has(&e, "discovery.kubernetes[2].id", "duplicate cluster id \"one\"");
+    has(
+        &e,
+        "discovery.kubernetes[2].id",
+        "duplicate cluster id \"one\"",
+    );
     has(&e, "discovery.kubernetes[3].id", "required");
-    has(&errs("kubernetes: []", &[]), "discovery.kubernetes", "must not be empty");
+    has(
+        &errs("kubernetes: []", &[]),
+        "discovery.kubernetes",
+        "must not be empty",
+    );
 }
 
 #[test]
 fn multi_cluster_fills_no_service_or_client_defaults() {
     let e = errs("kubernetes:\n  - {id: a}", IN_CLUSTER);
     has(&e, "discovery.kubernetes[0].service", "required");
-    let e = errs("kubernetes:\n  - {id: a, service: {host: h, port: 1}}", IN_CLUSTER);
-    has(&e, "discovery.kubernetes[0].client", "token or token_file is required");
+    let e = errs(
+        "kubernetes:\n  - {id: a, service: {host: h, port: 1}}",
+        IN_CLUSTER,
+    );
+    has(
+        &e,
+        "discovery.kubernetes[0].client",
+        "token or token_file is required",
+    );
     let c = ok(
         "kubernetes:\n  - {id: a, service: {host: h, port: 1}, client: {token_file: /t}}",
         &[],
     );
     assert_eq!(c[0].id.as_deref(), Some("a"));
-    assert!(matches!(&c[0].api_server, ApiServer::Direct { ca_file: None, url, .. } if url == "https://h:1"));
+    assert!(
+        matches!(&c[0].api_server, ApiServer::Direct { ca_file: None, url, .. } if url == "https://h:1")
+    );
     assert_eq!(c[0].default_weight, 50);
 }
 
 #[test]
 fn namespace_selector_kinds() {
-    let base = "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x}\n  namespace_selector:";
+    let base =
+        "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x}\n  namespace_selector:";
     let e = errs(&format!("{base} {{equal: a, not_equal: b}}"), &[]);
     has(&e, "discovery.kubernetes.namespace_selector", "only one of");
     let e = errs(&format!("{base} {{match: ['(']}}"), &[]);
-    has(&e, "discovery.kubernetes.namespace_selector.match[0]", "invalid regex");
+    has(
+        &e,
+        "discovery.kubernetes.namespace_selector.match[0]",
+        "invalid regex",
+    );
     let e = errs(&format!("{base} {{not_match: []}}"), &[]);
-    has(&e, "discovery.kubernetes.namespace_selector.not_match", "at least one");
+    has(
+        &e,
+        "discovery.kubernetes.namespace_selector.not_match",
+        "at least one",
+    );
     let e = errs(&format!("{base} {{equal: 'Not/A/Ns'}}"), &[]);
-    has(&e, "discovery.kubernetes.namespace_selector.equal", "not a namespace");
+    has(
+        &e,
+        "discovery.kubernetes.namespace_selector.equal",
+        "not a namespace",
+    );
 
-    let c = ok(&format!("{base} {{match: [default, '^my-[a-z]+$', 'shop']}}"), &[]);
+    let c = ok(
+        &format!("{base} {{match: [default, '^my-[a-z]+$', 'shop']}}"),
+        &[],
+    );
     let f = &c[0].namespace_filter;
     assert!(f.accepts("default") && f.accepts("my-app") && f.accepts("shop"));
     // Whole-name match: "shop" does not accept "shop-canary".
@@ -211,10 +268,14 @@ fn namespace_selector_kinds() {
 
 #[test]
 fn label_selector_is_checked_and_unquoted() {
-    let base = "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x}\n  label_selector:";
+    let base =
+        "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x}\n  label_selector:";
     let c = ok(&format!("{base} 'first=\"a\",second=\"b\"'"), &[]);
     assert_eq!(c[0].label_selector.as_deref(), Some("first=a,second=b"));
-    let c = ok(&format!("{base} 'app in (a, b),!canary,tier!=db,example.com/x==y'"), &[]);
+    let c = ok(
+        &format!("{base} 'app in (a, b),!canary,tier!=db,example.com/x==y'"),
+        &[],
+    );
     assert_eq!(
         c[0].label_selector.as_deref(),
         Some("app in (a,b),!canary,tier!=db,example.com/x==y")
@@ -222,33 +283,56 @@ fn label_selector_is_checked_and_unquoted() {
     let e = errs(&format!("{base} 'app=(x'"), &[]);
     has(&e, "discovery.kubernetes.label_selector", "");
     let e = errs(&format!("{base} 'a b c'"), &[]);
-    has(&e, "discovery.kubernetes.label_selector", "unknown operator");
+    has(
+        &e,
+        "discovery.kubernetes.label_selector",
+        "unknown operator",
+    );
     let e = errs(&format!("{base} 'a=b,,c=d'"), &[]);
-    has(&e, "discovery.kubernetes.label_selector", "empty requirement");
+    has(
+        &e,
+        "discovery.kubernetes.label_selector",
+        "empty requirement",
+    );
 }
 
 #[test]
 fn weight_and_idle_timeout() {
     let base = "kubernetes:\n  service: {host: a, port: 1}\n  client: {token: x}";
-    let c = ok(&format!("{base}\n  default_weight: 0\n  watch_idle_timeout: 0.5"), &[]);
+    let c = ok(
+        &format!("{base}\n  default_weight: 0\n  watch_idle_timeout: 0.5"),
+        &[],
+    );
     assert_eq!(c[0].default_weight, 0);
     assert_eq!(c[0].watch_idle_timeout, Duration::from_millis(500));
     let e = errs(&format!("{base}\n  watch_idle_timeout: 0"), &[]);
     has(&e, "discovery.kubernetes.watch_idle_timeout", "> 0");
     // A negative weight does not even parse into the model.
-    assert!(serde_saphyr::from_str::<DiscoveryConfig>(&format!("{base}\n  default_weight: -1")).is_err());
+    assert!(
+        serde_saphyr::from_str::<DiscoveryConfig>(&format!("{base}\n  default_weight: -1"))
+            .is_err()
+    );
 }
 
 #[test]
 fn kubeconfig_explicit_or_from_env_out_of_cluster() {
-    let c = ok("kubernetes:\n  client: {kubeconfig: '${HOME}/.kube/config'}", &[("HOME", "/home/u")]);
-    assert_eq!(c[0].api_server, ApiServer::Kubeconfig("/home/u/.kube/config".into()));
+    let c = ok(
+        "kubernetes:\n  client: {kubeconfig: '${HOME}/.kube/config'}",
+        &[("HOME", "/home/u")],
+    );
+    assert_eq!(
+        c[0].api_server,
+        ApiServer::Kubeconfig("/home/u/.kube/config".into())
+    );
     let c = ok("kubernetes: {}", &[("KUBECONFIG", "/k1:/k2")]);
     assert_eq!(c[0].api_server, ApiServer::Kubeconfig("/k1".into()));
     // In cluster, the service env wins over $KUBECONFIG.
     let mut env = IN_CLUSTER.to_vec();
     env.push(("KUBECONFIG", "/k1"));
-    assert!(matches!(ok("kubernetes: {}", &env)[0].api_server, ApiServer::Direct { .. }));
+    assert!(matches!(
+        ok("kubernetes: {}", &env)[0].api_server,
+        ApiServer::Direct { .. }
+    ));
     let e = errs(
         "kubernetes:\n  service: {host: a, port: 1}\n  client: {kubeconfig: /k}",
         &[],
@@ -284,8 +368,12 @@ fn service_names_follow_the_mode() {
 fn expand_env_rejects_bad_syntax() {
     let env = env_of(&[("A", "1")]);
     assert_eq!(expand_env("x${A}y${A}", &env), Ok("x1y1".into()));
-    assert!(expand_env("${A", &env).unwrap_err().contains("unterminated"));
-    assert!(expand_env("${1A}", &env).unwrap_err().contains("invalid variable"));
+    assert!(expand_env("${A", &env)
+        .unwrap_err()
+        .contains("unterminated"));
+    assert!(expand_env("${1A}", &env)
+        .unwrap_err()
+        .contains("invalid variable"));
     assert_eq!(expand_env("no vars", &env), Ok("no vars".into()));
 }
 

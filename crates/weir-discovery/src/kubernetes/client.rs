@@ -6,9 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use weir_config::discovery_resolve::{
-    ApiServer, Credentials, ResolvedCluster, IN_CLUSTER_CA_FILE,
-};
+use weir_config::discovery_resolve::{ApiServer, Credentials, ResolvedCluster, IN_CLUSTER_CA_FILE};
 
 use super::token::{BearerAuthLayer, TokenSource};
 
@@ -57,8 +55,9 @@ pub async fn build(cluster: &ResolvedCluster) -> anyhow::Result<kube::Client> {
             (config, auth)
         }
         ApiServer::Kubeconfig(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("cluster {name}: reading kubeconfig {}", path.display()))?;
+            let kc = Kubeconfig::read_from(path).with_context(|| {
+                format!("cluster {name}: reading kubeconfig {}", path.display())
+            })?;
             let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .with_context(|| format!("cluster {name}: using kubeconfig {}", path.display()))?;
@@ -67,9 +66,13 @@ pub async fn build(cluster: &ResolvedCluster) -> anyhow::Result<kube::Client> {
     };
     config.accept_invalid_certs = !cluster.ssl_verify;
     if !cluster.ssl_verify {
-        tracing::warn!(cluster = name, "TLS verification of the API server is disabled (ssl_verify: false)");
+        tracing::warn!(
+            cluster = name,
+            "TLS verification of the API server is disabled (ssl_verify: false)"
+        );
     }
-    config.connect_timeout = Some(CONNECT_TIMEOUT.min(cluster.watch_idle_timeout.max(Duration::from_secs(1))));
+    config.connect_timeout =
+        Some(CONNECT_TIMEOUT.min(cluster.watch_idle_timeout.max(Duration::from_secs(1))));
     config.read_timeout = Some(cluster.watch_idle_timeout);
     config.reset_reader_on_write = true;
     // Retries belong to the watcher's backoff, where they are visible in the sync state.

@@ -57,7 +57,8 @@ fn preflight(cluster: &ResolvedCluster) -> anyhow::Result<()> {
         ApiServer::Direct {
             ca_file: Some(f), ..
         } if cluster.ssl_verify
-            && f.as_path() != std::path::Path::new(weir_config::discovery_resolve::IN_CLUSTER_CA_FILE) =>
+            && f.as_path()
+                != std::path::Path::new(weir_config::discovery_resolve::IN_CLUSTER_CA_FILE) =>
         {
             std::fs::metadata(f)
                 .with_context(|| format!("cluster {name}: client.ca_file {}", f.display()))?;
@@ -153,8 +154,8 @@ impl KubernetesDiscovery {
     /// Waits until [`Self::is_ready`], at most `timeout`; returns readiness.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.ready.clone();
-        let all = tokio::time::timeout(timeout, rx.wait_for(|flags| flags.iter().all(|r| *r)))
-            .await;
+        let all =
+            tokio::time::timeout(timeout, rx.wait_for(|flags| flags.iter().all(|r| *r))).await;
         matches!(all, Ok(Ok(_)))
     }
 

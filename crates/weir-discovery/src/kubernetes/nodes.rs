@@ -60,16 +60,20 @@ fn object_name(ns: Option<&str>, name: Option<&str>) -> String {
 /// Nodes of an Endpoints object: `subsets[].addresses` only (ready).
 pub fn endpoints_contribution(ep: &Endpoints, weight: u32) -> Contribution {
     let mut out = Contribution::default();
-    let obj = object_name(ep.metadata.namespace.as_deref(), ep.metadata.name.as_deref());
+    let obj = object_name(
+        ep.metadata.namespace.as_deref(),
+        ep.metadata.name.as_deref(),
+    );
     for subset in ep.subsets.iter().flatten() {
         let mut ports = Vec::new();
         for p in subset.ports.iter().flatten() {
             let key = port_key(p.name.as_deref(), p.port);
             match valid_port(p.port) {
                 Some(n) => ports.push((key, n)),
-                None => out
-                    .problems
-                    .push(format!("Endpoints {obj}: port {key:?} has invalid number {}", p.port)),
+                None => out.problems.push(format!(
+                    "Endpoints {obj}: port {key:?} has invalid number {}",
+                    p.port
+                )),
             }
         }
         let mut hosts = Vec::new();
@@ -175,9 +179,19 @@ pub fn merge<'a>(contributions: impl IntoIterator<Item = &'a Contribution>) -> P
     for c in contributions {
         for (key, nodes) in &c.ports {
             let r = ready.entry(key.clone()).or_default();
-            r.extend(nodes.ready.iter().map(|n| (n.host.clone(), n.port, n.weight)));
+            r.extend(
+                nodes
+                    .ready
+                    .iter()
+                    .map(|n| (n.host.clone(), n.port, n.weight)),
+            );
             let t = terminating.entry(key.clone()).or_default();
-            t.extend(nodes.terminating.iter().map(|n| (n.host.clone(), n.port, n.weight)));
+            t.extend(
+                nodes
+                    .terminating
+                    .iter()
+                    .map(|n| (n.host.clone(), n.port, n.weight)),
+            );
         }
     }
     ready

@@ -27,12 +27,17 @@ fn list<K: DeserializeOwned + k8s_openapi::ListableResource>(text: &str) -> Vec<
 fn find<'a, K: kube::Resource>(items: &'a [K], ns: &str, name: &str) -> &'a K {
     items
         .iter()
-        .find(|o| o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name))
+        .find(|o| {
+            o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
+        })
         .expect("object in the recording")
 }
 
 fn hosts(ports: &PortMap, key: &str) -> Vec<String> {
-    ports[key].iter().map(|n| format!("{}:{}", n.host, n.port)).collect()
+    ports[key]
+        .iter()
+        .map(|n| format!("{}:{}", n.host, n.port))
+        .collect()
 }
 
 fn node(host: &str, port: u16) -> Node {
@@ -50,7 +55,10 @@ fn endpoints_use_ready_addresses_only_per_named_port() {
     assert!(c.problems.is_empty());
     let ports = merge([&c]);
     assert_eq!(hosts(&ports, "http"), ["10.2.0.11:8080", "10.2.0.12:8080"]);
-    assert_eq!(hosts(&ports, "metrics"), ["10.2.0.11:9100", "10.2.0.12:9100"]);
+    assert_eq!(
+        hosts(&ports, "metrics"),
+        ["10.2.0.11:9100", "10.2.0.12:9100"]
+    );
     assert_eq!(ports["http"][0].weight, 50);
 }
 
@@ -59,13 +67,23 @@ fn unnamed_endpoints_port_is_keyed_by_number() {
     let items: Vec<Endpoints> = list(ENDPOINTS_LIST);
     let ports = merge([&endpoints_contribution(find(&items, "shop", "legacy"), 7)]);
     assert_eq!(ports.keys().collect::<Vec<_>>(), ["3306"]);
-    assert_eq!(ports["3306"], vec![Node { host: "10.2.1.21".into(), port: 3306, weight: 7 }]);
+    assert_eq!(
+        ports["3306"],
+        vec![Node {
+            host: "10.2.1.21".into(),
+            port: 3306,
+            weight: 7
+        }]
+    );
 }
 
 #[test]
 fn endpoints_without_subsets_have_no_ports() {
     let items: Vec<Endpoints> = list(ENDPOINTS_LIST);
-    let ports = merge([&endpoints_contribution(find(&items, "shop-canary", "empty"), 50)]);
+    let ports = merge([&endpoints_contribution(
+        find(&items, "shop-canary", "empty"),
+        50,
+    )]);
     assert!(ports.is_empty());
 }
 
@@ -74,10 +92,16 @@ fn slices_of_a_service_merge_deduplicated_with_nil_ready_as_ready() {
     let items: Vec<EndpointSlice> = list(SLICES_LIST);
     let x = slice_contribution(find(&items, "shop", "cart-x1y2z"), 50);
     let q = slice_contribution(find(&items, "shop", "cart-q8r7s"), 50);
-    assert_eq!(slice_service_key(find(&items, "shop", "cart-x1y2z")).as_deref(), Some("shop/cart"));
+    assert_eq!(
+        slice_service_key(find(&items, "shop", "cart-x1y2z")).as_deref(),
+        Some("shop/cart")
+    );
     let ports = merge([&x, &q]);
     // .11 ready, .12 `conditions: {}` (nil = ready) and duplicated in q, .13 terminating, .14 ready.
-    assert_eq!(hosts(&ports, "http"), ["10.2.0.11:8080", "10.2.0.12:8080", "10.2.0.14:8080"]);
+    assert_eq!(
+        hosts(&ports, "http"),
+        ["10.2.0.11:8080", "10.2.0.12:8080", "10.2.0.14:8080"]
+    );
     assert_eq!(hosts(&ports, "metrics").len(), 3);
 }
 
@@ -137,7 +161,11 @@ fn bad_addresses_and_ports_are_skipped_with_a_named_problem() {
     assert_eq!(hosts(&ports, "http"), ["10.2.0.12:8080"]);
     assert!(!ports.contains_key("metrics"));
     assert_eq!(c.problems.len(), 2);
-    assert!(c.problems.iter().all(|p| p.contains("shop/cart")), "{:?}", c.problems);
+    assert!(
+        c.problems.iter().all(|p| p.contains("shop/cart")),
+        "{:?}",
+        c.problems
+    );
 
     let slices: Vec<EndpointSlice> = list(SLICES_LIST);
     let mut s = find(&slices, "shop", "cart-q8r7s").clone();
@@ -151,8 +179,14 @@ fn bad_addresses_and_ports_are_skipped_with_a_named_problem() {
     assert!(c.problems[0].contains("shop/cart-q8r7s"));
 }
 
+type Services = HashMap<String, Arc<PortMap>>;
+type Latest = HashMap<String, Option<Arc<PortMap>>>;
+
 /// Replays a recorded watch on top of the recorded list.
-fn replay<K: EndpointSource + k8s_openapi::ListableResource>(list_text: &str, watch_text: &str) -> (HashMap<String, Arc<PortMap>>, HashMap<String, Option<Arc<PortMap>>>) {
+fn replay<K: EndpointSource + k8s_openapi::ListableResource>(
+    list_text: &str,
+    watch_text: &str,
+) -> (Services, Latest) {
     let mut state = ClusterState::new(50, NamespaceFilter::All);
     state.init();
     for obj in list::<K>(list_text) {

@@ -261,6 +261,9 @@ mod tests {
     fn delete_of_last_object_removes_the_service() {
         let mut s = ClusterState::new(50, NamespaceFilter::All);
         s.apply(&ep("a", "web", &["10.0.0.1"]));
-        assert_eq!(s.delete(&ep("a", "web", &[])), Some(("a/web".to_string(), None)));
+        assert_eq!(
+            s.delete(&ep("a", "web", &[])),
+            Some(("a/web".to_string(), None))
+        );
     }
 }

@@ -112,7 +112,11 @@ where
         task.cluster.namespace_filter.clone(),
     );
     let mut synced_once = false;
-    tracing::info!(cluster = task.name(), kind = K::KIND, "watching the API server");
+    tracing::info!(
+        cluster = task.name(),
+        kind = K::KIND,
+        "watching the API server"
+    );
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(ev) => ev,
@@ -137,7 +141,11 @@ where
             }
             Event::InitDone => {
                 let services = state.init_done();
-                tracing::info!(cluster = task.name(), services = services.len(), "full list loaded");
+                tracing::info!(
+                    cluster = task.name(),
+                    services = services.len(),
+                    "full list loaded"
+                );
                 task.registry.replace_cluster(&task.key, services);
                 task.sync.listed();
                 if !synced_once {
@@ -170,12 +178,9 @@ fn describe_error(e: &watcher::Error) -> String {
         watcher::Error::InitialListFailed(c) => format!("list failed: {}", client_error(c)),
         watcher::Error::WatchStartFailed(c) => format!("watch start failed: {}", client_error(c)),
         watcher::Error::WatchFailed(c) => format!("watch stream failed: {}", client_error(c)),
-        watcher::Error::WatchError(s) => format!(
-            "watch error event: {} {} {}",
-            s.code,
-            s.reason,
-            s.message
-        ),
+        watcher::Error::WatchError(s) => {
+            format!("watch error event: {} {} {}", s.code, s.reason, s.message)
+        }
         watcher::Error::NoResourceVersion => "no resourceVersion in the API response".to_owned(),
     }
 }

@@ -75,12 +75,17 @@ impl PluginChain {
         body: Incoming,
         ctx: &PluginContext<'_>,
     ) -> Result<Response<ProxyBody>, Incoming> {
-        for p in &self.plugins {
-            match p {
-                Plugin::Echo(echo) => return Ok(echo.respond(parts, body, ctx).await),
-            }
+        // The first plugin that answers ends the phase. (With one variant
+        // today clippy sees a plain map; plugins that do not answer will add
+        // `None` arms.)
+        #[allow(clippy::unnecessary_find_map)]
+        let answering = self.plugins.iter().find_map(|p| match p {
+            Plugin::Echo(echo) => Some(echo),
+        });
+        match answering {
+            Some(echo) => Ok(echo.respond(parts, body, ctx).await),
+            None => Err(body),
         }
-        Err(body)
     }
 
     /// Before-proxy phase: last chance to change the upstream request.

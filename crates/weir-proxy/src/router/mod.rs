@@ -47,7 +47,7 @@ pub struct RouteSpec<T> {
 
 /// All enabled routes, indexed by host and path for lookup.
 pub struct RouteTable<T> {
-    routes: Vec<CompiledRoute<T>>,
+    routes: Vec<IndexedRoute<T>>,
     patterns: Vec<UriPattern>,
     exact_hosts: HashMap<Box<str>, PathIndex>,
     /// Keyed by the reversed wildcard suffix (`*.example.com` -> `moc.elpmaxe.`),
@@ -66,7 +66,7 @@ pub struct RouteMatch<'a, T> {
     path: &'a str,
 }
 
-struct CompiledRoute<T> {
+struct IndexedRoute<T> {
     id: String,
     methods: Vec<Method>,
     priority: i64,
@@ -120,7 +120,7 @@ impl<T> RouteTable<T> {
                 };
                 index.insert(&candidates, &table.patterns);
             }
-            table.routes.push(CompiledRoute {
+            table.routes.push(IndexedRoute {
                 id: spec.id,
                 methods: spec.methods,
                 priority: spec.priority,
@@ -257,7 +257,7 @@ impl PathIndex {
 
     /// Orders every bucket by precedence; candidates arrive in config order
     /// and the sorts are stable, so config order breaks the remaining ties.
-    fn seal<T>(&mut self, routes: &[CompiledRoute<T>], patterns: &[UriPattern]) {
+    fn seal<T>(&mut self, routes: &[IndexedRoute<T>], patterns: &[UriPattern]) {
         let priority = |c: &Candidate| routes[c.route as usize].priority;
         for bucket in self.exact.values_mut() {
             bucket.sort_by_key(|c| std::cmp::Reverse(priority(c)));

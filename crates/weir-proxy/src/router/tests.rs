@@ -476,3 +476,53 @@ fn thousand_host_routes_each_find_their_own() {
         assert_eq!(get(&table, &host, "/svc/other"), None);
     }
 }
+
+#[test]
+fn routing_doc_worked_examples_hold() {
+    // The table in docs/routing.md ("Worked examples"); `old` is disabled and
+    // therefore not compiled.
+    let table = RouteTable::build(vec![
+        route("catch-all", &["/*"]),
+        route("api", &["/api/*"]),
+        route("api-v2", &["/api/v2/*"]),
+        route("health", &["/api/health"]),
+        route("user", &["/api/users/:id"]),
+        route("users-any", &["/api/users/*"]),
+        with_methods(
+            route("upload", &["/api/upload"]),
+            &[Method::POST, Method::PUT],
+        ),
+        with_hosts(route("shop", &["/*"]), &["shop.example.com"]),
+        with_hosts(route("tenants", &["/api/health"]), &["*.example.com"]),
+        with_hosts(route("eu-tenants", &["/api/*"]), &["*.eu.example.com"]),
+        route("low", &["/dup"]),
+        with_priority(route("high", &["/dup"]), 5),
+    ]);
+    let cases = [
+        (Method::GET, "x.io", "/api/health", "health"),
+        (Method::GET, "x.io", "/api/v2/items", "api-v2"),
+        (Method::GET, "x.io", "/api/v1/items", "api"),
+        (Method::GET, "x.io", "/api/users/7", "user"),
+        (Method::GET, "x.io", "/api/users/7/cart", "users-any"),
+        (Method::POST, "x.io", "/api/upload", "upload"),
+        (Method::GET, "x.io", "/api/upload", "api"),
+        (Method::GET, "shop.example.com", "/api/health", "shop"),
+        (Method::GET, "a.example.com", "/api/health", "tenants"),
+        (Method::GET, "a.eu.example.com", "/api/health", "eu-tenants"),
+        (Method::GET, "a.example.com", "/other", "catch-all"),
+        (Method::GET, "example.com", "/api/health", "health"),
+        (Method::GET, "x.io", "/dup", "high"),
+        (Method::GET, "x.io", "/legacy", "catch-all"),
+    ];
+    for (m, host, path, expected) in cases {
+        assert_eq!(
+            method(&table, m.clone(), host, path),
+            hit(expected),
+            "{m} {host} {path}"
+        );
+    }
+    let user = table
+        .find("x.io", "/api/users/7", &Method::GET)
+        .expect("matches");
+    assert_eq!(user.param("id"), Some("7"));
+}

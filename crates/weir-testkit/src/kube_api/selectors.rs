@@ -103,7 +103,10 @@ impl LabelSelector {
                 Self::kv(t, k, v, true)?
             } else if t.contains(['<', '>']) {
                 // gt/lt operators exist in the real grammar; not needed by weir.
-                return Err(parse_err(t, "operators > and < are not supported by the fake"));
+                return Err(parse_err(
+                    t,
+                    "operators > and < are not supported by the fake",
+                ));
             } else {
                 if !valid_key(t) {
                     return Err(parse_err(t, "invalid label key"));

@@ -238,8 +238,12 @@ impl ListQuery {
         let mut lq = ListQuery::default();
         for (k, v) in q {
             match k.as_str() {
-                "labelSelector" => lq.label = LabelSelector::parse(v).map_err(Status::bad_request)?,
-                "fieldSelector" => lq.field = FieldSelector::parse(v).map_err(Status::bad_request)?,
+                "labelSelector" => {
+                    lq.label = LabelSelector::parse(v).map_err(Status::bad_request)?
+                }
+                "fieldSelector" => {
+                    lq.field = FieldSelector::parse(v).map_err(Status::bad_request)?
+                }
                 "limit" => {
                     let n: i64 = v.parse().map_err(|_| {
                         Status::bad_request(format!("limit: Invalid value: \"{v}\""))
@@ -265,7 +269,9 @@ impl ListQuery {
 
     pub(crate) fn parse_rv(s: &str) -> Result<u64, Status> {
         s.parse::<u64>().map_err(|e| {
-            Status::bad_request(format!("invalid resource version: strconv.ParseUint: parsing {s:?}: {e}"))
+            Status::bad_request(format!(
+                "invalid resource version: strconv.ParseUint: parsing {s:?}: {e}"
+            ))
         })
     }
 }
@@ -420,9 +426,7 @@ async fn resource_request(
     let Some(rp) = parse_resource_path(path) else {
         return status_response(&Status::not_found(), pretty);
     };
-    let watch = query
-        .iter()
-        .any(|(k, v)| k == "watch" && parse_bool(v));
+    let watch = query.iter().any(|(k, v)| k == "watch" && parse_bool(v));
     let verb = match (method, rp.name.is_some()) {
         (&Method::GET, true) => "get",
         (&Method::GET, false) if watch => "watch",
@@ -569,9 +573,7 @@ async fn list(
             let rv = u64::try_from(t.rv).unwrap_or(0);
             match store.snapshot_at(kind, rv) {
                 Some(s) => (s, rv, t.start),
-                None => {
-                    return Err(Status::continue_expired(ContinueToken::encode(-1, t.start)))
-                }
+                None => return Err(Status::continue_expired(ContinueToken::encode(-1, t.start))),
             }
         }
     } else {
@@ -586,7 +588,9 @@ async fn list(
                 if rv > store.rv() {
                     return Err(Status::too_large_resource_version(rv, store.rv()));
                 }
-                let snap = store.snapshot_at(kind, rv).ok_or_else(Status::list_rv_too_old)?;
+                let snap = store
+                    .snapshot_at(kind, rv)
+                    .ok_or_else(Status::list_rv_too_old)?;
                 (snap, rv, String::new())
             }
             _ => (store.current(kind).clone(), store.rv(), String::new()),

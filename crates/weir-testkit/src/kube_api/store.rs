@@ -150,10 +150,6 @@ impl Store {
         self.rv
     }
 
-    pub(crate) fn floor(&self) -> u64 {
-        self.floor
-    }
-
     pub(crate) fn subscribe_rv(&self) -> watch::Receiver<u64> {
         self.rv_tx.subscribe()
     }
@@ -373,12 +369,7 @@ impl Store {
                 })
                 .collect(),
             Some(r) if r < self.floor => return Err(self.floor),
-            Some(r) => self
-                .history
-                .iter()
-                .filter(|e| e.rv > r)
-                .cloned()
-                .collect(),
+            Some(r) => self.history.iter().filter(|e| e.rv > r).cloned().collect(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         self.watchers.push(tx);
@@ -450,8 +441,7 @@ pub(crate) fn normalize(kind: ResourceKind, obj: &mut Value) {
                 }
             }
             default_ports(o.get_mut("ports"), true);
-            if o
-                .get("addressType")
+            if o.get("addressType")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
@@ -533,21 +523,39 @@ mod tests {
     #[test]
     fn revisions_history_and_snapshots() {
         let mut s = Store::new(100, 10, false);
-        assert_eq!(s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.1")), Ok(101));
-        assert_eq!(s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.1")), Ok(101));
-        assert_eq!(s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.2")), Ok(102));
+        assert_eq!(
+            s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.1")),
+            Ok(101)
+        );
+        assert_eq!(
+            s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.1")),
+            Ok(101)
+        );
+        assert_eq!(
+            s.apply(ResourceKind::Endpoints, ep("a", "10.0.0.2")),
+            Ok(102)
+        );
         assert_eq!(s.delete(ResourceKind::Endpoints, "shop", "a"), Some(103));
-        assert!(s.snapshot_at(ResourceKind::Endpoints, 103).unwrap().is_empty());
+        assert!(s
+            .snapshot_at(ResourceKind::Endpoints, 103)
+            .unwrap()
+            .is_empty());
         let at101 = s.snapshot_at(ResourceKind::Endpoints, 101).unwrap();
         assert_eq!(
             at101["shop/a"].pointer("/subsets/0/addresses/0/ip"),
             Some(&json!("10.0.0.1"))
         );
-        assert!(s.snapshot_at(ResourceKind::Endpoints, 100).unwrap().is_empty());
+        assert!(s
+            .snapshot_at(ResourceKind::Endpoints, 100)
+            .unwrap()
+            .is_empty());
         assert!(s.snapshot_at(ResourceKind::Endpoints, 99).is_none());
         s.compact();
         assert!(s.snapshot_at(ResourceKind::Endpoints, 102).is_none());
-        assert_eq!(s.register_watch(ResourceKind::Endpoints, Some(5)).err(), Some(103));
+        assert_eq!(
+            s.register_watch(ResourceKind::Endpoints, Some(5)).err(),
+            Some(103)
+        );
     }
 
     #[test]
@@ -558,6 +566,8 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("may not be in the loopback range"), "{err}");
         let mut s = Store::new(1, 10, false);
-        assert!(s.apply(ResourceKind::Endpoints, ep("a", "127.0.0.1")).is_ok());
+        assert!(s
+            .apply(ResourceKind::Endpoints, ep("a", "127.0.0.1"))
+            .is_ok());
     }
 }

@@ -166,10 +166,13 @@ pub(crate) async fn watch(
     match registered {
         Err(floor) => {
             let requested = rv.unwrap_or(0);
-            debug!(requested, floor, "fake kube-apiserver: watch from expired resourceVersion");
-            let _ = tx.send(Ok(Frame::data(error_line(&Status::too_old_resource_version(
-                requested, floor,
-            )))));
+            debug!(
+                requested,
+                floor, "fake kube-apiserver: watch from expired resourceVersion"
+            );
+            let _ = tx.send(Ok(Frame::data(error_line(
+                &Status::too_old_resource_version(requested, floor),
+            ))));
             drop(tx);
         }
         Ok(reg) => {
@@ -179,12 +182,16 @@ pub(crate) async fn watch(
                 .filter(|t| *t > 0)
                 .map(Duration::from_secs)
                 .unwrap_or(shared.cfg.default_watch_timeout);
-            let ctx = Ctx {
-                kind,
-                namespace,
-                q,
-            };
-            tokio::spawn(run_watch(shared, ctx, reg, tx, timeout, initial_events_end, guard));
+            let ctx = Ctx { kind, namespace, q };
+            tokio::spawn(run_watch(
+                shared,
+                ctx,
+                reg,
+                tx,
+                timeout,
+                initial_events_end,
+                guard,
+            ));
         }
     }
     response(200, "application/json", body)

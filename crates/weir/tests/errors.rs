@@ -1,0 +1,110 @@
+//! Error answers and retries over real sockets: 502, 503, 504, and retries
+//! that never replay a non-idempotent request that may have reached a node.
+
+mod common;
+
+use common::{black_hole, body, closed_port, distribution, gateway, get, send, Backend};
+use http::StatusCode;
+
+#[tokio::test]
+async fn upstream_without_nodes_is_503() {
+    let gw = gateway("routes:\n  - {uri: \"/*\", upstream: {nodes: {}}}\n").await;
+    let r = get(gw.proxy_addr(), None, "/").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("error_msg"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn connect_failure_is_502() {
+    let dead = closed_port().await;
+    let gw = gateway(&format!(
+        "routes:\n  - {{uri: \"/*\", upstream: {{nodes: {{\"{dead}\": 1}}}}}}\n"
+    ))
+    .await;
+    let r = get(gw.proxy_addr(), None, "/").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.body, r#"{"error_msg":"502 Bad Gateway"}"#);
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_after_the_read_timeout() {
+    let slow = Backend::start("slow").await;
+    slow.set_delay(3_000);
+    let gw = gateway(&format!(
+        "routes:\n  - {{uri: \"/*\", upstream: {{timeout: {{connect: 1, send: 0.2, read: 0.2}}, nodes: {{\"{}\": 1}}}}}}\n",
+        slow.node()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let r = get(gw.proxy_addr(), None, "/").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered before the backend"
+    );
+}
+
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_node_for_every_method() {
+    let live = Backend::start("live").await;
+    let dead = closed_port().await;
+    let gw = gateway(&format!(
+        "routes:\n  - {{uri: \"/*\", upstream: {{nodes: {{\"{dead}\": 1, \"{}\": 1}}}}}}\n",
+        live.node()
+    ))
+    .await;
+    let counts = distribution(gw.proxy_addr(), None, "/", 20).await;
+    assert_eq!(counts.get("live"), Some(&20), "{counts:?}");
+    // A POST that never reached a node is safe to retry.
+    for _ in 0..6 {
+        let r = send(gw.proxy_addr(), "POST", None, "/upload", body("payload")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, "7");
+    }
+}
+
+#[tokio::test]
+async fn requests_lost_mid_flight_are_retried_only_when_idempotent() {
+    let live = Backend::start("live").await;
+    let hole = black_hole().await;
+    let gw = gateway(&format!(
+        "routes:\n  - {{uri: \"/*\", upstream: {{nodes: {{\"{hole}\": 1, \"{}\": 1}}}}}}\n",
+        live.node()
+    ))
+    .await;
+    // GETs: whichever node is tried first, every one ends 200.
+    for _ in 0..10 {
+        assert_eq!(get(gw.proxy_addr(), None, "/").await.status, StatusCode::OK);
+    }
+    // POSTs with a body: those that hit the black hole may have been
+    // processed, so they are not replayed: 502, never a duplicate.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            send(gw.proxy_addr(), "POST", None, "/upload", body("x"))
+                .await
+                .status,
+        );
+    }
+    assert!(statuses.contains(&StatusCode::BAD_GATEWAY), "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn retries_zero_means_one_attempt() {
+    let dead = closed_port().await;
+    let live = Backend::start("live").await;
+    let gw = gateway(&format!(
+        "routes:\n  - {{uri: \"/*\", upstream: {{retries: 0, nodes: {{\"{dead}\": 1, \"{}\": 1}}}}}}\n",
+        live.node()
+    ))
+    .await;
+    let mut bad = 0;
+    for _ in 0..10 {
+        if get(gw.proxy_addr(), None, "/").await.status == StatusCode::BAD_GATEWAY {
+            bad += 1;
+        }
+    }
+    // Round robin alternates: half the requests go to the dead node first.
+    assert_eq!(bad, 5);
+}
