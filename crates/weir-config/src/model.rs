@@ -386,9 +386,25 @@ pub struct Upstream {
     /// Upstream keep-alive pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_pool: Option<KeepalivePool>,
+    /// TLS towards the nodes when `scheme: https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
     /// Health checks (`active`, `passive`), APISIX schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<serde_json::Value>,
+}
+
+/// TLS settings towards upstream nodes (`upstream.tls`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Verify the node's certificate (default true; APISIX defaults to false —
+    /// weir is secure by default).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// weir extension: PEM CA bundle trusted instead of the public web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// Upstream keep-alive pool settings.

@@ -382,6 +382,19 @@ fn validate_upstream(config: &Config, up: &Upstream, at: &str, errors: &mut Erro
             );
         }
     }
+    if let Some(tls) = &up.tls {
+        if up.scheme != crate::model::Scheme::Https {
+            errors.add(path::field(at, "tls"), "only used with scheme: https");
+        }
+        if let Some(f) = &tls.ca_file {
+            if f.trim().is_empty() {
+                errors.add(
+                    path::field(&path::field(at, "tls"), "ca_file"),
+                    "must be a file path",
+                );
+            }
+        }
+    }
     if up.checks.is_some() {
         errors.add(
             path::field(at, "checks"),

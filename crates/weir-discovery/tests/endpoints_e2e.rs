@@ -381,7 +381,8 @@ async fn bookmarks_are_requested_and_advance_the_resume_point() {
     let mut polls = 0u32;
     let resumed = wait_until(WAIT, || {
         polls += 1;
-        if polls % 60 == 0 {
+        if polls >= 60 {
+            polls = 0;
             api.cut_watches();
         }
         api.requests().into_iter().find(|r| {
@@ -459,4 +460,37 @@ async fn unreachable_api_server_is_not_ready_and_recovers() {
     api.resume().await.unwrap();
     h.ready().await;
     h.wait_hosts("shop/cart:http", &["10.0.0.1:80"]).await;
+}
+
+#[tokio::test]
+async fn kubeconfig_works_out_of_cluster() {
+    let api = FakeApiServer::start_with(FakeApiOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    api.apply_endpoints(
+        endpoints("shop", "cart")
+            .ready(["10.0.0.1"])
+            .port("http", 80)
+            .build(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(&kc, api.kubeconfig("test-token")).unwrap();
+    // `kubernetes: {}` outside a pod: no KUBERNETES_SERVICE_HOST, $KUBECONFIG set.
+    let kc = kc.display().to_string();
+    let h = Harness::start(
+        "kubernetes: {watch_idle_timeout: 5}",
+        &[("KUBECONFIG", &kc)],
+    );
+    h.ready().await;
+    h.wait_hosts("shop/cart:http", &["10.0.0.1:80"]).await;
+    // And written explicitly.
+    let h = Harness::start(
+        &format!("kubernetes:\n  client: {{kubeconfig: '{kc}'}}"),
+        &[],
+    );
+    h.ready().await;
 }

@@ -78,10 +78,12 @@ pub async fn handle(
     if log_enabled {
         record.host.clone_from(&host);
     }
+    let match_path = crate::uri_normalize::match_path(req.uri().path());
     let route = snapshot
         .router
-        .find(&host, req.uri().path(), req.method())
+        .find(&host, &match_path, req.method())
         .map(|m| m.value.clone());
+    drop(match_path);
     let Some(route) = route else {
         return Ok(finish(
             &state,

@@ -19,3 +19,4 @@ pub mod server;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;
+pub mod uri_normalize;

@@ -99,10 +99,14 @@ impl Compiler {
     pub fn compile(&self, config: Arc<Config>) -> Result<Snapshot, FieldErrors> {
         let mut errors = Vec::new();
         let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
-        for up in &config.upstreams {
+        for (i, up) in config.upstreams.iter().enumerate() {
             let Some(id) = &up.id else { continue };
-            let built = self.upstream(id.0.clone(), up);
-            upstreams.insert(id.0.clone(), Arc::new(built));
+            match self.upstream(id.0.clone(), up, &format!("upstreams[{i}]")) {
+                Ok(built) => {
+                    upstreams.insert(id.0.clone(), Arc::new(built));
+                }
+                Err(e) => errors.push(e),
+            }
         }
         let mut specs = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
@@ -115,9 +119,17 @@ impl Compiler {
                 .map_or_else(|| i.to_string(), |id| id.0.clone());
             let upstream = if let Some(up) = &route.upstream {
                 let key = format!("route:{id}");
-                let built = Arc::new(self.upstream(key.clone(), up));
-                upstreams.insert(key, built.clone());
-                Some(built)
+                match self.upstream(key.clone(), up, &format!("routes[{i}].upstream")) {
+                    Ok(built) => {
+                        let built = Arc::new(built);
+                        upstreams.insert(key, built.clone());
+                        Some(built)
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                }
             } else if let Some(uid) = &route.upstream_id {
                 upstreams.get(&uid.0).cloned()
             } else {
@@ -180,7 +192,12 @@ impl Compiler {
         })
     }
 
-    fn upstream(&self, id: String, up: &weir_config::Upstream) -> Upstream {
+    fn upstream(
+        &self,
+        id: String,
+        up: &weir_config::Upstream,
+        at: &str,
+    ) -> Result<Upstream, FieldError> {
         let default_port = match up.scheme {
             Scheme::Http => 80,
             Scheme::Https => 443,
@@ -203,8 +220,15 @@ impl Compiler {
             (Some(_), Some(name)) => Some(self.registry.subscribe(name)),
             _ => None,
         };
-        let tls = (up.scheme == Scheme::Https).then(|| self.upstream_tls.clone());
-        Upstream::build(
+        let tls = match (up.scheme, &up.tls) {
+            (Scheme::Http, _) => None,
+            (Scheme::Https, None) => Some(self.upstream_tls.clone()),
+            (Scheme::Https, Some(settings)) => Some(
+                crate::tls::upstream_client_config_for(settings)
+                    .map_err(|e| FieldError::new(format!("{at}.tls"), e))?,
+            ),
+        };
+        Ok(Upstream::build(
             UpstreamParts {
                 id,
                 config: up.clone(),
@@ -213,6 +237,6 @@ impl Compiler {
             },
             self.node_states.clone(),
             tls,
-        )
+        ))
     }
 }

@@ -286,7 +286,9 @@ async fn unknown_or_missing_sni_gets_the_first_configured_certificate() {
         .expect("handshake");
     assert_eq!(peer_cert(&tls), f.a.der.as_ref(), "fallback is ssls[0]");
     // b.test itself is not covered by *.b.test: it falls back too.
-    let tls2 = tls_connect(&client, addr, "b.test").await.expect("handshake");
+    let tls2 = tls_connect(&client, addr, "b.test")
+        .await
+        .expect("handshake");
     assert_eq!(peer_cert(&tls2), f.a.der.as_ref());
     // An IP address sends no SNI at all.
     let tls3 = tls_connect(&client, addr, "127.0.0.1")
@@ -328,7 +330,10 @@ async fn bad_certificate_pem_is_a_start_error_naming_ssls_0_cert() {
         Ok(_) => panic!("a gateway with an invalid certificate must not start"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("ssls[0].cert:"), "error names the field: {err}");
+    assert!(
+        err.contains("ssls[0].cert:"),
+        "error names the field: {err}"
+    );
 
     // A missing cert_file names ssls[0].cert_file and the path.
     let config = serde_json::json!({

@@ -263,6 +263,18 @@ async fn run_watch(
                 None => return,
             },
             _ = sleep_until(bookmark_at), if ctx.q.bookmarks && !stalled => {
+                {
+                    // Events are published under the store lock: holding it, the channel
+                    // holds every change up to the store's revision, so the bookmark can
+                    // carry that revision (progress made by other resources included).
+                    let store = lock(&shared.store);
+                    while let Ok(ev) = rx.try_recv() {
+                        if let Some(line) = ctx.convert(&ev) {
+                            pending.push_back(line);
+                        }
+                    }
+                    seen_rv = seen_rv.max(store.rv());
+                }
                 pending.push_back(bookmark_line(ctx.kind, seen_rv, false));
                 let now = Instant::now();
                 if pre_timeout.is_some_and(|p| p <= now) {

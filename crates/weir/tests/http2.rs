@@ -1,0 +1,157 @@
+//! HTTP/2 cleartext (h2c prior knowledge) from clients to HTTP/1.1 backends.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::Backend;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+const STEP: Duration = Duration::from_secs(10);
+
+async fn h2c(addr: std::net::SocketAddr) -> SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c prior-knowledge handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn call(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    uri: &str,
+    body: &'static str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("h2 request timed out")
+        .expect("h2 request failed");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn route_all(b: &Backend) -> String {
+    format!(
+        "routes:\n  - {{id: all, uri: \"/*\", upstream: {{nodes: {{\"{}\": 1}}}}}}\n",
+        b.node()
+    )
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_to_http1_backend_returns_status_headers_and_body() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let mut s = h2c(addr).await;
+
+    let (status, headers, body) = call(&mut s, "GET", &format!("http://{addr}/hello"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "h1-backend");
+    assert_eq!(headers.get("x-backend").unwrap(), "h1-backend");
+    assert!(
+        headers.get("connection").is_none() && headers.get("transfer-encoding").is_none(),
+        "no HTTP/1.1 connection-specific headers on an h2 response: {headers:?}"
+    );
+
+    let (status, _, body) = call(&mut s, "GET", &format!("http://{addr}/status/418"), "").await;
+    assert_eq!(status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(body, "h1-backend");
+
+    // A request body crosses from h2 DATA frames to an HTTP/1.1 body.
+    let (status, _, body) = call(
+        &mut s,
+        "POST",
+        &format!("http://{addr}/upload"),
+        "twelve bytes",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "12");
+    assert_eq!(b.hits(), 3);
+}
+
+#[tokio::test]
+async fn h2c_many_concurrent_streams_on_one_connection_all_succeed() {
+    const STREAMS: usize = 100;
+    const DELAY_MS: u64 = 200;
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let s = h2c(addr).await;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..STREAMS)
+        .map(|i| {
+            let mut s = s.clone();
+            tokio::spawn(async move {
+                let path = if i % 2 == 0 {
+                    format!("http://{addr}/delay/{DELAY_MS}")
+                } else {
+                    format!("http://{addr}/bytes/{}", 100_000 + i)
+                };
+                let (status, _, body) = call(&mut s, "GET", &path, "").await;
+                (i, status, body.len())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, status, len) = t.await.expect("stream task");
+        assert_eq!(status, StatusCode::OK, "stream {i}");
+        let want = if i % 2 == 0 {
+            "h1-backend".len()
+        } else {
+            100_000 + i
+        };
+        assert_eq!(len, want, "stream {i} body length");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(b.hits(), STREAMS);
+    // Serially the delayed half alone would take 50 x 200 ms = 10 s; concurrent
+    // streams finish in a fraction of that.
+    assert!(
+        elapsed < Duration::from_millis(DELAY_MS * STREAMS as u64 / 2 / 2),
+        "streams were not served concurrently: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn h2c_authority_is_the_host_for_routing_and_is_passed_to_the_backend() {
+    let shop = Backend::start("shop").await;
+    let other = Backend::start("other").await;
+    let yaml = format!(
+        "routes:\n  - {{id: shop, host: shop.test, uri: \"/*\", upstream: {{nodes: {{\"{}\": 1}}}}}}\n  - {{id: other, uri: \"/*\", upstream: {{nodes: {{\"{}\": 1}}}}}}\n",
+        shop.node(),
+        other.node()
+    );
+    let gw = common::gateway(&yaml).await;
+    let mut s = h2c(gw.proxy_addr()).await;
+    let (status, headers, body) = call(&mut s, "GET", "http://shop.test:8080/headers", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers.get("x-backend").unwrap(),
+        "shop",
+        ":authority picks the route"
+    );
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(seen["host"], "shop.test:8080", "Host from :authority");
+    assert_eq!(seen["x-forwarded-host"], "shop.test:8080");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+
+    let (_, headers, _) = call(&mut s, "GET", "http://elsewhere.test/headers", "").await;
+    assert_eq!(headers.get("x-backend").unwrap(), "other");
+}
