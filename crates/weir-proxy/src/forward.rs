@@ -299,10 +299,17 @@ async fn forward(
                 node.load.observe(elapsed);
                 record.push_attempt(&node.key, Some(resp.status().as_u16()), elapsed);
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(down) = websocket {
-                        let up = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(tunnel(down, up, node.key.clone()));
-                    }
+                    // Only relay a 101 we asked for: an unsolicited switch
+                    // would hand the client a dead connection.
+                    let Some(down) = websocket else {
+                        return Err(ForwardError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "502 Bad Gateway",
+                            format!("{}: unsolicited 101 Switching Protocols", node.key),
+                        ));
+                    };
+                    let up = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(down, up, node.key.clone()));
                     drop(sender_back);
                 } else if let Some((sender, uses)) = sender_back {
                     let node = node.clone();

@@ -257,18 +257,25 @@ impl Upstream {
         if unchanged {
             return current;
         }
-        if self
-            .rebuilding
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return current;
-        }
         let nodes: Vec<_> = latest
             .nodes
             .iter()
             .map(|n| (n.host.clone(), n.port, n.weight))
             .collect();
+        let owner = self
+            .rebuilding
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if !owner {
+            // Another request is installing the new set right now. Serving
+            // from the previous one for those microseconds is fine, unless it
+            // is empty (first sync): then build a private copy rather than
+            // answer 503 while nodes exist.
+            if current.is_empty() {
+                return Arc::new(self.build_set(&nodes, Some(latest)));
+            }
+            return current;
+        }
         let set = Arc::new(self.build_set(&nodes, Some(latest)));
         self.current.store(set.clone());
         self.rebuilding.store(false, Ordering::Release);

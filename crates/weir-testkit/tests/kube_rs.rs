@@ -220,11 +220,16 @@ async fn kube_watcher_survives_cut_compaction_and_restart() {
     api.wait_for_watchers(ResourceKind::Endpoints, 1, T)
         .await
         .unwrap();
+    api.apply_endpoints(endpoints("shop", "before-restart").build());
+    assert_eq!(w.next_ok().await, "Apply shop/before-restart");
     api.restart().await.unwrap();
-    api.apply_endpoints(endpoints("shop", "after-restart").build());
     let evs = w.until_init_done().await;
     assert!(
-        evs.contains(&"InitApply shop/after-restart".to_string()),
+        evs.iter().any(|e| e.contains("too old resource version")),
+        "{evs:?}"
+    );
+    assert!(
+        evs.contains(&"InitApply shop/before-restart".to_string()),
         "{evs:?}"
     );
     api.wait_for_watchers(ResourceKind::Endpoints, 1, T)

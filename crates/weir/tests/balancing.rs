@@ -63,7 +63,7 @@ async fn chash_map(addr: std::net::SocketAddr, keys: usize) -> BTreeMap<usize, S
 
 #[tokio::test]
 async fn chash_is_sticky_and_adding_a_node_remaps_about_one_share() {
-    let backends = vec![
+    let backends = [
         Backend::start("n0").await,
         Backend::start("n1").await,
         Backend::start("n2").await,

@@ -104,7 +104,11 @@ fn apisix_example_loads_its_routes_and_named_upstreams() {
     assert_eq!(c.upstreams.len(), 3);
     assert_eq!(c.routes.len(), 7);
     let ids: Vec<String> = c.routes.iter().map(|r| r.id.clone().unwrap().0).collect();
-    assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7"], "integer ids as APISIX");
+    assert_eq!(
+        ids,
+        ["1", "2", "3", "4", "5", "6", "7"],
+        "integer ids as APISIX"
+    );
     let cart = &c.upstreams[0];
     assert_eq!(cart.lb_type, weir_config::LbType::Chash);
     assert_eq!(cart.hash_on, weir_config::HashOn::Header);
@@ -125,7 +129,9 @@ async fn basic_example_serves_echo_and_its_static_upstream_route() {
         .expect("basic.yaml has the /api/* route");
     api.upstream.as_mut().unwrap().nodes = Some(Nodes::Map(vec![(backend.node(), 1)]));
     config.gateway.access_log.enabled = false;
-    let gw = weir::Gateway::start(config).await.expect("start basic.yaml");
+    let gw = weir::Gateway::start(config)
+        .await
+        .expect("start basic.yaml");
     let addr = gw.proxy_addr();
 
     let r = common::get(addr, Some("example.test"), "/anything?x=1").await;
@@ -146,7 +152,10 @@ async fn tls_example_certificate_files_load_and_serve_https_by_sni() {
     let mut config = common::config(&text);
     let root = repo_root();
     for ssl in &mut config.ssls {
-        for p in [&mut ssl.cert_file, &mut ssl.key_file].into_iter().flatten() {
+        for p in [&mut ssl.cert_file, &mut ssl.key_file]
+            .into_iter()
+            .flatten()
+        {
             *p = root.join(&*p).to_str().unwrap().to_owned();
         }
     }

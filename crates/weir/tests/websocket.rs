@@ -120,7 +120,6 @@ async fn websocket_client_is_refused_on_route_without_enable_websocket() {
 }
 
 #[tokio::test]
-#[ignore = "bug: weir-proxy forward.rs forward() relays an upstream 101 for a request it forwarded without Upgrade (route without enable_websocket), so the client sees a completed WebSocket handshake on a dead connection; it should answer 502"]
 async fn unsolicited_101_from_node_is_not_relayed_on_route_without_enable_websocket() {
     let b = Backend::start("ws").await;
     let gw = common::gateway(&yaml(&b)).await;

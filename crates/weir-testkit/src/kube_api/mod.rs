@@ -125,16 +125,28 @@ impl Default for FakeApiOptions {
 }
 
 /// Options for [`FakeApiServer::restart_with`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RestartOptions {
     /// Keep the watch-cache history, so watches can resume from old resourceVersions.
     /// Default false: like a real kube-apiserver restart (see `demo-410.txt`), the
     /// watch cache starts empty and resuming from an older resourceVersion gets 410.
     pub keep_history: bool,
-    /// Advance the resourceVersion by this much while down (other writes happened).
+    /// Advance the resourceVersion by this much while down. Default 1: a restarting
+    /// apiserver writes to etcd itself (leases, endpoint reconciler), so even a client
+    /// that was fully up to date resumes from a too-old resourceVersion (410).
     pub resource_version_jump: u64,
     /// Stay down (connection refused) this long before listening again.
     pub down_for: Duration,
+}
+
+impl Default for RestartOptions {
+    fn default() -> Self {
+        RestartOptions {
+            keep_history: false,
+            resource_version_jump: 1,
+            down_for: Duration::ZERO,
+        }
+    }
 }
 
 /// A fake kube-apiserver on a real socket. Dropping it shuts it down.
@@ -404,8 +416,9 @@ impl FakeApiServer {
     }
 
     /// Restarts like a real kube-apiserver: all connections dropped, briefly not
-    /// listening, back on the same port with an empty watch cache (resuming a watch
-    /// from an older resourceVersion gets 410). Objects are kept (they live in etcd).
+    /// listening, back on the same port with an empty watch cache and the
+    /// resourceVersion advanced by 1, so resuming any earlier watch gets 410 and clients
+    /// relist. Objects are kept (they live in etcd).
     pub async fn restart(&self) -> anyhow::Result<()> {
         self.restart_with(RestartOptions::default()).await
     }

@@ -158,12 +158,12 @@ pub(crate) fn response(code: u16, content_type: &str, body: Body) -> Response<Bo
 }
 
 pub(crate) fn status_response(s: &Status, pretty: bool) -> Response<Body> {
-    let mut r = response(s.code, "application/json", full(s.to_json(pretty)));
-    if matches!(s.code, 429 | 503 | 504) {
+    let mut r = response(s.code(), "application/json", full(s.to_json(pretty)));
+    if matches!(s.code(), 429 | 503 | 504) {
         r.headers_mut()
             .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     }
-    if s.code == 403 || s.code == 401 {
+    if s.code() == 403 || s.code() == 401 {
         r.headers_mut().insert(
             "x-content-type-options",
             http::HeaderValue::from_static("nosniff"),

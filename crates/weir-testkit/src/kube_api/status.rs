@@ -3,19 +3,24 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A `Status` object as the API server writes it (field order follows the Go struct).
+/// A `Status` object as the API server writes it (boxed: it travels in `Result`s).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Status {
+#[serde(transparent)]
+pub(crate) struct Status(Box<StatusBody>);
+
+/// The fields of a `Status`, in the Go struct's order.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StatusBody {
     kind: &'static str,
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
     metadata: StatusMeta,
     status: &'static str,
-    pub(crate) message: String,
+    message: String,
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<Details>,
-    pub(crate) code: u16,
+    code: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,7 +57,7 @@ pub(crate) struct Cause {
 
 impl Status {
     pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Status {
-        Status {
+        Status(Box::new(StatusBody {
             kind: "Status",
             api_version: "v1",
             metadata: StatusMeta::default(),
@@ -61,16 +66,21 @@ impl Status {
             reason,
             details: None,
             code,
-        }
+        }))
+    }
+
+    /// The HTTP status code.
+    pub(crate) fn code(&self) -> u16 {
+        self.0.code
     }
 
     pub(crate) fn with_details(mut self, details: Details) -> Status {
-        self.details = Some(details);
+        self.0.details = Some(details);
         self
     }
 
     pub(crate) fn with_continue(mut self, token: String) -> Status {
-        self.metadata.continue_ = Some(token);
+        self.0.metadata.continue_ = Some(token);
         self
     }
 
@@ -232,7 +242,7 @@ impl Status {
             _ => None,
         };
         let mut s = Status::new(code, reason, message);
-        s.details = details;
+        s.0.details = details;
         s
     }
 
