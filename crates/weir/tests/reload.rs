@@ -138,3 +138,58 @@ async fn route_changes_take_effect_without_touching_other_routes() {
     assert_eq!(get(gw.proxy_addr(), None, "/two").await.backend(), "b");
     assert_eq!(get(gw.proxy_addr(), None, "/one").await.backend(), "a");
 }
+
+#[tokio::test]
+async fn websocket_and_h2_connections_opened_before_a_reload_keep_working() {
+    use futures::{SinkExt, StreamExt};
+    use http_body_util::BodyExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let yaml = |x: &Backend| {
+        format!(
+            "routes:\n  - {{id: ws, uri: /ws, enable_websocket: true, upstream: {{nodes: {{\"{n}\": 1}}}}}}\n  - {{id: r, uri: \"/*\", upstream: {{nodes: {{\"{n}\": 1}}}}}}\n",
+            n = x.node()
+        )
+    };
+    let gw = gateway(&yaml(&a)).await;
+    let addr = gw.proxy_addr();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let h2_get =
+        |h2: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>| {
+            let req = http::Request::get(format!("http://{addr}/"))
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            h2.send_request(req)
+        };
+    let r = h2_get(&mut h2).await.unwrap();
+    assert_eq!(r.headers()["x-backend"], "a");
+
+    gw.core.reload(config(&yaml(&b))).await.unwrap();
+
+    // The tunnel opened before the reload still echoes.
+    ws.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("still here"));
+    // The h2 connection opened before the reload takes new streams, routed by
+    // the new configuration.
+    let r = h2_get(&mut h2).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-backend"], "b");
+    let _ = r.into_body().collect().await.unwrap();
+}

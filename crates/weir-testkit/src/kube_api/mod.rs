@@ -486,7 +486,8 @@ impl FakeApiServer {
         self.shared.watch_counts.borrow()[kind.index()]
     }
 
-    /// Waits until at least `n` watches of `kind` are open.
+    /// Waits until at least `n` watches of `kind` are open. A watch counts as open once
+    /// it is registered, so every change applied after this returns is delivered to it.
     pub async fn wait_for_watchers(
         &self,
         kind: ResourceKind,
