@@ -120,6 +120,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Signal handlers go in first: a signal that arrives while we start must
+    // not take the default action (terminate) nor wait for readiness.
+    let mut signals = Signals::install()?;
     let source = path.as_ref().map_or_else(
         || "embedded default".to_owned(),
         |p| p.display().to_string(),
@@ -127,14 +130,22 @@ async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Re
     let gateway = Gateway::start(config).await?;
     tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "weir started");
     let reloader = match path {
-        Some(p) => Some(weir::reload::spawn(gateway.core.clone(), p)?),
+        Some(p) => Some(weir::reload::spawn(
+            gateway.core.clone(),
+            p,
+            signals.hangup.take(),
+        )?),
         None => None,
     };
-    let ready = gateway.wait_ready(Duration::from_secs(3600)).await;
-    if ready {
-        tracing::info!("ready");
-    }
-    let signal = shutdown_signal().await;
+    let signal = tokio::select! {
+        ready = gateway.wait_ready(Duration::from_secs(365 * 24 * 3600)) => {
+            if ready {
+                tracing::info!("ready");
+            }
+            signals.shutdown().await
+        }
+        s = signals.shutdown() => s,
+    };
     tracing::info!(signal, "shutting down");
     if let Some(r) = reloader {
         r.abort();
@@ -143,28 +154,53 @@ async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Re
     Ok(())
 }
 
-/// Waits for SIGTERM, SIGINT or SIGQUIT.
-async fn shutdown_signal() -> &'static str {
+/// The process signals weir reacts to.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::quit()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            _ = quit.recv() => "SIGQUIT",
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    quit: tokio::signal::unix::Signal,
+    /// SIGHUP, handed to the reloader.
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))]
+    hangup: Option<()>,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+                quit: signal(SignalKind::quit())?,
+                hangup: Some(signal(SignalKind::hangup())?),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals { hangup: None })
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+
+    /// Waits for SIGTERM, SIGINT or SIGQUIT.
+    async fn shutdown(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+                _ = self.quit.recv() => "SIGQUIT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }

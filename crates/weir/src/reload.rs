@@ -15,8 +15,20 @@ use crate::gateway::GatewayCore;
 /// symlink swap); events closer together than this are one change.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Watches `path` and reloads on change or SIGHUP until the task is aborted.
-pub fn spawn(core: Arc<GatewayCore>, path: PathBuf) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// The SIGHUP stream, installed by the caller as early as possible.
+#[cfg(unix)]
+pub type Hangup = tokio::signal::unix::Signal;
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+pub type Hangup = ();
+
+/// Watches `path` and reloads on change, and on SIGHUP when `hangup` is
+/// given, until the task is aborted.
+pub fn spawn(
+    core: Arc<GatewayCore>,
+    path: PathBuf,
+    hangup: Option<Hangup>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let file_name = path.file_name().map(|n| n.to_os_string());
     let dir = path
@@ -43,9 +55,8 @@ pub fn spawn(core: Arc<GatewayCore>, path: PathBuf) -> anyhow::Result<tokio::tas
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
 
     #[cfg(unix)]
-    {
+    if let Some(mut hup) = hangup {
         let hup_tx = tx.clone();
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading configuration");

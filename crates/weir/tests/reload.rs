@@ -81,7 +81,7 @@ async fn watched_file_changes_apply_and_invalid_files_are_rejected() {
     std::fs::write(&path, route_to(&a)).unwrap();
     let gw = weir::Gateway::start(config(&route_to(&a))).await.unwrap();
     let mut status = gw.core.reload_status();
-    let watcher = weir::reload::spawn(gw.core.clone(), path.clone()).unwrap();
+    let watcher = weir::reload::spawn(gw.core.clone(), path.clone(), None).unwrap();
     assert_eq!(get(gw.proxy_addr(), None, "/").await.backend(), "a");
 
     // A valid change is picked up.
