@@ -395,11 +395,95 @@ fn validate_upstream(config: &Config, up: &Upstream, at: &str, errors: &mut Erro
             }
         }
     }
-    if up.checks.is_some() {
-        errors.add(
-            path::field(at, "checks"),
-            "health checks are not supported yet by this weir version",
+    if let Some(checks) = &up.checks {
+        validate_checks(checks, &path::field(at, "checks"), errors);
+    }
+}
+
+fn validate_checks(c: &crate::model::HealthChecks, at: &str, errors: &mut Errors) {
+    if c.active.is_none() && c.passive.is_none() {
+        errors.add(at, "give active and/or passive");
+    }
+    fn statuses(list: &[u16], at: &str, errors: &mut Errors) {
+        for (i, s) in list.iter().enumerate() {
+            if !(200..=599).contains(s) {
+                errors.add(
+                    path::index(at, i),
+                    format!("{s} is not an HTTP status 200..599"),
+                );
+            }
+        }
+    }
+    fn counter(v: u32, at: &str, errors: &mut Errors) {
+        if !(1..=254).contains(&v) {
+            errors.add(at, format!("must be 1..254, got {v}"));
+        }
+    }
+    if let Some(a) = &c.active {
+        let at = path::field(at, "active");
+        positive(a.timeout, &path::field(&at, "timeout"), errors);
+        if !a.http_path.starts_with('/') {
+            errors.add(
+                path::field(&at, "http_path"),
+                format!("{:?} must start with /", a.http_path),
+            );
+        }
+        if a.port == Some(0) {
+            errors.add(path::field(&at, "port"), "invalid port 0");
+        }
+        let h = path::field(&at, "healthy");
+        positive(a.healthy.interval, &path::field(&h, "interval"), errors);
+        statuses(
+            &a.healthy.http_statuses,
+            &path::field(&h, "http_statuses"),
+            errors,
         );
+        counter(a.healthy.successes, &path::field(&h, "successes"), errors);
+        let u = path::field(&at, "unhealthy");
+        positive(a.unhealthy.interval, &path::field(&u, "interval"), errors);
+        statuses(
+            &a.unhealthy.http_statuses,
+            &path::field(&u, "http_statuses"),
+            errors,
+        );
+        counter(
+            a.unhealthy.http_failures,
+            &path::field(&u, "http_failures"),
+            errors,
+        );
+        counter(
+            a.unhealthy.tcp_failures,
+            &path::field(&u, "tcp_failures"),
+            errors,
+        );
+        counter(a.unhealthy.timeouts, &path::field(&u, "timeouts"), errors);
+    }
+    if let Some(p) = &c.passive {
+        let at = path::field(at, "passive");
+        let h = path::field(&at, "healthy");
+        statuses(
+            &p.healthy.http_statuses,
+            &path::field(&h, "http_statuses"),
+            errors,
+        );
+        counter(p.healthy.successes, &path::field(&h, "successes"), errors);
+        let u = path::field(&at, "unhealthy");
+        statuses(
+            &p.unhealthy.http_statuses,
+            &path::field(&u, "http_statuses"),
+            errors,
+        );
+        counter(
+            p.unhealthy.http_failures,
+            &path::field(&u, "http_failures"),
+            errors,
+        );
+        counter(
+            p.unhealthy.tcp_failures,
+            &path::field(&u, "tcp_failures"),
+            errors,
+        );
+        counter(p.unhealthy.timeouts, &path::field(&u, "timeouts"), errors);
     }
 }
 

@@ -266,13 +266,23 @@ async fn forward(
         "502 Bad Gateway",
         "no node could be tried",
     );
+    // Unhealthy nodes get no traffic, unless every node is unhealthy: then
+    // weir fails open and uses them all (and says so).
+    let health_aware = upstream.health.is_some();
+    let fail_open = health_aware && set.nodes.iter().all(|n| !n.health.is_healthy());
+    if fail_open && log_limited(&FAIL_OPEN_LOGGED) {
+        tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
+    }
+    let usable = |i: usize, tried: &[usize]| {
+        !tried.contains(&i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
+    };
     while tried.len() < max_attempts {
         if !tried.is_empty() && retry_deadline_passed(upstream, started) {
             break;
         }
         let Some(idx) = set
             .balancer
-            .pick(&set.balance_nodes, hash, &|i| tried.contains(&i))
+            .pick(&set.balance_nodes, hash, &|i| !usable(i, &tried))
         else {
             break;
         };
@@ -297,7 +307,29 @@ async fn forward(
             Ok((mut resp, sender_back)) => {
                 let elapsed = attempt_start.elapsed();
                 node.load.observe(elapsed);
-                record.push_attempt(&node.key, Some(resp.status().as_u16()), elapsed);
+                let status = resp.status();
+                record.push_attempt(&node.key, Some(status.as_u16()), elapsed);
+                if let Some((outcome, t)) = upstream
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.passive_status(status))
+                {
+                    crate::health::observe(&upstream.id, node, outcome, &t, "passive");
+                }
+                // A 502/503/504 from a node is retried on another node when
+                // the request can be replayed (idempotent, no body).
+                let another =
+                    (0..set.len()).any(|i| usable(i, &tried) && set.balance_nodes[i].weight > 0);
+                if matches!(status.as_u16(), 502..=504)
+                    && replay.is_some()
+                    && tried.len() < max_attempts
+                    && another
+                    && !retry_deadline_passed(upstream, started)
+                {
+                    tracing::warn!(upstream = %upstream.id, node = %node.key, status = status.as_u16(), "node answered an error; retrying on another node");
+                    drop(in_flight);
+                    continue;
+                }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     // Only relay a 101 we asked for: an unsolicited switch
                     // would hand the client a dead connection.
@@ -336,6 +368,14 @@ async fn forward(
             Err(failure) => {
                 let elapsed = attempt_start.elapsed();
                 record.push_attempt(&node.key, None, elapsed);
+                let timed_out = failure.error.status == StatusCode::GATEWAY_TIMEOUT;
+                if let Some((outcome, t)) = upstream
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.passive_failure(timed_out))
+                {
+                    crate::health::observe(&upstream.id, node, outcome, &t, "passive");
+                }
                 tracing::warn!(
                     upstream = %upstream.id,
                     node = %node.key,
@@ -353,6 +393,22 @@ async fn forward(
         }
     }
     Err(last_error)
+}
+
+static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// True at most once per second per `slot`: keeps repeated warnings from
+/// flooding the log.
+fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = slot.load(Ordering::Relaxed);
+    now > last
+        && slot
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A failed attempt; `unsent` holds the request when it never left weir.

@@ -11,6 +11,7 @@ pub mod balance;
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod health;
 pub mod plugins;
 pub mod pool;
 pub mod response_body;

@@ -184,6 +184,11 @@ impl Compiler {
         if !errors.is_empty() {
             return Err(FieldErrors(errors));
         }
+        for up in upstreams.values() {
+            if let Some(active) = up.health.as_ref().and_then(|h| h.active.clone()) {
+                crate::health::spawn_active_checker(Arc::downgrade(up), active);
+            }
+        }
         Ok(Snapshot {
             config,
             router: RouteTable::build(specs),

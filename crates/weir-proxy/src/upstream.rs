@@ -26,6 +26,8 @@ pub struct NodeState {
     pub load: Arc<NodeLoad>,
     /// Idle keep-alive connections.
     pub pool: ConnPool,
+    /// Health as judged by active and passive checks.
+    pub health: crate::health::NodeHealth,
 }
 
 /// Shares [`NodeState`] between upstream generations, so that a reload or a
@@ -67,6 +69,7 @@ impl NodeStates {
             },
             load: Arc::new(NodeLoad::default()),
             pool: ConnPool::new(limits),
+            health: crate::health::NodeHealth::default(),
         });
         if states.len() > 64 && states.len().is_power_of_two() {
             states.retain(|_, w| w.strong_count() > 0);
@@ -141,6 +144,8 @@ pub struct Upstream {
     pub upstream_host: Option<HeaderValue>,
     /// http or https.
     pub scheme: Scheme,
+    /// Health checks; None = every node counts as healthy.
+    pub health: Option<crate::health::HealthPolicy>,
     source: NodeSource,
     current: ArcSwap<NodeSet>,
     rebuilding: AtomicBool,
@@ -198,6 +203,10 @@ impl Upstream {
                 .as_deref()
                 .and_then(|h| HeaderValue::from_str(h).ok()),
             scheme: c.scheme,
+            health: c.checks.as_ref().map(|ch| crate::health::HealthPolicy {
+                active: ch.active.clone(),
+                passive: ch.passive.clone(),
+            }),
             source: match parts.discovered {
                 Some(s) => NodeSource::Discovered(s),
                 None => NodeSource::Static,

@@ -82,6 +82,7 @@ fn route(core: &GatewayCore, req: Request<Incoming>) -> Response<Full<Bytes>> {
             json_response(StatusCode::OK, &json!(config.routes))
         }
         "/v1/upstreams" => json_response(StatusCode::OK, &upstreams(core)),
+        "/v1/healthcheck" => json_response(StatusCode::OK, &healthcheck(core)),
         "/v1/reload" => json_response(StatusCode::OK, &json!(*core.reload_status().borrow())),
         "/v1/discovery/kubernetes/dump" => match core.discovery_dump() {
             Some(dump) => json_response(StatusCode::OK, &dump),
@@ -122,6 +123,41 @@ fn upstreams(core: &GatewayCore) -> Value {
                 "id": id,
                 "type": up.lb,
                 "service_name": up.service_name(),
+                "nodes": nodes,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// Health of every node of every upstream that has `checks`, in the spirit
+/// of APISIX's `/v1/healthcheck`.
+fn healthcheck(core: &GatewayCore) -> Value {
+    let snapshot = core.proxy.snapshot.load();
+    let mut ids: Vec<&String> = snapshot.upstreams.keys().collect();
+    ids.sort();
+    let list: Vec<Value> = ids
+        .into_iter()
+        .filter_map(|id| snapshot.upstreams.get(id).map(|u| (id, u)))
+        .filter_map(|(id, up)| up.health.as_ref().map(|policy| (id, up, policy)))
+        .map(|(id, up, policy)| {
+            let set = up.node_set();
+            let nodes: Vec<Value> = set
+                .nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "host": n.endpoint.host,
+                        "port": n.endpoint.port,
+                        "status": if n.health.is_healthy() { "healthy" } else { "unhealthy" },
+                        "counter": n.health.counters(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": id,
+                "active": policy.active.is_some(),
+                "passive": policy.passive.is_some(),
                 "nodes": nodes,
             })
         })

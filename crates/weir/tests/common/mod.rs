@@ -32,6 +32,7 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     pub in_flight: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    fail_status: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
 }
 
@@ -46,9 +47,15 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let fail_status = Arc::new(AtomicU64::new(0));
         let (stop, mut stop_rx) = watch::channel(false);
         let name_owned = name.to_owned();
-        let (h, f, d) = (hits.clone(), in_flight.clone(), delay_ms.clone());
+        let (h, f, d, fs) = (
+            hits.clone(),
+            in_flight.clone(),
+            delay_ms.clone(),
+            fail_status.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -56,17 +63,25 @@ impl Backend {
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
                 let name = name_owned.clone();
-                let (h, f, d) = (h.clone(), f.clone(), d.clone());
+                let (h, f, d, fs) = (h.clone(), f.clone(), d.clone(), fs.clone());
                 let mut conn_stop = stop_rx.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        serve(
+                        let fail = fs.load(Ordering::SeqCst);
+                        let reply = serve(
                             name.clone(),
                             h.clone(),
                             f.clone(),
                             d.load(Ordering::SeqCst),
                             req,
-                        )
+                        );
+                        async move {
+                            let mut r = reply.await?;
+                            if fail != 0 {
+                                *r.status_mut() = StatusCode::from_u16(fail as u16).unwrap();
+                            }
+                            Ok::<_, Infallible>(r)
+                        }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -85,6 +100,7 @@ impl Backend {
             hits,
             in_flight,
             delay_ms,
+            fail_status,
             stop,
         }
     }
@@ -97,6 +113,11 @@ impl Backend {
     /// Every response is delayed by `ms` from now on.
     pub fn set_delay(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Every response gets this status from now on (0 = normal behaviour).
+    pub fn set_fail_status(&self, status: u16) {
+        self.fail_status.store(u64::from(status), Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {
