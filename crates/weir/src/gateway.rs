@@ -29,6 +29,10 @@ pub struct GatewayCore {
     compiler: Compiler,
     discovery: Mutex<Option<Arc<KubernetesDiscovery>>>,
     shutting_down: AtomicBool,
+    /// Latched once every discovery source has synced: a later discovery
+    /// restart (reload) keeps serving the last known nodes, so it must not
+    /// take every replica out of its Service at once.
+    synced_once: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
     reloads: tokio::sync::watch::Sender<ReloadStatus>,
 }
@@ -59,13 +63,21 @@ pub enum ReloadError {
 }
 
 impl GatewayCore {
-    /// True once the configuration is loaded, every discovery source has
-    /// synced, and shutdown has not begun.
+    /// True once the configuration is loaded and every discovery source has
+    /// synced, until shutdown begins. Latched: a discovery restart by a later
+    /// reload serves the last known nodes meanwhile and stays ready.
     pub fn is_ready(&self) -> bool {
         if self.shutting_down.load(Ordering::Acquire) {
             return false;
         }
-        self.discovery_guard().as_ref().is_none_or(|d| d.is_ready())
+        if self.synced_once.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = self.discovery_guard().as_ref().is_none_or(|d| d.is_ready());
+        if ready {
+            self.synced_once.store(true, Ordering::Release);
+        }
+        ready
     }
 
     /// Why the gateway is not ready, if it is not.
@@ -127,26 +139,26 @@ impl GatewayCore {
         {
             tracing::warn!("changes to gateway.listeners, control, access_log or workers take effect after a restart");
         }
+        // Compile first: a configuration that does not compile must not
+        // touch discovery (starting watchers reconfigures the registry).
+        let config = Arc::new(config);
+        let snapshot = self
+            .compiler
+            .compile(config.clone())
+            .map_err(ReloadError::Compile)?;
         let discovery_changed = old.discovery != config.discovery;
         let new_discovery = if discovery_changed {
             start_discovery(&config, &self.registry).map_err(ReloadError::Discovery)?
         } else {
             None
         };
-        let config = Arc::new(config);
-        let snapshot = match self.compiler.compile(config.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(d) = new_discovery {
-                    d.shutdown();
-                }
-                return Err(ReloadError::Compile(e));
-            }
-        };
         if discovery_changed {
             let mut slot = self.discovery_guard();
             if let Some(old) = slot.take() {
                 old.shutdown();
+            }
+            if new_discovery.is_none() {
+                self.registry.unconfigure();
             }
             *slot = new_discovery;
         }
@@ -224,6 +236,7 @@ impl Gateway {
             compiler,
             discovery: Mutex::new(discovery),
             shutting_down: AtomicBool::new(false),
+            synced_once: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
             reloads: tokio::sync::watch::channel(ReloadStatus::default()).0,
         });

@@ -14,8 +14,16 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` is a tracing filter
 /// (`info`, `weir=debug,kube=warn`); `RUST_LOG` wins when set.
 pub fn init(format: LogFormat, level: &str) {
+    // kube-client logs every failed API request at ERROR; weir's discovery
+    // reports the same failures itself, rate-limited, so a down API server
+    // does not flood the log. A filter naming kube explicitly keeps its say.
+    let directives = if level.contains("kube") {
+        level.to_owned()
+    } else {
+        format!("{level},kube_client::client::builder=off")
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
