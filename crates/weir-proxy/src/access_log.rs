@@ -18,15 +18,17 @@ use weir_config::{AccessLogConfig, AccessLogFormat};
 /// Lines buffered before new ones are dropped (and counted).
 const QUEUE: usize = 64 * 1024;
 
-/// What one request produced, gathered along the request path.
+/// What one request produced, gathered along the request path. Holds cheap
+/// clones (reference-counted header values, the request URI); the line is
+/// formatted when the response completes.
 #[derive(Debug, Default, Clone)]
 pub struct AccessRecord {
     /// Client address.
-    pub remote_addr: String,
+    pub remote: Option<std::net::SocketAddr>,
     /// Method.
-    pub method: String,
+    pub method: http::Method,
     /// Path and query as received.
-    pub uri: String,
+    pub uri: http::Uri,
     /// `HTTP/1.1`, `HTTP/2.0`.
     pub version: &'static str,
     /// Status sent to the client.
@@ -34,42 +36,93 @@ pub struct AccessRecord {
     /// Response body bytes sent.
     pub body_bytes: u64,
     /// Referer header.
-    pub referer: String,
+    pub referer: Option<http::HeaderValue>,
     /// User-Agent header.
-    pub user_agent: String,
-    /// Host the request was routed by.
-    pub host: String,
+    pub user_agent: Option<http::HeaderValue>,
+    /// Host the request was routed by (port stripped when formatted).
+    pub host: Option<http::HeaderValue>,
     /// Matched route id (`-` for none).
-    pub route_id: String,
-    /// Every node tried, in order (`10.0.0.1:80, 10.0.0.2:80`).
-    pub upstream_addr: String,
-    /// Status of each attempt (`502, 200`).
-    pub upstream_status: String,
-    /// Seconds of each attempt.
-    pub upstream_time: String,
+    pub route_id: Option<std::sync::Arc<str>>,
+    /// Every node tried, in order.
+    pub attempts: Vec<Attempt>,
     /// When the request arrived.
     pub start: Option<std::time::Instant>,
     /// Wall-clock arrival time.
     pub time: Option<SystemTime>,
 }
 
+/// One upstream attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// `host:port`.
+    pub node: std::sync::Arc<str>,
+    /// Status answered, None when there was no response.
+    pub status: Option<u16>,
+    /// Time to response headers (or failure).
+    pub elapsed: Duration,
+}
+
 impl AccessRecord {
     /// Records one upstream attempt.
-    pub fn push_attempt(&mut self, node: &str, status: Option<u16>, elapsed: Duration) {
-        if !self.upstream_addr.is_empty() {
-            self.upstream_addr.push_str(", ");
-            self.upstream_status.push_str(", ");
-            self.upstream_time.push_str(", ");
-        }
-        self.upstream_addr.push_str(node);
-        match status {
-            Some(s) => {
-                let _ = write!(self.upstream_status, "{s}");
-            }
-            None => self.upstream_status.push('-'),
-        }
-        let _ = write!(self.upstream_time, "{:.3}", elapsed.as_secs_f64());
+    pub fn push_attempt(
+        &mut self,
+        node: &std::sync::Arc<str>,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        self.attempts.push(Attempt {
+            node: node.clone(),
+            status,
+            elapsed,
+        });
     }
+
+    fn upstream_addr(&self) -> String {
+        self.attempts
+            .iter()
+            .map(|a| &*a.node)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn upstream_status(&self) -> String {
+        self.attempts
+            .iter()
+            .map(|a| a.status.map_or_else(|| "-".to_owned(), |s| s.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn upstream_time(&self) -> String {
+        self.attempts
+            .iter()
+            .map(|a| format!("{:.3}", a.elapsed.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn host_str(&self) -> &str {
+        let raw = self
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        strip_port(raw)
+    }
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.find(']').map_or(h, |i| &h[..=i]);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+fn header(v: &Option<http::HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// Handle to the access log writer.
@@ -164,24 +217,26 @@ fn elapsed(rec: &AccessRecord) -> f64 {
 
 fn format_text(rec: &AccessRecord) -> String {
     let mut s = String::with_capacity(256);
+    let remote = rec.remote.map(|r| r.ip().to_string()).unwrap_or_default();
+    let path = rec.uri.path_and_query().map_or("/", |p| p.as_str());
     let _ = writeln!(
         s,
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" host={} rt={:.3} upstream={} ustatus={} urt={} route={}",
-        rec.remote_addr,
+        dash(&remote),
         rec.time.map(format_time).unwrap_or_default(),
         rec.method,
-        rec.uri,
+        path,
         rec.version,
         rec.status,
         rec.body_bytes,
-        dash(&rec.referer),
-        dash(&rec.user_agent),
-        dash(&rec.host),
+        dash(header(&rec.referer)),
+        dash(header(&rec.user_agent)),
+        dash(rec.host_str()),
         elapsed(rec),
-        dash(&rec.upstream_addr),
-        dash(&rec.upstream_status),
-        dash(&rec.upstream_time),
-        dash(&rec.route_id),
+        dash(&rec.upstream_addr()),
+        dash(&rec.upstream_status()),
+        dash(&rec.upstream_time()),
+        dash(rec.route_id.as_deref().unwrap_or("")),
     );
     s
 }
@@ -189,20 +244,20 @@ fn format_text(rec: &AccessRecord) -> String {
 fn format_json(rec: &AccessRecord) -> String {
     let v = serde_json::json!({
         "time": rec.time.map(format_time),
-        "remote_addr": rec.remote_addr,
-        "method": rec.method,
-        "uri": rec.uri,
+        "remote_addr": rec.remote.map(|r| r.ip().to_string()),
+        "method": rec.method.as_str(),
+        "uri": rec.uri.path_and_query().map_or("/", |p| p.as_str()),
         "protocol": rec.version,
         "status": rec.status,
         "body_bytes_sent": rec.body_bytes,
-        "referer": rec.referer,
-        "user_agent": rec.user_agent,
-        "host": rec.host,
+        "referer": header(&rec.referer),
+        "user_agent": header(&rec.user_agent),
+        "host": rec.host_str(),
         "request_time": (elapsed(rec) * 1000.0).round() / 1000.0,
-        "upstream_addr": rec.upstream_addr,
-        "upstream_status": rec.upstream_status,
-        "upstream_response_time": rec.upstream_time,
-        "route_id": rec.route_id,
+        "upstream_addr": rec.upstream_addr(),
+        "upstream_status": rec.upstream_status(),
+        "upstream_response_time": rec.upstream_time(),
+        "route_id": rec.route_id.as_deref().unwrap_or(""),
     });
     let mut s = v.to_string();
     s.push('\n');

@@ -60,24 +60,22 @@ pub async fn handle(
     if log_enabled {
         record.start = Some(Instant::now());
         record.time = Some(SystemTime::now());
-        record.remote_addr = conn.remote.ip().to_string();
-        record.method = req.method().as_str().to_owned();
-        record.uri = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        record.remote = Some(conn.remote);
+        record.method = req.method().clone();
+        record.uri = req.uri().clone();
         record.version = version_str(req.version());
-        record.referer = header_str(req.headers(), header::REFERER);
-        record.user_agent = header_str(req.headers(), header::USER_AGENT);
+        record.referer = req.headers().get(header::REFERER).cloned();
+        record.user_agent = req.headers().get(header::USER_AGENT).cloned();
+        record.host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
     }
     let upgrade_requested = headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
 
     let host = request_host(&req).to_owned();
-    if log_enabled {
-        record.host.clone_from(&host);
-    }
     let match_path = crate::uri_normalize::match_path(req.uri().path());
     let route = snapshot
         .router
@@ -93,7 +91,7 @@ pub async fn handle(
         ));
     };
     if log_enabled {
-        record.route_id.clone_from(&route.id);
+        record.route_id = Some(route.id.clone());
     }
 
     let (mut parts, body) = req.into_parts();
@@ -169,11 +167,11 @@ fn finish(
         return Response::from_parts(parts, ResponseBody::plain(body));
     }
     record.status = parts.status.as_u16();
-    let completion = Box::new(Completion {
+    let completion = Completion {
         record,
         log: state.access_log.clone(),
         in_flight,
-    });
+    };
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }
 
@@ -259,7 +257,7 @@ async fn forward(
     let replay = (idempotent && body_is_empty(&body) && max_attempts > 1 && websocket.is_none())
         .then(|| RequestHead::copy(&parts));
 
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Tried::default();
     let mut pending = Some((parts, body));
     let mut last_error = ForwardError::new(
         StatusCode::BAD_GATEWAY,
@@ -273,8 +271,8 @@ async fn forward(
     if fail_open && log_limited(&FAIL_OPEN_LOGGED) {
         tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
     }
-    let usable = |i: usize, tried: &[usize]| {
-        !tried.contains(&i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
+    let usable = |i: usize, tried: &Tried| {
+        !tried.contains(i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
     };
     while tried.len() < max_attempts {
         if !tried.is_empty() && retry_deadline_passed(upstream, started) {
@@ -298,7 +296,7 @@ async fn forward(
         set_host(
             &mut head.headers,
             upstream,
-            node.key.as_str(),
+            &node.key,
             original_host.as_ref(),
         );
         let attempt_start = Instant::now();
@@ -393,6 +391,38 @@ async fn forward(
         }
     }
     Err(last_error)
+}
+
+/// Node indices already tried for this request. Inline for the usual few
+/// attempts: no allocation on the request path.
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    spill: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = i;
+        } else {
+            self.spill.push(i);
+        }
+        self.len += 1;
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.inline[..self.len.min(self.inline.len())].contains(&i) || self.spill.contains(&i)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -520,7 +550,7 @@ async fn send_to_node(
 }
 
 /// Copies bytes both ways between an upgraded client and node connection.
-async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: String) {
+async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: Arc<str>) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
         Err(e) => {
@@ -700,13 +730,6 @@ fn strip_port(h: &str) -> &str {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => h,
     }
-}
-
-fn header_str(h: &HeaderMap, name: header::HeaderName) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn version_str(v: Version) -> &'static str {

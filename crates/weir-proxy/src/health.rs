@@ -192,7 +192,7 @@ pub fn spawn_active_checker(upstream: Weak<Upstream>, check: ActiveCheck) {
             tcp_failures: check.unhealthy.tcp_failures,
             timeouts: check.unhealthy.timeouts,
         };
-        let mut last_probe: std::collections::HashMap<String, Instant> = Default::default();
+        let mut last_probe: std::collections::HashMap<Arc<str>, Instant> = Default::default();
         loop {
             let Some(up) = upstream.upgrade() else { break };
             let set = up.node_set();
@@ -219,7 +219,7 @@ pub fn spawn_active_checker(upstream: Weak<Upstream>, check: ActiveCheck) {
                 }
             }
             futures::future::join_all(probes).await;
-            last_probe.retain(|k, _| set.nodes.iter().any(|n| &n.key == k));
+            last_probe.retain(|k, _| set.nodes.iter().any(|n| n.key == *k));
             drop(set);
             tokio::time::sleep(tick).await;
         }

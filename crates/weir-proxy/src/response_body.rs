@@ -26,13 +26,13 @@ pub struct Completion {
 /// Response body sent to clients.
 pub struct ResponseBody {
     inner: ProxyBody,
-    completion: Option<Box<Completion>>,
+    completion: Option<Completion>,
     bytes: u64,
 }
 
 impl ResponseBody {
     /// A body that runs `completion` when done.
-    pub fn new(inner: ProxyBody, completion: Option<Box<Completion>>) -> ResponseBody {
+    pub fn new(inner: ProxyBody, completion: Option<Completion>) -> ResponseBody {
         ResponseBody {
             inner,
             completion,

@@ -18,7 +18,7 @@ use crate::upstream::{NodeStates, Upstream, UpstreamParts};
 /// A compiled route.
 pub struct CompiledRoute {
     /// Route id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Where to forward (None when a plugin answers every request).
     pub upstream: Option<Arc<Upstream>>,
     /// Plugins in phase order.
@@ -167,7 +167,7 @@ impl Compiler {
                 methods,
                 priority: route.priority,
                 value: Arc::new(CompiledRoute {
-                    id,
+                    id: Arc::from(id.as_str()),
                     upstream,
                     plugins: PluginChain::new(plugins),
                     enable_websocket: route.enable_websocket,

@@ -19,7 +19,7 @@ use crate::pool::{ConnPool, Endpoint, PoolLimits, TlsTarget};
 /// One upstream node with its live state.
 pub struct NodeState {
     /// `host:port`, as shown in logs and used on the chash ring.
-    pub key: String,
+    pub key: Arc<str>,
     /// Where to connect.
     pub endpoint: Endpoint,
     /// In-flight and latency figures.
@@ -61,7 +61,7 @@ impl NodeStates {
             format!("{host}:{port}")
         };
         let state = Arc::new(NodeState {
-            key,
+            key: Arc::from(key.as_str()),
             endpoint: Endpoint {
                 host: host.to_owned(),
                 port,
@@ -313,7 +313,7 @@ impl Upstream {
                 .states
                 .get_or_create(host, *port, tls.as_ref(), self.limits);
             balance_nodes.push(BalanceNode {
-                key: state.key.clone(),
+                key: state.key.to_string(),
                 weight: *weight,
                 load: state.load.clone(),
             });
