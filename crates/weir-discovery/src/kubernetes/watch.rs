@@ -106,7 +106,23 @@ where
         _ => Api::all(client),
     };
     let cfg = watcher_config(&task.cluster, &task.options);
-    let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
+    // An event that cannot be decoded on an otherwise healthy stream is
+    // skipped here, before the backoff: counted as a stream error it would
+    // delay every later (valid) event by the connection backoff.
+    let sync = task.sync.clone();
+    let name = task.name().to_owned();
+    let events = watcher(api, cfg).filter(move |item| {
+        let undecodable = item.as_ref().err().and_then(undecodable_event);
+        if let Some(why) = &undecodable {
+            if log.allow("watch:undecodable") {
+                tracing::warn!(cluster = %name, kind = K::KIND, error = %why,
+                    "skipped a watch event that could not be decoded");
+            }
+            sync.error(why.clone());
+        }
+        std::future::ready(undecodable.is_none())
+    });
+    let mut stream = std::pin::pin!(events.default_backoff());
     let mut state = ClusterState::new(
         task.cluster.default_weight,
         task.cluster.namespace_filter.clone(),
@@ -168,6 +184,26 @@ where
                 }
             }
         }
+    }
+}
+
+/// Describes a watch error caused by one bad event on a live stream (rather
+/// than by the connection): garbage that is not JSON, or a JSON object that
+/// is neither an event nor a Status (kube reports it as a Status with code 0).
+fn undecodable_event(e: &watcher::Error) -> Option<String> {
+    match e {
+        watcher::Error::WatchFailed(kube::Error::SerdeError(err)) => {
+            Some(format!("undecodable watch event: {err}"))
+        }
+        watcher::Error::WatchFailed(kube::Error::Api(status)) if status.code == 0 => Some(format!(
+            "undecodable watch event (not an event object){}",
+            if status.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", status.message)
+            }
+        )),
+        _ => None,
     }
 }
 
