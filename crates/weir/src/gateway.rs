@@ -127,6 +127,9 @@ impl GatewayCore {
         let _serial = self.reload_lock.lock().await;
         let result = self.apply(config);
         self.record_reload(&result);
+        if result.is_ok() {
+            tracing::info!("configuration reloaded");
+        }
         result
     }
 
@@ -164,7 +167,6 @@ impl GatewayCore {
         }
         self.proxy.swap(snapshot);
         self.config.store(config);
-        tracing::info!("configuration reloaded");
         Ok(())
     }
 

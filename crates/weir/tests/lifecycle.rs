@@ -43,6 +43,57 @@ async fn shutdown_finishes_in_flight(sig: &str) {
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.backend(), "slow");
+    assert_eq!(
+        r.headers["connection"], "close",
+        "keep-alive ends with this response"
+    );
+    assert_eq!(weir.wait_exit(), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_sends_goaway_on_h2_and_finishes_the_open_stream() {
+    use http_body_util::{BodyExt, Empty};
+    let slow = Backend::start("slow").await;
+    slow.set_delay(800);
+    let mut weir = WeirProcess::start(&yaml(&slow, ""));
+    let proxy = weir.proxy;
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn_task = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{proxy}/"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let open_stream = h2.send_request(req);
+    let open_stream = tokio::spawn(open_stream);
+    wait_until("the request to reach the backend", || {
+        slow.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    weir.signal("TERM");
+    // The stream opened before the signal completes normally.
+    let resp = open_stream
+        .await
+        .unwrap()
+        .expect("in-flight h2 stream completes");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"slow");
+    // After GOAWAY the connection accepts no new stream and then closes.
+    let req = http::Request::get(format!("http://{proxy}/"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert!(
+        h2.send_request(req).await.is_err(),
+        "no new stream after GOAWAY"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn_task)
+        .await
+        .expect("connection closed");
     assert_eq!(weir.wait_exit(), Some(0));
 }
 
