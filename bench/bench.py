@@ -1,0 +1,872 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh: config generation, output parsing, probes, report.
+
+Subcommands (all called by run.sh; see `bench.py -h`):
+  gen DIR               write every nginx/weir config into DIR
+  cpu PID...            print utime+stime ticks summed over the PIDs
+  rss PID...            print VmRSS (KiB) summed over the PIDs
+  wrk-record ...        parse one wrk run (with bench/wrk-report.lua) into a JSON line
+  h2-record ...         parse one h2load run (+ its --log-file) into a JSON line
+  wait-ready URL        poll until 200; print ms since --since (unix seconds)
+  idle-conns ...        open N keep-alive connections, one request each, hold them
+  probe ...             marker prober: propagation delay of endpoint changes
+  report ...            write docs/performance.md from a results directory
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+
+# --------------------------------------------------------------------------
+# Ports (all on 127.0.0.1)
+BACKEND_PORTS = list(range(18100, 18200))  # backend nginx; 100 "pods"
+MARKER_PORTS = [18198, 18199]
+NGINX_PORT, NGINX_TLS = 18080, 18443
+WEIR_PORT, WEIR_TLS, WEIR_CONTROL = 19080, 19443, 19090
+WEIR_DEFAULT_PORT, WEIR_DEFAULT_CONTROL = 19081, 19091
+FAKE_API_C, FAKE_API_SCALE = 17000, 17001
+B_HOSTS, B_PATHS = 100, 10  # scenario b: 100 hosts x 10 paths = 1,000 routes
+B_HOST, B_PATH = "h50.bench.test", "/api/p5/x"  # a route in the middle
+SCALE_SERVICES, SCALE_ENDPOINTS = 10_000, 10
+
+SCENARIOS = {
+    # id: (title, path, host header or None, tool)
+    "a": ("one route, static upstream", "/", None, "wrk"),
+    "b": ("1,000 routes (100 hosts x 10 paths)", B_PATH, B_HOST, "wrk"),
+    "c": ("k8s discovery, 100 endpoints, access log on", "/", None, "wrk"),
+    "d16k": ("16 KiB response body", "/16k", None, "wrk"),
+    "d1m": ("1 MiB response body", "/1m", None, "wrk"),
+    "e": ("HTTPS termination (TLS 1.3, keep-alive)", "/", None, "wrk"),
+    "f": ("HTTP/2 h2c downstream (h2load -c64 -m10)", "/", None, "h2load"),
+}
+
+
+def w(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------
+# Config generation
+
+NGINX_COMMON = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 30000; }}
+"""
+
+HTTP_COMMON = """\
+    client_body_temp_path {dir}/tmp-{name}/body;
+    proxy_temp_path {dir}/tmp-{name}/proxy;
+    fastcgi_temp_path {dir}/tmp-{name}/fastcgi;
+    uwsgi_temp_path {dir}/tmp-{name}/uwsgi;
+    scgi_temp_path {dir}/tmp-{name}/scgi;
+    default_type text/plain;
+"""
+
+PROXY_LOCATION = """\
+            proxy_pass http://{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+"""
+
+NGINX_LOG_FORMAT = (
+    "    log_format weir '$remote_addr - $remote_user [$time_local] \"$request\" "
+    "$status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" host=$host "
+    "rt=$request_time upstream=$upstream_addr ustatus=$upstream_status "
+    "urt=$upstream_response_time route=c';\n"
+)
+
+
+def nginx_backend(d):
+    listens = "".join(f"        listen 127.0.0.1:{p} reuseport backlog=4096;\n" for p in BACKEND_PORTS)
+    return (
+        NGINX_COMMON.format(dir=d, name="backend")
+        + "http {\n"
+        + HTTP_COMMON.format(dir=d, name="backend")
+        + f"""\
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    tcp_nopush on;
+    server {{
+{listens}        location = / {{ return 200 "hello world\\n"; }}
+        location = /marker {{ return 200 "$server_port\\n"; }}
+        location = /16k {{ alias {d}/www/16k.bin; }}
+        location = /1m {{ alias {d}/www/1m.bin; }}
+        location / {{ return 200 "hello world\\n"; }}
+    }}
+}}
+"""
+    )
+
+
+def nginx_proxy(d, scn):
+    name = f"nginx-{scn}"
+    ka = 64
+    nodes = [BACKEND_PORTS[0]]
+    log = "    access_log off;\n"
+    if scn == "c":
+        nodes = BACKEND_PORTS
+        # 64 idle connections shared by 100 nodes would make nginx reconnect
+        # on most requests; let it keep some per node, as weir does.
+        ka = 1024
+        log = NGINX_LOG_FORMAT + f"    access_log {d}/nginx-c.access.log weir;\n"
+    servers_up = "".join(f"        server 127.0.0.1:{p};\n" for p in nodes)
+    http = (
+        HTTP_COMMON.format(dir=d, name=name)
+        + log
+        + "    keepalive_requests 10000000;\n    keepalive_timeout 300s;\n"
+        + f"    upstream backend {{\n{servers_up}        keepalive {ka};\n    }}\n"
+    )
+    if scn == "b":
+        http += "    server_names_hash_bucket_size 128;\n    server_names_hash_max_size 4096;\n"
+        for h in range(B_HOSTS):
+            locs = "".join(
+                f"        location /api/p{p}/ {{\n" + PROXY_LOCATION.format(upstream="backend") + "        }\n"
+                for p in range(B_PATHS)
+            )
+            http += f"    server {{\n        listen 127.0.0.1:{NGINX_PORT};\n        server_name h{h}.bench.test;\n{locs}    }}\n"
+    else:
+        if scn == "e":
+            listen = (
+                f"        listen 127.0.0.1:{NGINX_TLS} ssl;\n"
+                f"        ssl_certificate {d}/cert.pem;\n        ssl_certificate_key {d}/key.pem;\n"
+            )
+        elif scn == "f":
+            listen = f"        listen 127.0.0.1:{NGINX_PORT} http2;\n"
+        else:
+            listen = f"        listen 127.0.0.1:{NGINX_PORT} backlog=4096;\n"
+        http += (
+            f"    server {{\n{listen}        location / {{\n"
+            + PROXY_LOCATION.format(upstream="backend")
+            + "        }\n    }\n"
+        )
+    return NGINX_COMMON.format(dir=d, name=name) + "http {\n" + http + "}\n"
+
+
+def weir_gateway(scn, d, access_log=False, tls=False, workers=1):
+    lines = ["gateway:", f"  workers: {workers}" if workers else None, "  listeners:"]
+    if tls:
+        lines.append(f"    - {{address: 127.0.0.1:{WEIR_TLS}, tls: true}}")
+    else:
+        lines.append(f"    - {{address: 127.0.0.1:{WEIR_PORT}}}")
+    lines.append(f"  control: {{address: 127.0.0.1:{WEIR_CONTROL}}}")
+    if access_log:
+        lines.append(f"  access_log: {{enabled: true, path: {d}/weir-{scn}.access.log, format: text}}")
+    else:
+        lines.append("  access_log: {enabled: false}")
+    return "\n".join(x for x in lines if x is not None) + "\n"
+
+
+def weir_config(d, scn):
+    backend = f'"127.0.0.1:{BACKEND_PORTS[0]}": 1'
+    if scn == "b":
+        out = weir_gateway(scn, d)
+        out += f"upstreams:\n  - {{id: backend, type: roundrobin, nodes: {{{backend}}}}}\nroutes:\n"
+        for h in range(B_HOSTS):
+            for p in range(B_PATHS):
+                out += f"  - {{id: r{h}-{p}, host: h{h}.bench.test, uri: /api/p{p}/*, upstream_id: backend}}\n"
+        return out
+    if scn == "c":
+        out = weir_gateway(scn, d, access_log=True)
+        out += discovery_block(FAKE_API_C)
+        out += (
+            "routes:\n  - id: c\n    uri: /*\n    upstream: {type: roundrobin, "
+            "discovery_type: kubernetes, service_name: bench/svc-0:http}\n"
+        )
+        return out
+    if scn == "e":
+        out = weir_gateway(scn, d, tls=True)
+        out += f"ssls:\n  - {{id: bench, snis: [localhost, bench.test], cert_file: {d}/cert.pem, key_file: {d}/key.pem}}\n"
+    else:
+        out = weir_gateway(scn, d)
+    out += f"routes:\n  - id: a\n    uri: /*\n    upstream: {{type: roundrobin, nodes: {{{backend}}}}}\n"
+    return out
+
+
+def discovery_block(port):
+    return (
+        "discovery:\n  kubernetes:\n"
+        f'    service: {{schema: http, host: "127.0.0.1", port: {port}}}\n'
+        "    client: {token: test-token}\n"
+    )
+
+
+def weir_scale(d, routes):
+    out = weir_gateway("scale", d)
+    out += discovery_block(FAKE_API_SCALE)
+    out += "routes:\n"
+    out += (
+        "  - {id: marker, host: marker.scale.test, uri: /*, upstream: "
+        "{discovery_type: kubernetes, service_name: bench/marker:http}}\n"
+    )
+    for i in range(routes):
+        out += (
+            f"  - {{id: s{i}, host: s{i}.scale.test, uri: /*, upstream: "
+            f"{{discovery_type: kubernetes, service_name: bench/svc-{i}:http}}}}\n"
+        )
+    return out
+
+
+def weir_default(repo, d):
+    # The embedded default (crates/weir-config/src/default.yaml) on other
+    # ports, access log to stdout (run.sh sends stdout to /dev/null).
+    src = open(os.path.join(repo, "crates/weir-config/src/default.yaml")).read()
+    src = src.replace("127.0.0.1:9080", f"127.0.0.1:{WEIR_DEFAULT_PORT}")
+    src = src.replace("127.0.0.1:9090", f"127.0.0.1:{WEIR_DEFAULT_CONTROL}")
+    return src
+
+
+def cmd_gen(a):
+    d = os.path.abspath(a.dir)
+    os.makedirs(f"{d}/www", exist_ok=True)
+    with open(f"{d}/www/16k.bin", "wb") as f:
+        f.write(b"x" * 16384)
+    with open(f"{d}/www/1m.bin", "wb") as f:
+        f.write(b"x" * 1048576)
+    # nginx workers run as `nobody` when started as root: everything they
+    # read must be world-readable, and nginx itself creates (and chowns) the
+    # temp directories inside tmp-<name>.
+    os.chmod(d, 0o755)
+    os.chmod(f"{d}/www", 0o755)
+    for name in ["backend"] + [f"nginx-{s}" for s in SCENARIOS] + ["nginx-g"]:
+        os.makedirs(f"{d}/tmp-{name}", mode=0o755, exist_ok=True)
+    w(f"{d}/backend.conf", nginx_backend(d))
+    for scn in list(SCENARIOS) + ["g"]:
+        base = {"d16k": "a", "d1m": "a", "g": "a"}.get(scn, scn)
+        w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
+        w(f"{d}/weir-{scn}.yaml", weir_config(d, base))
+    w(f"{d}/weir-scale.yaml", weir_scale(d, SCALE_SERVICES))
+    w(f"{d}/weir-scale1.yaml", weir_scale(d, 1))
+    w(f"{d}/weir-default.yaml", weir_default(a.repo, d))
+
+
+# --------------------------------------------------------------------------
+# /proc
+
+
+def proc_ticks(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                s = f.read()
+            fields = s[s.rindex(")") + 2 :].split()
+            t += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, ValueError):
+            pass
+    return t
+
+
+def proc_rss(pids):
+    kb = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        kb += int(line.split()[1])
+        except OSError:
+            pass
+    return kb
+
+
+def cmd_cpu(a):
+    print(proc_ticks(a.pids))
+
+
+def cmd_rss(a):
+    print(proc_rss(a.pids))
+
+
+# --------------------------------------------------------------------------
+# Parsing runs
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+def common_record(a, secs):
+    tck = os.sysconf("SC_CLK_TCK")
+    cpu_s = (a.cpu_after - a.cpu_before) / tck
+    return {
+        "scenario": a.scenario,
+        "target": a.target,
+        "run": a.run,
+        "proxy_cpu_pct": round(100.0 * cpu_s / secs, 1) if secs else None,
+        "proxy_cpu_s": cpu_s,
+        "rss_kb": a.rss_kb,
+        "loadavg": a.loadavg or loadavg(),
+    }
+
+
+def cmd_wrk_record(a):
+    text = open(a.output).read()
+    rec = {}
+    for line in text.splitlines():
+        if line.startswith("JSON "):
+            rec = json.loads(line[5:])
+    if not rec:
+        print(f"no JSON line in {a.output}", file=sys.stderr)
+        sys.exit(1)
+    secs = rec["duration_us"] / 1e6
+    out = common_record(a, secs)
+    out.update(
+        tool="wrk",
+        rps=rec["requests"] / secs,
+        p50_us=rec["p50"],
+        p99_us=rec["p99"],
+        p999_us=rec["p999"],
+        max_us=rec["max"],
+        requests=rec["requests"],
+        errors={k: rec[k] for k in rec if k.startswith("errors_")},
+        cpu_us_per_req=round(out["proxy_cpu_s"] * 1e6 / max(rec["requests"], 1), 2),
+    )
+    with open(a.results, "a") as f:
+        f.write(json.dumps(out) + "\n")
+    print(fmt_run(out))
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return 0
+    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def cmd_h2_record(a):
+    text = open(a.output).read()
+    secs = rps = None
+    total = ok = failed = errored = timeout = 0
+    non2xx = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("finished in"):
+            # finished in 10.00s, 123.45 req/s, 1.2MB/s
+            parts = line.split(",")
+            secs = float(parts[0].split()[-1].rstrip("s"))
+            rps = float(parts[1].split()[0])
+        elif line.startswith("requests:"):
+            nums = [int(x) for x in line.replace(",", " ").split() if x.isdigit()]
+            total, ok, failed, errored, timeout = nums[0], nums[3], nums[4], nums[5], nums[6]
+        elif line.startswith("status codes:"):
+            nums = [int(x) for x in line.replace(",", " ").split() if x.isdigit()]
+            non2xx = sum(nums[1:])
+    lat = []
+    try:
+        with open(a.log) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 3:
+                    lat.append(int(p[2]))
+    except OSError:
+        pass
+    lat.sort()
+    secs = secs or a.secs
+    out = common_record(a, secs)
+    out.update(
+        tool="h2load",
+        rps=rps or 0.0,
+        p50_us=pct(lat, 50),
+        p99_us=pct(lat, 99),
+        p999_us=pct(lat, 99.9),
+        max_us=lat[-1] if lat else 0,
+        requests=total,
+        errors={"failed": failed, "errored": errored, "timeout": timeout, "non2xx": non2xx},
+        cpu_us_per_req=round(out["proxy_cpu_s"] * 1e6 / max(ok, 1), 2),
+    )
+    with open(a.results, "a") as f:
+        f.write(json.dumps(out) + "\n")
+    print(fmt_run(out))
+
+
+def fmt_run(r):
+    errs = {k: v for k, v in r["errors"].items() if v}
+    return (
+        f"  {r['scenario']:5} {r['target']:6} run {r['run']}: {r['rps']:10.0f} req/s  "
+        f"p50 {ms(r['p50_us'])} p99 {ms(r['p99_us'])} p99.9 {ms(r['p999_us'])}  "
+        f"cpu {r['proxy_cpu_pct']}%  rss {r['rss_kb'] / 1024:.1f} MiB  load {r['loadavg']}"
+        + (f"  ERRORS {errs}" if errs else "")
+    )
+
+
+def ms(us):
+    return f"{us / 1000:.2f}ms"
+
+
+# --------------------------------------------------------------------------
+# Probes
+
+
+def http_get(host, port, path, hosthdr="bench", timeout=1.0):
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {hosthdr}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        s.close()
+
+
+def cmd_wait_ready(a):
+    # a.url: host:port/path
+    hostport, _, path = a.url.partition("/")
+    host, _, port = hostport.rpartition(":")
+    deadline = time.time() + a.timeout
+    while time.time() < deadline:
+        try:
+            r = http_get(host, int(port), "/" + path, timeout=0.5)
+            if r.startswith(b"HTTP/1.1 200") or r.startswith(b"HTTP/1.0 200"):
+                print(f"{(time.time() - a.since) * 1000:.0f}" if a.since else "ok")
+                return
+        except OSError:
+            pass
+        time.sleep(a.interval)
+    print("timeout", file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_idle_conns(a):
+    """Open N connections, send one request on each, read the response, hold."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = a.n + 100
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+    req = f"GET {a.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    socks = []
+    failed = 0
+    t0 = time.time()
+    for i in range(a.n):
+        try:
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            s.sendall(req)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"hello world\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if not data.startswith(b"HTTP/1.1 200"):
+                failed += 1
+            socks.append(s)
+        except OSError:
+            failed += 1
+    print(f"HELD {len(socks)} failed={failed} in {time.time() - t0:.1f}s", flush=True)
+    time.sleep(a.hold)
+    # How many did the server close while we held them?
+    import select
+
+    closed = 0
+    poller = select.poll()
+    for s in socks:
+        poller.register(s, select.POLLIN)
+    ready = {fd for fd, _ in poller.poll(0)}
+    for s in socks:
+        if s.fileno() in ready:
+            try:
+                if s.recv(1, socket.MSG_PEEK) == b"":
+                    closed += 1
+            except OSError:
+                closed += 1
+    print(json.dumps({"opened": len(socks), "failed": failed, "closed_by_server": closed}), flush=True)
+    for s in socks:
+        s.close()
+
+
+def cmd_probe(a):
+    """Poll the marker route as fast as one keep-alive connection allows; log
+    (unix_ns, port) whenever the answering port changes."""
+    import http.client
+
+    end = time.time() + a.secs
+    out = open(a.out, "w")
+    last = None
+    n = errors = 0
+    conn = None
+    while time.time() < end:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=2)
+            conn.request("GET", "/marker", headers={"Host": a.host})
+            r = conn.getresponse()
+            body = r.read().strip().decode()
+            n += 1
+            if r.status != 200:
+                errors += 1
+                continue
+            if body != last:
+                out.write(f"{time.time_ns()} {body}\n")
+                out.flush()
+                last = body
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn = None
+            time.sleep(0.01)
+    print(json.dumps({"probes": n, "probe_errors": errors}))
+
+
+def propagation(events_file, probe_file):
+    """For each marker change (emit_ns, port), the first probe observation of
+    that port after the emit time; returns delays in ms."""
+    ev = [tuple(map(int, l.split())) for l in open(events_file) if l.strip()]
+    ob = [tuple(map(int, l.split())) for l in open(probe_file) if l.strip()]
+    delays, missed = [], 0
+    for i, (t, port) in enumerate(ev):
+        nxt = ev[i + 1][0] if i + 1 < len(ev) else None
+        seen = [ts for ts, p in ob if p == port and ts >= t and (nxt is None or ts < nxt)]
+        if seen:
+            delays.append((seen[0] - t) / 1e6)
+        else:
+            missed += 1
+    return delays, missed
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def median(xs):
+    return statistics.median(xs) if xs else 0
+
+
+def summarize(results):
+    rows = {}
+    for r in results:
+        rows.setdefault((r["scenario"], r["target"]), []).append(r)
+    summary = {}
+    for key, rs in rows.items():
+        summary[key] = {
+            "n": len(rs),
+            "rps": median([r["rps"] for r in rs]),
+            "p50_us": median([r["p50_us"] for r in rs]),
+            "p99_us": median([r["p99_us"] for r in rs]),
+            "p999_us": median([r["p999_us"] for r in rs]),
+            "cpu_pct": median([r["proxy_cpu_pct"] for r in rs]),
+            "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
+            "rss_kb": median([r["rss_kb"] for r in rs]),
+            "errors": sum(sum(r["errors"].values()) for r in rs),
+            "rps_runs": [round(r["rps"]) for r in rs],
+        }
+    return summary
+
+
+def read_json(path, default=None):
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return default
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def cmd_report(a):
+    rd = a.results_dir
+    results = []
+    if os.path.exists(f"{rd}/runs.jsonl"):
+        results = [json.loads(l) for l in open(f"{rd}/runs.jsonl") if l.strip()]
+    s = summarize(results)
+    meta = read_json(f"{rd}/meta.json", {})
+    L = []
+    L.append("# Performance\n")
+    L.append(
+        "<!-- GENERATED by bench/run.sh — do not edit by hand; re-run the suite. -->\n"
+    )
+    L.append(
+        f"Generated {meta.get('date', '?')} by `{meta.get('command', 'bench/run.sh')}` "
+        f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
+        "per target and scenario, weir and nginx alternating; medians over runs).\n"
+    )
+    L.append("## Machine\n")
+    L.append("```")
+    for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc"]:
+        L.append(f"{k:12} {meta.get(k, '?')}")
+    L.append("```\n")
+    L.append(
+        "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
+        "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
+        "Proxies: weir (`gateway.workers: 1`, access log off unless stated) and nginx "
+        "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
+        "downstream `keepalive_requests` raised so neither side closes client connections). "
+        f"CPU pinning: {meta.get('pinning', '?')}. Load generator: `wrk -t1 -c64 --latency` with "
+        "`bench/wrk-report.lua` (p99.9 from wrk's histogram); HTTP/2: `h2load -t1 -c64 -m10` "
+        "with per-request `--log-file` for percentiles. Proxy CPU = utime+stime delta of the proxy "
+        "process(es) over the run, in % of one core (nginx: master+worker); RSS = VmRSS after the run "
+        "(nginx: master+worker). The machine is shared: other builds may run at times; the "
+        "1-minute load average of each run is in the raw output. Compare ratios within one run of "
+        "the suite, not absolute numbers across runs.\n"
+    )
+    L.append("## Results\n")
+    L.append(
+        "| scenario | target | req/s | p50 | p99 | p99.9 | proxy CPU | CPU µs/req | proxy RSS | errors | weir/nginx |"
+    )
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    order = [k for k in SCENARIOS]
+    for scn in order:
+        for tgt in ["weir", "nginx"]:
+            r = s.get((scn, tgt))
+            if not r:
+                continue
+            ratio = ""
+            n = s.get((scn, "nginx"))
+            if tgt == "weir" and n and n["rps"]:
+                ratio = (
+                    f"**{r['rps'] / n['rps']:.2f}x** req/s, p99 {r['p99_us'] / max(n['p99_us'], 1):.2f}x"
+                )
+            L.append(
+                f"| {scn} {SCENARIOS[scn][0]} | {tgt} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} "
+                f"| {ms(r['p999_us'])} | {r['cpu_pct']:.0f}% | {r['cpu_us_per_req']:.1f} | {r['rss_kb'] / 1024:.1f} MiB "
+                f"| {r['errors']} | {ratio} |"
+            )
+    L.append("")
+    idle = read_json(f"{rd}/idle.json")
+    if idle:
+        L.append("### (g) idle keep-alive connections\n")
+        L.append("| target | connections held | closed by server | RSS before | RSS with conns | per connection |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for tgt in ["weir", "nginx"]:
+            g = idle.get(tgt)
+            if g:
+                L.append(
+                    f"| {tgt} | {g['opened']:,} | {g['closed_by_server']} | {g['rss_before_kb'] / 1024:.1f} MiB "
+                    f"| {g['rss_after_kb'] / 1024:.1f} MiB | {g['per_conn_kb']:.1f} KiB |"
+                )
+        L.append("")
+    dflt = read_json(f"{rd}/default.json")
+    scale = read_json(f"{rd}/scale.json")
+    if scale:
+        L.append("### Discovery scale\n")
+        L.append(
+            f"Fake API server (`bench/fake-apiserver`, weir-testkit) with {SCALE_SERVICES:,} Endpoints x "
+            f"{SCALE_ENDPOINTS} ready addresses ({SCALE_SERVICES * SCALE_ENDPOINTS:,} endpoints), weir "
+            "with `workers: 1` pinned like the proxy. Time = from spawning weir to the first 200 on "
+            "`/status/ready` (polled every 5 ms).\n"
+        )
+        L.append("| weir config | ready after | RSS after sync | RSS +30 s churn |")
+        L.append("|---|---:|---:|---:|")
+        for key, label in [("routes1", "1 route (discovery of all, one subscribed)"), ("routes10k", "10,001 routes, one per service")]:
+            v = scale.get(key)
+            if v:
+                L.append(
+                    f"| {label} | {v.get('ready_ms', '?')} ms | {v.get('rss_kb', 0) / 1024:.1f} MiB "
+                    f"| {(str(round(v['rss_after_churn_kb'] / 1024, 1)) + ' MiB') if v.get('rss_after_churn_kb') else '-'} |"
+                )
+        ch = scale.get("churn")
+        if ch:
+            L.append("")
+            L.append(
+                f"Churn: {ch.get('rate')} Endpoints updates/s for {ch.get('secs')} s (each moves one endpoint of a "
+                f"service to another port; applied: {ch.get('applied', '?')}) while `wrk -c64` sends to "
+                "`s5000.scale.test` (a discovered service) and a prober polls a marker route whose single "
+                "endpoint the fake server moves between two ports every 500 ms.\n"
+            )
+            L.append(
+                f"- traffic during churn: {ch.get('rps', 0):,.0f} req/s, p99 {ms(ch.get('p99_us', 0))}, "
+                f"errors/non-2xx: {ch.get('errors')}"
+            )
+            d = ch.get("delays_ms") or []
+            if d:
+                ds = sorted(d)
+                L.append(
+                    f"- propagation delay (marker change emitted by the fake API server → first response "
+                    f"from the new port), {len(ds)} changes: p50 {pct(ds, 50):.1f} ms, p90 {pct(ds, 90):.1f} ms, "
+                    f"max {ds[-1]:.1f} ms; changes never observed: {ch.get('missed')}"
+                )
+            L.append(f"- prober: {ch.get('probe')}")
+        L.append("")
+    L.append("## Targets\n")
+    L.append("| target | measured | verdict |")
+    L.append("|---|---|---|")
+    wa, na = s.get(("a", "weir")), s.get(("a", "nginx"))
+    if wa and na:
+        r = wa["rps"] / na["rps"]
+        L.append(
+            f"| (a) weir >= 1.05x nginx req/s, p99 <= nginx | {r:.2f}x, p99 {ms(wa['p99_us'])} vs {ms(na['p99_us'])} "
+            f"| {verdict(r >= 1.05 and wa['p99_us'] <= na['p99_us'])} |"
+        )
+        for scn in ["c", "b"]:
+            w_ = s.get((scn, "weir"))
+            if w_:
+                q = w_["rps"] / wa["rps"]
+                L.append(f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir (a) | {verdict(q >= 0.95)} |")
+    if scale and scale.get("routes10k"):
+        v = scale["routes10k"]
+        ok = v.get("ready_ms", 1e9) < 3000 and v.get("rss_kb", 1e12) < 300 * 1024
+        L.append(
+            f"| discovery 100k endpoints ready < 3 s, < 300 MiB | {v.get('ready_ms')} ms, {v.get('rss_kb', 0) / 1024:.0f} MiB "
+            f"(10,001 routes) | {verdict(ok)} |"
+        )
+    if dflt:
+        L.append(
+            f"| < 30 MiB RSS idle, default config | {dflt['rss_kb'] / 1024:.1f} MiB | {verdict(dflt['rss_kb'] < 30 * 1024)} |"
+        )
+    if idle and idle.get("weir"):
+        g = idle["weir"]
+        L.append(
+            f"| < 20 KiB per idle keep-alive connection | {g['per_conn_kb']:.1f} KiB | {verdict(g['per_conn_kb'] < 20)} |"
+        )
+    L.append("")
+    if dflt:
+        L.append(
+            f"Default config (`crates/weir-config/src/default.yaml` on other ports, workers = CPU count, not pinned): "
+            f"RSS {dflt['rss_kb'] / 1024:.1f} MiB, {dflt.get('threads', '?')} threads, measured {dflt.get('after', '?')}.\n"
+        )
+    L.append("Ratios between scenarios (same run):\n")
+    for tgt in ["weir", "nginx"]:
+        base = s.get(("a", tgt))
+        if base:
+            parts = [
+                f"{scn} {s[(scn, tgt)]['rps'] / base['rps']:.2f}"
+                for scn in SCENARIOS
+                if (scn, tgt) in s and scn != "a"
+            ]
+            L.append(f"- {tgt}: req/s relative to its (a): " + ", ".join(parts))
+    L.append("")
+    prof = f"{rd}/profile.txt"
+    L.append("## Profile\n")
+    if os.path.exists(prof):
+        L.append(open(prof).read().rstrip() + "\n")
+    else:
+        L.append("(not run in this mode; `bench/run.sh --profile` or a full run adds it)\n")
+    L.append("## Observations (computed from this run)\n")
+    obs = []
+    for scn in SCENARIOS:
+        wv, nv = s.get((scn, "weir")), s.get((scn, "nginx"))
+        if not (wv and nv):
+            continue
+        obs.append(
+            f"- ({scn}) CPU per request: weir {wv['cpu_us_per_req']:.1f} µs vs nginx {nv['cpu_us_per_req']:.1f} µs "
+            f"({wv['cpu_us_per_req'] / max(nv['cpu_us_per_req'], 0.01):.2f}x); proxy core busy: weir {wv['cpu_pct']:.0f}%, "
+            f"nginx {nv['cpu_pct']:.0f}%."
+        )
+        if wv["errors"] or nv["errors"]:
+            obs.append(f"- ({scn}) errors/non-2xx: weir {wv['errors']}, nginx {nv['errors']}.")
+        if wv["rss_kb"] > 1.5 * nv["rss_kb"] and wv["rss_kb"] - nv["rss_kb"] > 8 * 1024:
+            obs.append(
+                f"- ({scn}) weir RSS {wv['rss_kb'] / 1024:.0f} MiB vs nginx {nv['rss_kb'] / 1024:.0f} MiB after the runs."
+            )
+    if obs:
+        L.append(
+            "When neither proxy keeps its core busy (proxy CPU well under 100%), the shared load-generator core "
+            "(wrk + backend on CPU 0) bounds req/s and the CPU µs/request figure is the better efficiency "
+            "comparison.\n"
+        )
+        L.extend(obs)
+        L.append("")
+    notes = f"{rd}/notes.md"
+    if os.path.exists(notes) and open(notes).read().strip():
+        L.append(open(notes).read().rstrip() + "\n")
+    L.append("## How to run\n")
+    L.append(
+        "```sh\n"
+        "bench/run.sh            # full: 3 x 10 s per target and scenario, discovery scale, profile (~15 min)\n"
+        "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
+        "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
+        "bench/run.sh --only a,c # chosen scenarios (a b c d16k d1m e f g scale default)\n"
+        "```\n"
+        "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
+        "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "
+        "outputs go to a temporary directory (kept with `--keep`), raw results to `bench/results/`.\n"
+    )
+    L.append("## Raw output\n")
+    L.append("Every measured run (`bench/results/runs.jsonl`, latency in µs):\n")
+    L.append("```")
+    for r in results:
+        L.append(fmt_run(r))
+    L.append("```\n")
+    extra = f"{rd}/raw.txt"
+    if os.path.exists(extra):
+        L.append("Other raw output:\n")
+        L.append("```")
+        L.append(open(extra).read().rstrip())
+        L.append("```")
+    w(a.out, "\n".join(L) + "\n")
+    # Console table too
+    print("\n".join(l for l in L if l.startswith("|")))
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("gen")
+    p.add_argument("dir")
+    p.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p.set_defaults(f=cmd_gen)
+    p = sub.add_parser("cpu")
+    p.add_argument("pids", nargs="+")
+    p.set_defaults(f=cmd_cpu)
+    p = sub.add_parser("rss")
+    p.add_argument("pids", nargs="+")
+    p.set_defaults(f=cmd_rss)
+    for name, fn in [("wrk-record", cmd_wrk_record), ("h2-record", cmd_h2_record)]:
+        p = sub.add_parser(name)
+        p.add_argument("--scenario", required=True)
+        p.add_argument("--target", required=True)
+        p.add_argument("--run", type=int, default=1)
+        p.add_argument("--output", required=True)
+        p.add_argument("--log", default="")
+        p.add_argument("--secs", type=float, default=0)
+        p.add_argument("--cpu-before", type=int, required=True)
+        p.add_argument("--cpu-after", type=int, required=True)
+        p.add_argument("--rss-kb", type=int, required=True)
+        p.add_argument("--loadavg", default="")
+        p.add_argument("--results", required=True)
+        p.set_defaults(f=fn)
+    p = sub.add_parser("wait-ready")
+    p.add_argument("url")
+    p.add_argument("--since", type=float, default=0)
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--interval", type=float, default=0.005)
+    p.set_defaults(f=cmd_wait_ready)
+    p = sub.add_parser("idle-conns")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--path", default="/")
+    p.add_argument("--hold", type=float, default=5)
+    p.set_defaults(f=cmd_idle_conns)
+    p = sub.add_parser("probe")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--secs", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(f=cmd_probe)
+    p = sub.add_parser("propagation")
+    p.add_argument("events")
+    p.add_argument("probe")
+    p.set_defaults(f=lambda a: print(json.dumps(dict(zip(["delays_ms", "missed"], propagation(a.events, a.probe))))))
+    p = sub.add_parser("report")
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(f=cmd_report)
+    a = ap.parse_args()
+    a.f(a)
+
+
+if __name__ == "__main__":
+    main()

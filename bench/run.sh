@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# weir vs nginx benchmark suite. ONE command:
+#
+#   bench/run.sh            full: 3 x 10 s per target and scenario, discovery scale, profile
+#   bench/run.sh --quick    1 x 3 s per target, everything once
+#   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized)
+#
+# Options: --only a,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
+#          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
+#          --doc FILE (default docs/performance.md; --smoke writes none)
+#
+# Writes bench/results/ (runs.jsonl, *.json, raw.txt) and, except in smoke
+# mode, REGENERATES docs/performance.md. Binds 127.0.0.1 only; uses its own
+# nginx configs under a temp dir (never the system nginx config).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+B=$REPO/bench
+MODE=full RUNS=3 SECS=10 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0
+DOC=$REPO/docs/performance.md
+ARGS="$*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MODE=quick RUNS=1 SECS=3 ;;
+    --smoke) MODE=smoke RUNS=1 SECS=2 ONLY=a PROFILE=0 DOC="" ;;
+    --only) ONLY=$2; shift ;;
+    --runs) RUNS=$2; shift ;;
+    --secs) SECS=$2; shift ;;
+    --no-profile) PROFILE=0 ;;
+    --no-build) BUILD=0 ;;
+    --no-install) INSTALL=0 ;;
+    --keep) KEEP=1 ;;
+    --doc) DOC=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+ALL="a b c d16k d1m e f g default scale"
+[ -n "$ONLY" ] || ONLY=$ALL
+want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
+
+log() { printf '\n== %s\n' "$*" >&2; }
+RES=${BENCH_RESULTS:-$B/results}
+rm -rf "$RES"; mkdir -p "$RES"
+RAW=$RES/raw.txt; : > "$RAW"
+NOTES=$RES/notes.md; : > "$NOTES"
+raw() { printf '%s\n' "$*" >> "$RAW"; }
+W=$(mktemp -d /tmp/weir-bench.XXXXXX)
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "$KEEP" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+stop() { # stop PID: TERM, wait up to 5 s, KILL
+  local p=$1 i
+  kill "$p" 2>/dev/null || return 0
+  for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+[ "$PROFILE" = 0 ] || command -v perf >/dev/null || need+=(linux-perf)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing packages: ${need[*]} (run as root, or: apt-get install -y ${need[*]})" >&2
+    exit 1
+  fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+PY="python3 $B/bench.py"
+
+# ---------------------------------------------------------------- build
+if [ "$BUILD" = 1 ]; then
+  log "cargo build --release -p weir"
+  (cd "$REPO" && cargo build --release -p weir)
+  if want c || want scale; then
+    log "cargo build --release (bench/fake-apiserver)"
+    (cd "$B/fake-apiserver" && cargo build --release)
+  fi
+fi
+WEIR=$REPO/target/release/weir
+FAKE=$B/fake-apiserver/target/release/fake-apiserver
+
+# ---------------------------------------------------------------- machine
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  LOAD="taskset -c 0" PROXY="taskset -c 1"
+  PINNING="wrk/h2load + backend nginx + fake API server on CPU 0, proxy (weir or nginx) on CPU 1 (taskset)"
+else
+  LOAD="" PROXY=""
+  PINNING="none (fewer than 2 CPUs or no taskset)"
+fi
+$PY gen "$W" >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,DNS:bench.test,IP:127.0.0.1" \
+  -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+
+python3 - "$RES/meta.json" <<EOF
+import json, os, platform, subprocess, sys, datetime
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip() or subprocess.run(c, shell=True, capture_output=True, text=True).stderr.strip()
+    except Exception as e: return str(e)
+cpu = sh("lscpu | sed -n 's/^Model name: *//p'")
+json.dump({
+  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+  "command": "bench/run.sh $ARGS".strip(), "mode": "$MODE", "runs": $RUNS, "secs": $SECS,
+  "nproc": sh("nproc"), "cpu": cpu + " (" + sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'") + " guest)",
+  "kernel": platform.release(), "weir_commit": sh("cd $REPO && git rev-parse --short HEAD") + (" + uncommitted changes" if sh("cd $REPO && git status --porcelain -- crates Cargo.toml Cargo.lock") else ""),
+  "nginx": sh("$NGINX -v 2>&1"), "wrk": sh("wrk -v 2>&1 | head -1"), "h2load": sh("h2load --version"),
+  "rustc": sh("rustc --version"), "pinning": "$PINNING",
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+# ---------------------------------------------------------------- helpers
+wait_port() { # wait_port PORT [secs]
+  local i
+  for i in $(seq $((${2:-10} * 50))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  echo "port $1 did not open" >&2; return 1
+}
+nginx_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
+
+start_nginx() { # start_nginx NAME -> sets NPID
+  $PROXY "$NGINX" -c "$W/$1.conf" -p "$W/" -e "$W/$1.error.log" &
+  NPID=$!; PIDS+=("$NPID")
+}
+start_weir() { # start_weir CONFIG -> sets WPID
+  $PROXY "$WEIR" --log-format json run -c "$W/$1.yaml" >"$W/$1.stdout" 2>"$W/$1.stderr" &
+  WPID=$!; PIDS+=("$WPID")
+}
+
+url_for() { # url_for SCENARIO TARGET
+  local port
+  if [ "$2" = weir ]; then port=$WEIR_PORT; else port=$NGINX_PORT; fi
+  case "$1" in
+    e) [ "$2" = weir ] && port=19443 || port=18443; echo "https://localhost:$port/" ;;
+    b) echo "http://127.0.0.1:$port/api/p5/x" ;;
+    d16k) echo "http://127.0.0.1:$port/16k" ;;
+    d1m) echo "http://127.0.0.1:$port/1m" ;;
+    *) echo "http://127.0.0.1:$port/" ;;
+  esac
+}
+WEIR_PORT=19080 NGINX_PORT=18080
+
+measure() { # measure SCENARIO TARGET RUN SECS [record=1]
+  local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 out hdr=()
+  if [ "$tgt" = weir ]; then pids=$WPID; else pids=$(nginx_pids "$NPID"); fi
+  url=$(url_for "$scn" "$tgt")
+  [ "$scn" = b ] && hdr=(-H "Host: h50.bench.test")
+  out=$W/out-$scn-$tgt-$run.txt
+  c0=$($PY cpu $pids)
+  if [ "$scn" = f ]; then
+    $LOAD h2load -t1 -c64 -m10 -D "$secs" --log-file="$W/h2-$scn-$tgt-$run.log" "$url" >"$out" 2>&1 || true
+  else
+    $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$B/wrk-report.lua" "${hdr[@]}" "$url" >"$out" 2>&1 || true
+  fi
+  c1=$($PY cpu $pids)
+  [ "$rec" = 1 ] || return 0
+  if [ "$run" = 1 ]; then
+    if [ "$scn" = f ]; then
+      raw "\$ $LOAD h2load -t1 -c64 -m10 -D $secs --log-file=h2.log $url    # $tgt"
+    else
+      raw "\$ $LOAD wrk -t1 -c64 -d${secs}s --latency -s bench/wrk-report.lua ${hdr[*]} $url    # $tgt"
+    fi
+    grep -v '^JSON' "$out" | sed -e '/^progress:/d' -e '/^spawning/d' -e '/^starting benchmark/d' -e '/^Application protocol/d' >> "$RAW"; raw ""
+  fi
+  if [ "$scn" = f ]; then
+    $PY h2-record --scenario "$scn" --target "$tgt" --run "$run" --output "$out" --log "$W/h2-$scn-$tgt-$run.log" \
+      --secs "$secs" --cpu-before "$c0" --cpu-after "$c1" --rss-kb "$($PY rss $pids)" --results "$RES/runs.jsonl"
+    rm -f "$W/h2-$scn-$tgt-$run.log"
+  else
+    $PY wrk-record --scenario "$scn" --target "$tgt" --run "$run" --output "$out" \
+      --cpu-before "$c0" --cpu-after "$c1" --rss-kb "$($PY rss $pids)" --results "$RES/runs.jsonl" \
+      || { echo "wrk failed:"; cat "$out"; } >&2
+  fi
+}
+
+check_weir_log() { # check_weir_log NAME: note warnings/errors weir logged
+  local n
+  n=$(grep -c -E '"level":"(WARN|ERROR)"' "$W/$1.stderr" || true)
+  if [ "$n" != 0 ]; then
+    raw "weir ($1) logged $n WARN/ERROR lines; first ones:"
+    grep -E '"level":"(WARN|ERROR)"' "$W/$1.stderr" | head -5 >> "$RAW"
+    echo "- weir \`$1\`: $n WARN/ERROR log lines (see raw output)." >> "$NOTES"
+  fi
+}
+
+# ---------------------------------------------------------------- backend
+log "backend nginx on 127.0.0.1:18100-18199"
+$LOAD "$NGINX" -c "$W/backend.conf" -p "$W/" -e "$W/backend.error.log" &
+BPID=$!; PIDS+=("$BPID")
+wait_port 18100
+wait_port 18199
+
+# ---------------------------------------------------------------- throughput scenarios
+for scn in a b c d16k d1m e f; do
+  want "$scn" || continue
+  log "scenario $scn"
+  FPID=""
+  if [ "$scn" = c ]; then
+    $LOAD "$FAKE" --port 17000 --services 1 --endpoints 100 --backend-ports 18100-18199 >"$W/fake-c.out" 2>&1 &
+    FPID=$!; PIDS+=("$FPID")
+    wait_port 17000
+    for i in $(seq 100); do grep -q LOADED "$W/fake-c.out" && break; sleep 0.05; done
+  fi
+  start_weir "weir-$scn"
+  start_nginx "nginx-$scn"
+  $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
+  if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; wait_port $NGINX_PORT; fi
+  # warm-up (not recorded): connections, pools, caches
+  measure "$scn" weir 0 1 0; measure "$scn" nginx 0 1 0
+  for run in $(seq "$RUNS"); do
+    if [ $((run % 2)) = 1 ]; then order="weir nginx"; else order="nginx weir"; fi
+    for tgt in $order; do measure "$scn" "$tgt" "$run" "$SECS"; done
+  done
+  if [ "$scn" = c ]; then
+    raw "access log lines: weir $(wc -l < "$W/weir-c.access.log" 2>/dev/null || echo 0), nginx $(wc -l < "$W/nginx-c.access.log" 2>/dev/null || echo 0)"
+    raw "weir access log sample: $(tail -1 "$W/weir-c.access.log" 2>/dev/null)"
+    raw "nginx access log sample: $(tail -1 "$W/nginx-c.access.log" 2>/dev/null)"
+    raw "backend connections held open by the proxies after (c): $(ss -Htn state established '( sport >= :18100 and sport <= :18199 )' | wc -l)"
+    raw ""
+    rm -f "$W/weir-c.access.log" "$W/nginx-c.access.log"
+  fi
+  stop "$WPID"; stop "$NPID"
+  check_weir_log "weir-$scn"
+  [ -z "$FPID" ] || stop "$FPID"
+done
+
+# ---------------------------------------------------------------- (g) idle connections
+if want g; then
+  log "scenario g: 10,000 idle keep-alive connections"
+  start_weir weir-g
+  start_nginx nginx-g
+  $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
+  wait_port $NGINX_PORT
+  measure g weir 0 1 0; measure g nginx 0 1 0
+  echo "{" > "$RES/idle.json"
+  sep=""
+  for tgt in weir nginx; do
+    if [ "$tgt" = weir ]; then port=$WEIR_PORT pids=$WPID; else port=$NGINX_PORT pids=$(nginx_pids "$NPID"); fi
+    sleep 1
+    before=$($PY rss $pids)
+    $LOAD $PY idle-conns --port "$port" --n 10000 --hold 8 >"$W/idle-$tgt.out" 2>&1 &
+    IPID=$!; PIDS+=("$IPID")
+    for i in $(seq 600); do grep -q HELD "$W/idle-$tgt.out" && break; sleep 0.1; done
+    sleep 2
+    after=$($PY rss $pids)
+    wait "$IPID" || true
+    raw "(g) $tgt: $(tr '\n' ' ' < "$W/idle-$tgt.out") rss_before_kb=$before rss_after_kb=$after"
+    json=$(tail -1 "$W/idle-$tgt.out")
+    python3 - "$json" "$before" "$after" "$tgt" "$sep" >> "$RES/idle.json" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1]); b, a = int(sys.argv[2]), int(sys.argv[3])
+d.update(rss_before_kb=b, rss_after_kb=a, per_conn_kb=(a - b) / max(d["opened"], 1))
+print(sys.argv[5] + json.dumps(sys.argv[4]) + ": " + json.dumps(d))
+EOF
+    sep=","
+  done
+  echo "}" >> "$RES/idle.json"
+  stop "$WPID"; stop "$NPID"
+  check_weir_log weir-g
+fi
+
+# ---------------------------------------------------------------- default config idle RSS
+if want default; then
+  log "default configuration, idle RSS"
+  "$WEIR" run -c "$W/weir-default.yaml" >/dev/null 2>"$W/weir-default.stderr" &
+  DPID=$!; PIDS+=("$DPID")
+  $PY wait-ready 127.0.0.1:19091/status/ready --timeout 30 >/dev/null
+  for i in $(seq 20); do $PY wait-ready 127.0.0.1:19081/anything --timeout 5 >/dev/null; done
+  sleep 3
+  rss=$($PY rss "$DPID")
+  threads=$(awk '/^Threads:/ {print $2}' "/proc/$DPID/status")
+  echo "{\"rss_kb\": $rss, \"threads\": $threads, \"after\": \"start, ready, 20 echo requests, 3 s idle\"}" > "$RES/default.json"
+  raw "default config: VmRSS ${rss} kB, $threads threads"
+  stop "$DPID"
+fi
+
+# ---------------------------------------------------------------- discovery scale
+if want scale; then
+  log "discovery scale: 10,000 services x 10 endpoints"
+  CHURN_SECS=30
+  [ "$MODE" = full ] || CHURN_SECS=15
+  $LOAD "$FAKE" --port 17001 --services 10000 --endpoints 10 --backend-ports 18100-18199 \
+    --marker-ports 18198,18199 --marker-every-ms 500 --churn-rate 1000 --churn-secs "$CHURN_SECS" \
+    --churn-trigger "$W/churn.go" --events "$W/events.txt" >"$W/fake-scale.out" 2>&1 &
+  FPID=$!; PIDS+=("$FPID")
+  for i in $(seq 600); do grep -q LOADED "$W/fake-scale.out" && break; sleep 0.1; done
+  raw "fake API server: $(grep LOADED "$W/fake-scale.out")"
+  echo "{" > "$RES/scale.json"
+  for cfg in scale1 scale; do
+    key=$([ $cfg = scale1 ] && echo routes1 || echo routes10k)
+    since=$(date +%s.%N)
+    start_weir "weir-$cfg"
+    ready_ms=$($PY wait-ready 127.0.0.1:19090/status/ready --since "$since" --timeout 120 --interval 0.005 || echo timeout)
+    sleep 2
+    rss=$($PY rss "$WPID")
+    raw "weir-$cfg: ready after ${ready_ms} ms, VmRSS ${rss} kB after sync"
+    if [ $cfg = scale1 ]; then
+      echo "\"$key\": {\"ready_ms\": $ready_ms, \"rss_kb\": $rss}," >> "$RES/scale.json"
+      stop "$WPID"; check_weir_log "weir-$cfg"
+      continue
+    fi
+    # churn while traffic flows
+    touch "$W/churn.go"
+    $LOAD $PY probe --port $WEIR_PORT --host marker.scale.test --secs $((CHURN_SECS + 2)) --out "$W/probe.txt" >"$W/probe.out" 2>&1 &
+    PRPID=$!; PIDS+=("$PRPID")
+    c0=$($PY cpu "$WPID")
+    $LOAD wrk -t1 -c64 -d"${CHURN_SECS}s" --latency -s "$B/wrk-report.lua" -H "Host: s5000.scale.test" \
+      "http://127.0.0.1:$WEIR_PORT/" >"$W/churn-wrk.txt" 2>&1 || true
+    c1=$($PY cpu "$WPID")
+    wait "$PRPID" || true
+    sleep 1
+    rss2=$($PY rss "$WPID")
+    raw "\$ $LOAD wrk -t1 -c64 -d${CHURN_SECS}s --latency -s bench/wrk-report.lua -H 'Host: s5000.scale.test' http://127.0.0.1:$WEIR_PORT/   # during churn"
+    grep -v '^JSON' "$W/churn-wrk.txt" >> "$RAW"
+    raw "fake API server: $(grep CHURN "$W/fake-scale.out" | tr '\n' ' ')"
+    raw "weir CPU during churn: $(( c1 - c0 )) ticks over ${CHURN_SECS} s; VmRSS after churn ${rss2} kB"
+    python3 - "$RES/scale.json" "$W" "$ready_ms" "$rss" "$rss2" "$CHURN_SECS" "$B" >> "$RES/scale.json" <<'EOF'
+import json, sys, re
+sys.path.insert(0, sys.argv[7])
+import bench
+_, _, W, ready, rss, rss2, secs, _ = sys.argv
+rec = {}
+for l in open(f"{W}/churn-wrk.txt"):
+    if l.startswith("JSON "): rec = json.loads(l[5:])
+fake = open(f"{W}/fake-scale.out").read()
+m = re.search(r"applied=(\d+)", fake)
+try:
+    delays, missed = bench.propagation(f"{W}/events.txt", f"{W}/probe.txt")
+except OSError:
+    delays, missed = [], None
+churn = {"rate": 1000, "secs": int(secs), "applied": int(m.group(1)) if m else None,
+         "rps": rec.get("requests", 0) / max(rec.get("duration_us", 1) / 1e6, 1e-9),
+         "p99_us": rec.get("p99", 0),
+         "errors": {k: v for k, v in rec.items() if k.startswith("errors_")},
+         "delays_ms": [round(d, 2) for d in delays], "missed": missed,
+         "probe": open(f"{W}/probe.out").read().strip()}
+print('"routes10k": ' + json.dumps({"ready_ms": int(ready) if ready.isdigit() else ready, "rss_kb": int(rss), "rss_after_churn_kb": int(rss2)}) + ',')
+print('"churn": ' + json.dumps(churn) + "\n}")
+EOF
+    stop "$WPID"; check_weir_log "weir-$cfg"
+  done
+  stop "$FPID"
+fi
+
+# ---------------------------------------------------------------- profile
+if [ "$PROFILE" = 1 ] && want a && command -v perf >/dev/null; then
+  log "profile: perf record on weir, scenario a"
+  PSECS=$([ "$MODE" = full ] && echo 10 || echo 5)
+  start_weir weir-a
+  $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
+  measure a weir 0 1 0
+  $LOAD wrk -t1 -c64 -d"$((PSECS + 2))s" "http://127.0.0.1:$WEIR_PORT/" >"$W/prof-wrk.txt" 2>&1 &
+  PWPID=$!; PIDS+=("$PWPID")
+  sleep 1
+  if perf record -e cpu-clock -F 4999 -p "$WPID" -o "$W/perf.data" -- sleep "$PSECS" >"$W/perf-record.out" 2>&1; then
+    wait "$PWPID" || true
+    {
+      echo "\`perf record -e cpu-clock -F 4999 -p <weir>\` for $PSECS s during \`wrk -t1 -c64\` on scenario (a)"
+      echo "(hardware counters are not available in this VM, so cpu-clock sampling; self time; kernel"
+      echo "symbols included). Top 10 symbols:"
+      echo
+      echo '```'
+      perf report -i "$W/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+        | grep -E '^ +[0-9.]+%' | head -10 | cut -c1-160
+      echo '```'
+      echo
+      echo "By shared object:"
+      echo
+      echo '```'
+      perf report -i "$W/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8
+      echo '```'
+      echo
+      echo "Top 25 symbols in weir's own code and its crates (user space only):"
+      echo
+      echo '```'
+      perf report -i "$W/perf.data" --no-children --sort symbol --dsos weir --stdio 2>/dev/null \
+        | grep -E '^ +[0-9.]+%' | head -25 | cut -c1-160
+      echo '```'
+    } > "$RES/profile.txt" || true  # (head closes pipes early: SIGPIPE is expected)
+  else
+    wait "$PWPID" || true
+    echo "perf record failed: $(tail -3 "$W/perf-record.out")" > "$RES/profile.txt"
+  fi
+  stop "$WPID"
+fi
+
+# ---------------------------------------------------------------- report
+stop "$BPID"
+if [ -n "$DOC" ]; then
+  $PY report --results-dir "$RES" --out "$DOC"
+  log "wrote ${DOC#$REPO/} and bench/results/"
+else
+  $PY report --results-dir "$RES" --out "$RES/performance.md"
+  log "smoke: wrote $RES/performance.md (docs untouched)"
+fi
+# Smoke gate: every recorded run must have served requests without errors.
+python3 - "$RES/runs.jsonl" <<'EOF'
+import json, sys
+bad = [r for r in map(json.loads, open(sys.argv[1])) if r["rps"] <= 0 or any(r["errors"].values())]
+for r in bad:
+    print(f"FAILED RUN: {r['scenario']} {r['target']} run {r['run']}: rps {r['rps']:.0f} errors {r['errors']}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
