@@ -23,12 +23,14 @@ use crate::body::ProxyBody;
 use crate::headers;
 use crate::plugins::PluginContext;
 use crate::pool::{self, PooledConn};
-use crate::response_body::{Completion, ResponseBody};
+use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::{CompiledRoute, ProxyState};
 use crate::upstream::{NodeSet, Upstream};
 
-/// What the proxy knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+/// What the proxy knows about the client connection. Built once per
+/// connection, with the header values every request of it will send
+/// upstream, so requests do not format them again.
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// Client address.
     pub remote: SocketAddr,
@@ -36,9 +38,26 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// TLS-terminated connection.
     pub tls: bool,
+    /// The client IP as a header value (X-Real-IP, X-Forwarded-For).
+    pub remote_ip: HeaderValue,
+    /// Our port as a header value (X-Forwarded-Port).
+    pub local_port: HeaderValue,
 }
 
 impl ConnInfo {
+    /// Connection facts for a newly accepted client.
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
+        let ip = remote.ip().to_string();
+        ConnInfo {
+            remote,
+            local,
+            tls,
+            remote_ip: HeaderValue::from_maybe_shared(bytes::Bytes::from(ip))
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            local_port: HeaderValue::from(local.port()),
+        }
+    }
+
     fn scheme(&self) -> &'static str {
         if self.tls {
             "https"
@@ -51,7 +70,7 @@ impl ConnInfo {
 /// Serves one request. Never fails: errors become HTTP responses.
 pub async fn handle(
     state: Arc<ProxyState>,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = state.snapshot.load_full();
@@ -75,11 +94,14 @@ pub async fn handle(
     let upgrade_requested = headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
 
-    let host = request_host(&req).to_owned();
     let match_path = crate::uri_normalize::match_path(req.uri().path());
     let route = snapshot
         .router
-        .find(&host, &match_path, req.method())
+        .find(
+            request_host(req.uri(), req.headers()),
+            &match_path,
+            req.method(),
+        )
         .map(|m| m.value.clone());
     drop(match_path);
     let Some(route) = route else {
@@ -95,14 +117,15 @@ pub async fn handle(
     }
 
     let (mut parts, body) = req.into_parts();
-    let ctx = PluginContext {
-        remote: conn.remote,
-        scheme: conn.scheme(),
-        host: &host,
-    };
     let body = if route.plugins.is_empty() {
         body
     } else {
+        let host = request_host(&parts.uri, &parts.headers).to_owned();
+        let ctx = PluginContext {
+            remote: conn.remote,
+            scheme: conn.scheme(),
+            host: &host,
+        };
         route.plugins.rewrite(&mut parts, &ctx);
         match route.plugins.access(&parts, body, &ctx).await {
             Ok(resp) => return Ok(finish(&state, resp, record, None)),
@@ -124,18 +147,22 @@ pub async fn handle(
         None
     };
     let via = snapshot.config.gateway.via;
-    let outcome = forward(
+    // Boxed: hyper keeps one service future per connection for the
+    // connection's whole life, so the large forwarding state machine lives
+    // only while a request is in flight, not in every idle keep-alive
+    // connection.
+    let outcome = Box::pin(forward(
         &route,
         &upstream,
-        conn,
+        &conn,
         parts,
         ProxyBody::Incoming(body),
         websocket,
         via,
         &mut record,
-    )
+    ))
     .await;
-    let (resp, in_flight) = match outcome {
+    let (resp, lease) = match outcome {
         Ok(ok) => ok,
         Err(e) => {
             tracing::warn!(
@@ -148,14 +175,14 @@ pub async fn handle(
             (error_response(e.status, e.public_message), None)
         }
     };
-    Ok(finish(&state, resp, record, in_flight))
+    Ok(finish(&state, resp, record, lease))
 }
 
 fn finish(
     state: &ProxyState,
     resp: Response<ProxyBody>,
     mut record: AccessRecord,
-    in_flight: Option<crate::balance::InFlight>,
+    lease: Option<Lease>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     if state.is_draining() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
@@ -163,14 +190,14 @@ fn finish(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if !state.access_log.enabled() && in_flight.is_none() {
+    if !state.access_log.enabled() && lease.is_none() {
         return Response::from_parts(parts, ResponseBody::plain(body));
     }
     record.status = parts.status.as_u16();
     let completion = Completion {
         record,
         log: state.access_log.clone(),
-        in_flight,
+        lease,
     };
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }
@@ -192,13 +219,13 @@ impl ForwardError {
     }
 }
 
-type Forwarded = (Response<ProxyBody>, Option<crate::balance::InFlight>);
+type Forwarded = (Response<ProxyBody>, Option<Lease>);
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     route: &CompiledRoute,
     upstream: &Upstream,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     mut parts: Parts,
     body: ProxyBody,
     websocket: Option<OnUpgrade>,
@@ -232,13 +259,7 @@ async fn forward(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
-    headers::add_forwarded(
-        &mut parts.headers,
-        conn.remote,
-        conn.local.port(),
-        conn.scheme(),
-        original_host.as_ref(),
-    );
+    headers::add_forwarded(&mut parts.headers, conn, original_host.as_ref());
     if via {
         parts
             .headers
@@ -340,16 +361,12 @@ async fn forward(
                     };
                     let up = hyper::upgrade::on(&mut resp);
                     tokio::spawn(tunnel(down, up, node.key.clone()));
-                    drop(sender_back);
-                } else if let Some((sender, uses)) = sender_back {
-                    let node = node.clone();
-                    tokio::spawn(async move {
-                        let mut sender = sender;
-                        if sender.ready().await.is_ok() {
-                            node.pool.give_back(sender, uses);
-                        }
-                    });
                 }
+                let conn = if status == StatusCode::SWITCHING_PROTOCOLS {
+                    None
+                } else {
+                    sender_back.map(|(sender, uses)| (node.clone(), sender, uses))
+                };
                 let (mut rparts, rbody) = resp.into_parts();
                 if rparts.status != StatusCode::SWITCHING_PROTOCOLS {
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
@@ -361,7 +378,8 @@ async fn forward(
                 }
                 route.plugins.response_headers(&mut rparts);
                 let body = route.plugins.response_body(ProxyBody::Incoming(rbody));
-                return Ok((Response::from_parts(rparts, body), Some(in_flight)));
+                let lease = Lease { in_flight, conn };
+                return Ok((Response::from_parts(rparts, body), Some(lease)));
             }
             Err(failure) => {
                 let elapsed = attempt_start.elapsed();
@@ -633,7 +651,7 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(pq)
 }
 
-fn chash_input(upstream: &Upstream, parts: &Parts, conn: ConnInfo) -> u64 {
+fn chash_input(upstream: &Upstream, parts: &Parts, conn: &ConnInfo) -> u64 {
     let key = upstream.hash_key.as_str();
     let value: Option<&[u8]> = match upstream.hash_on {
         HashOn::Header => parts.headers.get(key).map(HeaderValue::as_bytes),
@@ -709,15 +727,10 @@ fn is_connection_close(h: &HeaderMap) -> bool {
     })
 }
 
-fn request_host<B>(req: &Request<B>) -> &str {
-    let raw = req
-        .uri()
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+    let raw = uri
         .host()
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
     strip_port(raw)
 }

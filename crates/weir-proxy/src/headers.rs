@@ -1,9 +1,9 @@
 //! Proxy header hygiene: hop-by-hop removal (RFC 9110 §7.6.1) and the
 //! X-Forwarded-* / X-Real-IP / Via headers.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::forward::ConnInfo;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -70,29 +70,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Adds X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-IP.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    remote: SocketAddr,
-    local_port: u16,
-    proto: &'static str,
-    host: Option<&HeaderValue>,
-) {
-    let ip = remote.ip().to_string();
+/// The common case (no incoming X-Forwarded-For) allocates nothing: the
+/// values were prepared once per connection.
+pub fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+        Some(prev) if !prev.is_empty() => {
+            let ip = conn.remote_ip.to_str().unwrap_or("unknown");
+            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+        }
+        _ => Some(conn.remote_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    headers.insert(X_REAL_IP.clone(), conn.remote_ip.clone());
+    let proto = if conn.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST.clone(), h.clone());
     }
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(local_port));
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
 }
 
 #[cfg(test)]
@@ -122,7 +119,12 @@ mod tests {
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        add_forwarded(&mut h, "10.0.0.9:5555".parse().unwrap(), 9080, "http", None);
+        let conn = ConnInfo::new(
+            "10.0.0.9:5555".parse().unwrap(),
+            "127.0.0.1:9080".parse().unwrap(),
+            false,
+        );
+        add_forwarded(&mut h, &conn, None);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.9");
         assert_eq!(h.get("x-real-ip").unwrap(), "10.0.0.9");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "9080");

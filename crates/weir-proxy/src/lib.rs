@@ -21,3 +21,4 @@ pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 pub mod uri_normalize;
+pub mod workers;

@@ -9,13 +9,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_queue::SegQueue;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
+
+/// Read/write buffer bound of an HTTP/1.1 connection, both sides.
+pub const MAX_BUF: usize = 64 * 1024;
 
 /// Why a connection could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -114,24 +119,41 @@ pub struct PoolLimits {
     pub max_requests: u32,
 }
 
-/// Keep-alive connections to one node. Checkout and return are lock-free.
+/// Keep-alive connections to one node: one lock-free queue per data-plane
+/// worker, so a connection is only ever used by the worker whose runtime
+/// drives its socket. Queues allocate nothing until a connection is pooled,
+/// so thousands of discovered nodes cost little memory.
 pub struct ConnPool {
-    idle: ArrayQueue<IdleConn>,
+    idle: Box<[WorkerQueue]>,
     limits: PoolLimits,
+}
+
+#[derive(Default)]
+struct WorkerQueue {
+    conns: SegQueue<IdleConn>,
+    len: AtomicUsize,
 }
 
 impl ConnPool {
     /// An empty pool.
     pub fn new(limits: PoolLimits) -> ConnPool {
+        let workers = crate::workers::count();
         ConnPool {
-            idle: ArrayQueue::new(limits.size.max(1)),
+            idle: (0..workers).map(|_| WorkerQueue::default()).collect(),
             limits,
         }
     }
 
+    fn queue(&self) -> &WorkerQueue {
+        let i = crate::workers::current() % self.idle.len().max(1);
+        &self.idle[i]
+    }
+
     /// Takes a live idle connection, dropping dead or expired ones.
     pub fn checkout(&self) -> Option<PooledConn> {
-        while let Some(conn) = self.idle.pop() {
+        let q = self.queue();
+        while let Some(conn) = q.conns.pop() {
+            q.len.fetch_sub(1, Ordering::Relaxed);
             if conn.sender.is_ready() && conn.idle_since.elapsed() < self.limits.idle_timeout {
                 return Some(PooledConn {
                     sender: conn.sender,
@@ -149,16 +171,24 @@ impl ConnPool {
         if uses >= self.limits.max_requests || sender.is_closed() {
             return;
         }
-        let _ = self.idle.push(IdleConn {
+        let q = self.queue();
+        if q.len.fetch_add(1, Ordering::Relaxed) >= self.limits.size {
+            q.len.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        q.conns.push(IdleConn {
             sender,
             idle_since: Instant::now(),
             uses,
         });
     }
 
-    /// Idle connections currently held.
+    /// Idle connections currently held (all workers).
     pub fn idle_count(&self) -> usize {
-        self.idle.len()
+        self.idle
+            .iter()
+            .map(|q| q.len.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -217,6 +247,9 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, conn) = http1::Builder::new()
+        // Bounded buffering per upstream connection: a large body streams
+        // through in 64 KiB steps instead of hyper's default 400 KiB.
+        .max_buf_size(MAX_BUF)
         .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake {

@@ -12,6 +12,23 @@ use http_body::{Body, Frame, SizeHint};
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::InFlight;
 use crate::body::{BoxError, ProxyBody};
+use crate::upstream::NodeState;
+use hyper::client::conn::http1::SendRequest;
+
+/// Puts an upstream connection back in its node's pool. Once the body has
+/// been read to the end hyper usually reports the connection ready at once;
+/// otherwise a small task waits for it.
+fn return_to_pool(node: Arc<NodeState>, mut sender: SendRequest<ProxyBody>, uses: u32) {
+    if sender.is_ready() {
+        node.pool.give_back(sender, uses);
+        return;
+    }
+    tokio::spawn(async move {
+        if sender.ready().await.is_ok() {
+            node.pool.give_back(sender, uses);
+        }
+    });
+}
 
 /// Work to do once the response has been sent (or abandoned).
 pub struct Completion {
@@ -19,8 +36,17 @@ pub struct Completion {
     pub record: AccessRecord,
     /// Where to write it.
     pub log: Arc<AccessLog>,
-    /// The node's in-flight marker, released at the end of the body.
-    pub in_flight: Option<InFlight>,
+    /// What the response holds on its upstream node, if proxied.
+    pub lease: Option<Lease>,
+}
+
+/// What a proxied response holds on its node until its body is done.
+pub struct Lease {
+    /// The node's in-flight marker.
+    pub in_flight: InFlight,
+    /// The upstream connection, returned to the node's pool once the body has
+    /// been read to the end (a body abandoned midway closes it instead).
+    pub conn: Option<(Arc<NodeState>, SendRequest<ProxyBody>, u32)>,
 }
 
 /// Response body sent to clients.
@@ -28,12 +54,14 @@ pub struct ResponseBody {
     inner: ProxyBody,
     completion: Option<Completion>,
     bytes: u64,
+    ended: bool,
 }
 
 impl ResponseBody {
     /// A body that runs `completion` when done.
     pub fn new(inner: ProxyBody, completion: Option<Completion>) -> ResponseBody {
         ResponseBody {
+            ended: inner.is_end_stream(),
             inner,
             completion,
             bytes: 0,
@@ -48,7 +76,12 @@ impl ResponseBody {
     fn finish(&mut self) {
         if let Some(mut c) = self.completion.take() {
             c.record.body_bytes = self.bytes;
-            drop(c.in_flight.take());
+            if let Some(lease) = c.lease.take() {
+                drop(lease.in_flight);
+                if let (true, Some((node, sender, uses))) = (self.ended, lease.conn) {
+                    return_to_pool(node, sender, uses);
+                }
+            }
             if c.log.enabled() {
                 c.log.write(&c.record);
             }
@@ -78,10 +111,15 @@ impl Body for ResponseBody {
                     this.bytes += d.len() as u64;
                 }
                 if this.inner.is_end_stream() {
+                    this.ended = true;
                     this.finish();
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.finish(),
+            Poll::Ready(None) => {
+                this.ended = true;
+                this.finish();
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(),
             Poll::Pending => {}
         }
         polled

@@ -18,35 +18,53 @@ use weir_config::{HttpConfig, Listener};
 use crate::forward::{self, ConnInfo};
 use crate::snapshot::ProxyState;
 
-/// A bound, not yet serving, listener.
+/// A bound, not yet serving, listener: one socket per worker, sharing the
+/// address through `SO_REUSEPORT` so the kernel spreads connections.
 pub struct BoundListener {
     /// Its configuration.
     pub config: Listener,
-    /// The socket.
-    pub listener: TcpListener,
+    /// The sockets (one per worker), not yet registered with a runtime.
+    pub sockets: Vec<std::net::TcpListener>,
     /// The address the OS gave (port 0 resolved).
     pub local: SocketAddr,
 }
 
-/// Binds every configured listener, failing with the address at fault.
-pub async fn bind(listeners: &[Listener]) -> anyhow::Result<Vec<BoundListener>> {
+/// Binds every configured listener `copies` times, failing with the address
+/// at fault.
+pub fn bind(listeners: &[Listener], copies: usize) -> anyhow::Result<Vec<BoundListener>> {
     let mut out = Vec::with_capacity(listeners.len());
     for l in listeners {
-        let addr: SocketAddr = l
+        let mut addr: SocketAddr = l
             .address
             .parse()
             .with_context(|| format!("listener address {:?}", l.address))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
+        let mut sockets = Vec::with_capacity(copies);
+        for _ in 0..copies.max(1) {
+            let socket =
+                reuseport_listener(addr).with_context(|| format!("cannot listen on {addr}"))?;
+            // Port 0: the first socket picks the port, the others join it.
+            addr = socket.local_addr()?;
+            sockets.push(socket);
+        }
         out.push(BoundListener {
             config: l.clone(),
-            listener,
-            local,
+            sockets,
+            local: addr,
         });
     }
     Ok(out)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// The running data plane.
@@ -59,16 +77,20 @@ pub struct ProxyServer {
 }
 
 impl ProxyServer {
-    /// Starts serving on every bound listener.
+    /// Starts serving on every bound listener: one accept loop per socket,
+    /// each on its worker's runtime (or on the current runtime when
+    /// `workers` is empty).
     pub fn start(
         state: Arc<ProxyState>,
         bound: Vec<BoundListener>,
         http: &HttpConfig,
+        workers: &[tokio::runtime::Handle],
     ) -> anyhow::Result<ProxyServer> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accept_tasks = Vec::new();
         let mut local_addrs = Vec::new();
+        let ambient = tokio::runtime::Handle::try_current().context("no tokio runtime")?;
         for b in bound {
             let tls = if b.config.tls {
                 let cfg = crate::tls::server_config(state.clone(), b.config.http2)
@@ -79,16 +101,21 @@ impl ProxyServer {
             };
             let builder = http_builder(http, b.config.http2);
             local_addrs.push(b.local);
-            tracing::info!(address = %b.local, tls = b.config.tls, http2 = b.config.http2, "proxy listening");
-            accept_tasks.push(tokio::spawn(accept_loop(
-                b.listener,
-                b.local,
-                tls,
-                builder,
-                state.clone(),
-                graceful.clone(),
-                stop_rx.clone(),
-            )));
+            tracing::info!(address = %b.local, tls = b.config.tls, http2 = b.config.http2, workers = b.sockets.len(), "proxy listening");
+            for (i, socket) in b.sockets.into_iter().enumerate() {
+                let runtime = workers.get(i).unwrap_or(&ambient);
+                let (local, tls, builder) = (b.local, tls.clone(), builder.clone());
+                let (state, graceful, stop) = (state.clone(), graceful.clone(), stop_rx.clone());
+                accept_tasks.push(runtime.spawn(async move {
+                    // Registered with the reactor of the runtime it runs on.
+                    match TcpListener::from_std(socket) {
+                        Ok(listener) => {
+                            accept_loop(listener, local, tls, builder, state, graceful, stop).await
+                        }
+                        Err(e) => tracing::error!(address = %local, error = %e, "cannot register listener"),
+                    }
+                }));
+            }
         }
         Ok(ProxyServer {
             stop_accepting: stop_tx,
@@ -131,6 +158,7 @@ fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> 
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs_f64(http.header_timeout))
+        .max_buf_size(crate::pool::MAX_BUF)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     if http2 {
@@ -165,11 +193,7 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            remote,
-            local,
-            tls: tls.is_some(),
-        };
+        let info = Arc::new(ConnInfo::new(remote, local, tls.is_some()));
         tokio::spawn(serve_connection(
             stream,
             info,
@@ -183,13 +207,15 @@ async fn accept_loop(
 
 async fn serve_connection(
     stream: TcpStream,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     tls: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     state: Arc<ProxyState>,
     watcher: Watcher,
 ) {
-    let service = hyper::service::service_fn(move |req| forward::handle(state.clone(), info, req));
+    let conn = info.clone();
+    let service =
+        hyper::service::service_fn(move |req| forward::handle(state.clone(), conn.clone(), req));
     let result = match tls {
         None => {
             let conn = builder

@@ -15,6 +15,7 @@ use weir_discovery::{KubernetesDiscovery, Registry};
 use weir_proxy::access_log::AccessLog;
 use weir_proxy::server::{self, ProxyServer};
 use weir_proxy::snapshot::{Compiler, ProxyState};
+use weir_proxy::workers::Workers;
 
 use crate::control::ControlServer;
 
@@ -214,12 +215,31 @@ pub struct Gateway {
     pub core: Arc<GatewayCore>,
     server: ProxyServer,
     control: Option<ControlServer>,
+    workers: Option<Workers>,
 }
 
 impl Gateway {
-    /// Binds every listener, starts discovery, and serves. Must run inside a
-    /// tokio runtime.
+    /// Binds every listener, starts discovery, and serves everything on the
+    /// current tokio runtime (what in-process tests use).
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        Self::start_inner(config, None).await
+    }
+
+    /// Like [`Gateway::start`], but the data plane runs on `workers`
+    /// dedicated threads, one single-threaded runtime each with its own
+    /// `SO_REUSEPORT` listener socket (what the `weir` binary uses). The
+    /// current runtime keeps the control API, discovery and reloads.
+    pub async fn start_with_workers(config: Config, workers: usize) -> anyhow::Result<Gateway> {
+        Self::start_inner(config, Some(workers)).await
+    }
+
+    async fn start_inner(config: Config, workers: Option<usize>) -> anyhow::Result<Gateway> {
+        // Workers first: per-worker connection pools are sized when nodes
+        // are compiled.
+        let workers = match workers {
+            Some(n) => Some(Workers::start(n).context("starting data-plane workers")?),
+            None => None,
+        };
         let registry = Arc::new(Registry::new());
         let compiler = Compiler::new(registry.clone()).context("TLS client setup")?;
         let discovery = start_discovery(&config, &registry)?;
@@ -230,7 +250,8 @@ impl Gateway {
         let access_log = AccessLog::start(&config.gateway.access_log)
             .with_context(|| format!("opening access log {:?}", config.gateway.access_log.path))?;
         let proxy = Arc::new(ProxyState::new(snapshot, access_log));
-        let bound = server::bind(&config.gateway.listeners).await?;
+        let copies = workers.as_ref().map_or(1, |w| w.handles().len());
+        let bound = server::bind(&config.gateway.listeners, copies)?;
         let core = Arc::new(GatewayCore {
             proxy: proxy.clone(),
             registry,
@@ -247,11 +268,13 @@ impl Gateway {
         } else {
             None
         };
-        let server = ProxyServer::start(proxy, bound, &config.gateway.http)?;
+        let handles = workers.as_ref().map_or(&[][..], |w| w.handles());
+        let server = ProxyServer::start(proxy, bound, &config.gateway.http, handles)?;
         Ok(Gateway {
             core,
             server,
             control,
+            workers,
         })
     }
 
@@ -297,6 +320,10 @@ impl Gateway {
         self.core.proxy.start_draining();
         let timeout = Duration::from_secs_f64(config.gateway.shutdown.timeout);
         let left = self.server.shutdown(timeout).await;
+        if let Some(w) = self.workers {
+            // Off the async context: joining threads blocks.
+            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+        }
         if let Some(c) = self.control {
             c.stop();
         }

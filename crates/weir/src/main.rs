@@ -97,19 +97,23 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all().thread_name("weir-worker");
-    if let Some(n) = config.gateway.workers {
-        runtime.worker_threads(n);
-    }
-    let runtime = match runtime.build() {
+    // The control plane (control API, discovery, reloads) runs on this
+    // thread; the data plane gets one single-threaded runtime per worker.
+    let workers = config.gateway.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("weir-control")
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, path)) {
+    match runtime.block_on(serve(config, path, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -119,7 +123,11 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: weir_config::Config,
+    path: Option<PathBuf>,
+    workers: usize,
+) -> anyhow::Result<()> {
     // Signal handlers go in first: a signal that arrives while we start must
     // not take the default action (terminate) nor wait for readiness.
     let mut signals = Signals::install()?;
@@ -127,7 +135,7 @@ async fn serve(config: weir_config::Config, path: Option<PathBuf>) -> anyhow::Re
         || "embedded default".to_owned(),
         |p| p.display().to_string(),
     );
-    let gateway = Gateway::start(config).await?;
+    let gateway = Gateway::start_with_workers(config, workers).await?;
     tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "weir started");
     let reloader = match path {
         Some(p) => Some(weir::reload::spawn(
