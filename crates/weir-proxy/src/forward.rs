@@ -15,10 +15,9 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use weir_config::{HashOn, LbType, PassHost};
+use weir_config::{LbType, PassHost};
 
 use crate::access_log::AccessRecord;
-use crate::balance::hash_bytes;
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::plugins::PluginContext;
@@ -246,7 +245,7 @@ async fn forward(
         ));
     }
     let hash = if upstream.lb == LbType::Chash {
-        chash_input(upstream, &parts, conn)
+        crate::hash_input::chash_input(upstream, &parts, conn)
     } else {
         0
     };
@@ -649,63 +648,6 @@ fn origin_form(uri: &Uri) -> Uri {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::from(pq)
-}
-
-fn chash_input(upstream: &Upstream, parts: &Parts, conn: &ConnInfo) -> u64 {
-    let key = upstream.hash_key.as_str();
-    let value: Option<&[u8]> = match upstream.hash_on {
-        HashOn::Header => parts.headers.get(key).map(HeaderValue::as_bytes),
-        HashOn::Cookie => cookie(&parts.headers, key),
-        HashOn::Vars => match key {
-            "uri" => Some(parts.uri.path().as_bytes()),
-            "request_uri" => parts.uri.path_and_query().map(|p| p.as_str().as_bytes()),
-            "host" | "server_name" => parts
-                .headers
-                .get(header::HOST)
-                .map(HeaderValue::as_bytes)
-                .or_else(|| parts.uri.host().map(str::as_bytes)),
-            "remote_addr" => None,
-            k => {
-                if let Some(name) = k.strip_prefix("http_") {
-                    let name = name.replace('_', "-");
-                    parts.headers.get(name.as_str()).map(HeaderValue::as_bytes)
-                } else if let Some(name) = k.strip_prefix("arg_") {
-                    query_arg(parts.uri.query(), name)
-                } else if let Some(name) = k.strip_prefix("cookie_") {
-                    cookie(&parts.headers, name)
-                } else {
-                    None
-                }
-            }
-        },
-    };
-    match value {
-        Some(v) => hash_bytes(v),
-        // As APISIX: with no key value, hash the client address.
-        None => match conn.remote.ip() {
-            std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
-            std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
-        },
-    }
-}
-
-fn query_arg<'a>(query: Option<&'a str>, name: &str) -> Option<&'a [u8]> {
-    query?
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_bytes())
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_bytes())
 }
 
 fn is_idempotent(m: &Method) -> bool {
