@@ -165,3 +165,28 @@ async fn control_api_reports_status_routes_and_live_upstream_nodes() {
     );
     assert_eq!(get(c, None, "/nope").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_during_the_drain_delay_sees_no_failure() {
+    let b = Backend::start("b").await;
+    let mut weir = WeirProcess::start(&yaml(&b, "  shutdown: {drain_delay: 3, timeout: 5}\n"));
+    // Keep-alive and fresh connections mixed, as clients behind a Service.
+    let load = common::Load::start(weir.proxy, 4, "/", 0);
+    load.wait_more(200).await;
+    weir.signal("TERM");
+    weir.wait_log(|v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("drain delay"))
+    });
+    assert_eq!(
+        get(weir.control, None, "/status/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Kubernetes takes the pod out of the Service during this window; until
+    // then every request must still succeed.
+    load.wait_more(300).await;
+    let report = load.finish().await;
+    assert_eq!(report.failed, 0, "{:?}", report.failure_summary());
+    assert_eq!(weir.wait_exit(), Some(0));
+}
