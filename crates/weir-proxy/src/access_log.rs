@@ -7,16 +7,12 @@
 //! upstream=$upstream_addr ustatus=$upstream_status urt=$upstream_response_time
 //! route=$route_id`
 
-use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_config::{AccessLogConfig, AccessLogFormat};
-
-/// Lines buffered before new ones are dropped (and counted).
-const QUEUE: usize = 64 * 1024;
 
 /// What one request produced, gathered along the request path. Holds cheap
 /// clones (reference-counted header values, the request URI); the line is
@@ -126,10 +122,28 @@ fn header(v: &Option<http::HeaderValue>) -> &str {
 }
 
 /// Handle to the access log writer.
+///
+/// Lines are formatted straight into a per-worker buffer (a short,
+/// uncontended lock: each data-plane worker has its own) and a writer thread
+/// drains the buffers every [`FLUSH_EVERY`]. The request path never wakes
+/// another thread and never makes a system call for its log line.
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
+    shared: Option<Arc<Buffers>>,
     format: AccessLogFormat,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How often buffered lines are written out.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// A worker's buffer is not allowed past this; further lines are dropped and
+/// counted (the writer cannot keep up with the disk).
+const MAX_BUFFERED: usize = 8 << 20;
+
+struct Buffers {
+    per_worker: Box<[Mutex<Vec<u8>>]>,
     dropped: AtomicU64,
+    stop: AtomicBool,
 }
 
 impl AccessLog {
@@ -148,58 +162,116 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("weir-access-log".into())
-            .spawn(move || write_loop(rx, out))?;
-        Ok(AccessLog {
-            tx: Some(tx),
-            format: config.format,
+        let shared = Arc::new(Buffers {
+            per_worker: (0..crate::workers::count())
+                .map(|_| Mutex::new(Vec::with_capacity(64 * 1024)))
+                .collect(),
             dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let buffers = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("weir-access-log".into())
+            .spawn(move || write_loop(&buffers, out))?;
+        Ok(AccessLog {
+            shared: Some(shared),
+            format: config.format,
+            writer: Mutex::new(Some(writer)),
         })
     }
 
     /// A log that writes nothing.
     pub fn disabled() -> AccessLog {
         AccessLog {
-            tx: None,
+            shared: None,
             format: AccessLogFormat::Text,
-            dropped: AtomicU64::new(0),
+            writer: Mutex::new(None),
         }
     }
 
     /// True when lines are written.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
     }
 
-    /// Formats and queues one line; never blocks.
+    /// Formats one line into this worker's buffer; never blocks on I/O.
     pub fn write(&self, rec: &AccessRecord) {
-        let Some(tx) = &self.tx else { return };
-        let line = match self.format {
-            AccessLogFormat::Text => format_text(rec),
-            AccessLogFormat::Json => format_json(rec),
+        let Some(shared) = &self.shared else { return };
+        let i = crate::workers::current() % shared.per_worker.len().max(1);
+        let mut buf = match shared.per_worker[i].lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+        if buf.len() >= MAX_BUFFERED {
+            drop(buf);
+            let n = shared.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(
                     dropped = n + 1,
                     "access log writer is behind; lines dropped"
                 );
             }
+            return;
+        }
+        match self.format {
+            AccessLogFormat::Text => format_text(rec, &mut buf),
+            AccessLogFormat::Json => format_json(rec, &mut buf),
         }
     }
 }
 
-fn write_loop(rx: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        while let Ok(more) = rx.try_recv() {
-            let _ = out.write_all(more.as_bytes());
+impl AccessLog {
+    /// Writes out every buffered line and stops the writer (at shutdown,
+    /// after the last request). Blocks for at most one flush interval.
+    pub fn close(&self) {
+        if let Some(shared) = &self.shared {
+            shared.stop.store(true, Ordering::Release);
+        }
+        let handle = match self.writer.lock() {
+            Ok(mut w) => w.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            // The writer flushes what is left, then exits.
+            shared.stop.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn write_loop(shared: &Buffers, out: Box<dyn Write + Send>) {
+    let mut out = out;
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        for slot in shared.per_worker.iter() {
+            {
+                let mut buf = match slot.lock() {
+                    Ok(b) => b,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if buf.is_empty() {
+                    continue;
+                }
+                // Swap rather than copy: the worker gets an empty buffer
+                // with the capacity the writer had.
+                std::mem::swap(&mut *buf, &mut batch);
+            }
+            let _ = out.write_all(&batch);
+            batch.clear();
         }
         let _ = out.flush();
+        if stopping {
+            break;
+        }
+        std::thread::sleep(FLUSH_EVERY);
     }
 }
 
@@ -215,15 +287,22 @@ fn elapsed(rec: &AccessRecord) -> f64 {
     rec.start.map_or(0.0, |s| s.elapsed().as_secs_f64())
 }
 
-fn format_text(rec: &AccessRecord) -> String {
-    let mut s = String::with_capacity(256);
-    let remote = rec.remote.map(|r| r.ip().to_string()).unwrap_or_default();
+fn format_text(rec: &AccessRecord, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     let path = rec.uri.path_and_query().map_or("/", |p| p.as_str());
-    let _ = writeln!(
-        s,
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" host={} rt={:.3} upstream={} ustatus={} urt={} route={}",
-        dash(&remote),
-        rec.time.map(format_time).unwrap_or_default(),
+    match rec.remote {
+        Some(r) => {
+            let _ = write!(out, "{}", r.ip());
+        }
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" - - [");
+    if let Some(t) = rec.time {
+        write_time(t, out);
+    }
+    let _ = write!(
+        out,
+        "] \"{} {} {}\" {} {} \"{}\" \"{}\" host={} rt={:.3} upstream=",
         rec.method,
         path,
         rec.version,
@@ -233,15 +312,44 @@ fn format_text(rec: &AccessRecord) -> String {
         dash(header(&rec.user_agent)),
         dash(rec.host_str()),
         elapsed(rec),
-        dash(&rec.upstream_addr()),
-        dash(&rec.upstream_status()),
-        dash(&rec.upstream_time()),
-        dash(rec.route_id.as_deref().unwrap_or("")),
     );
-    s
+    if rec.attempts.is_empty() {
+        out.extend_from_slice(b"- ustatus=- urt=-");
+    } else {
+        for (i, a) in rec.attempts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(a.node.as_bytes());
+        }
+        out.extend_from_slice(b" ustatus=");
+        for (i, a) in rec.attempts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            match a.status {
+                Some(s) => {
+                    let _ = write!(out, "{s}");
+                }
+                None => out.push(b'-'),
+            }
+        }
+        out.extend_from_slice(b" urt=");
+        for (i, a) in rec.attempts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            let _ = write!(out, "{:.3}", a.elapsed.as_secs_f64());
+        }
+    }
+    let _ = writeln!(
+        out,
+        " route={}",
+        dash(rec.route_id.as_deref().unwrap_or(""))
+    );
 }
 
-fn format_json(rec: &AccessRecord) -> String {
+fn format_json(rec: &AccessRecord, out: &mut Vec<u8>) {
     let v = serde_json::json!({
         "time": rec.time.map(format_time),
         "remote_addr": rec.remote.map(|r| r.ip().to_string()),
@@ -259,9 +367,24 @@ fn format_json(rec: &AccessRecord) -> String {
         "upstream_response_time": rec.upstream_time(),
         "route_id": rec.route_id.as_deref().unwrap_or(""),
     });
-    let mut s = v.to_string();
-    s.push('\n');
-    s
+    let _ = serde_json::to_writer(&mut *out, &v);
+    out.push(b'\n');
+}
+
+/// Writes `$time_local`, reusing the formatted second (thread-local cache):
+/// at thousands of requests a second the date is formatted once a second.
+fn write_time(t: SystemTime, out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, format_time(t));
+        }
+        out.extend_from_slice(c.1.as_bytes());
+    });
 }
 
 /// `22/Nov/2026:03:00:00 +0000` (UTC), as nginx's `$time_local` in UTC.

@@ -324,6 +324,8 @@ impl Gateway {
             // Off the async context: joining threads blocks.
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
         }
+        let proxy = self.core.proxy.clone();
+        let _ = tokio::task::spawn_blocking(move || proxy.access_log.close()).await;
         if let Some(c) = self.control {
             c.stop();
         }
