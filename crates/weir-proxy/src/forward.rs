@@ -319,12 +319,17 @@ async fn forward(
             &node.key,
             original_host.as_ref(),
         );
-        let attempt_start = Instant::now();
+        // Attempt timing feeds ewma and the access log; skip the clock reads
+        // when neither wants it.
+        let timed = upstream.lb == LbType::Ewma || record.start.is_some();
+        let attempt_start = timed.then(Instant::now);
         let in_flight = node.load.begin();
         match send_to_node(upstream, &set, idx, head, body).await {
             Ok((mut resp, sender_back)) => {
-                let elapsed = attempt_start.elapsed();
-                node.load.observe(elapsed);
+                let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
+                if upstream.lb == LbType::Ewma {
+                    node.load.observe(elapsed);
+                }
                 let status = resp.status();
                 record.push_attempt(&node.key, Some(status.as_u16()), elapsed);
                 if let Some((outcome, t)) = upstream
@@ -381,7 +386,7 @@ async fn forward(
                 return Ok((Response::from_parts(rparts, body), Some(lease)));
             }
             Err(failure) => {
-                let elapsed = attempt_start.elapsed();
+                let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
                 record.push_attempt(&node.key, None, elapsed);
                 let timed_out = failure.error.status == StatusCode::GATEWAY_TIMEOUT;
                 if let Some((outcome, t)) = upstream

@@ -34,39 +34,67 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named by Connection are hop-by-hop too. Collect first: the
-    // common case (no Connection header, or just keep-alive/close) allocates nothing.
-    let mut named: Option<Vec<HeaderName>> = None;
-    for v in headers.get_all(header::CONNECTION) {
-        let Ok(s) = v.to_str() else { continue };
-        for token in s.split(',').map(str::trim) {
-            if token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-                || token.eq_ignore_ascii_case("upgrade")
-                || token.is_empty()
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                named.get_or_insert_with(Vec::new).push(name);
-            }
+    // One pass to see whether there is anything to do: most messages carry
+    // no hop-by-hop header but `Connection`, and name comparisons of
+    // standard headers are cheap, where each `remove` would hash.
+    let mut has_connection = false;
+    let mut others = false;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            has_connection = true;
+        } else if is_hop_by_hop(name) {
+            others = true;
         }
     }
-    for name in named.into_iter().flatten() {
-        headers.remove(name);
+    if has_connection {
+        // Headers named by Connection are hop-by-hop too. The common case
+        // (just keep-alive/close) allocates nothing.
+        let mut named: Option<Vec<HeaderName>> = None;
+        for v in headers.get_all(header::CONNECTION) {
+            let Ok(s) = v.to_str() else { continue };
+            for token in s.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("upgrade")
+                    || token.is_empty()
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.get_or_insert_with(Vec::new).push(name);
+                }
+            }
+        }
+        for name in named.into_iter().flatten() {
+            headers.remove(name);
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if has_connection {
         headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::PROXY_AUTHORIZATION);
+    if others {
+        if !keep_upgrade {
+            headers.remove(header::UPGRADE);
+        }
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+        headers.remove(header::TE);
+        headers.remove(header::TRAILER);
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.remove(header::PROXY_AUTHORIZATION);
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Adds X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-IP.
@@ -113,6 +141,24 @@ mod tests {
         assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get(header::TE).is_none());
         assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn upgrade_and_transfer_encoding_go_unless_upgrading() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
     }
 
     #[test]
