@@ -11,19 +11,13 @@ use common::{get, registry_ports, wait_until_for, Load, Pod};
 use k8s_openapi::api::core::v1::Endpoints;
 use serde_json::Value;
 use weir::Gateway;
-use weir_testkit::kube_api::{endpoints, FakeApiServer, ResourceKind};
+use weir_testkit::kube_api::{FakeApiServer, ResourceKind};
 
 const SERVICE: &str = "shop/cart:http";
 
 fn cart(pods: &[&Pod]) -> Endpoints {
-    let mut b = endpoints("shop", "cart");
-    for (i, pod) in pods.iter().enumerate() {
-        if i > 0 {
-            b = b.subset();
-        }
-        b = b.ready(["127.0.0.1"]).port("http", i32::from(pod.port()));
-    }
-    b.build()
+    let ports: Vec<u16> = pods.iter().map(|p| p.port()).collect();
+    common::cart_endpoints(&ports)
 }
 
 /// Gateway on a fake API server with pods a, b published; c is started but

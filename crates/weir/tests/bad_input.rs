@@ -19,14 +19,8 @@ use weir_testkit::kube_api::{endpoints, FakeApiServer, ResourceKind};
 const SERVICE: &str = "shop/cart:http";
 
 fn cart(pods: &[&Pod]) -> Endpoints {
-    let mut b = endpoints("shop", "cart");
-    for (i, pod) in pods.iter().enumerate() {
-        if i > 0 {
-            b = b.subset();
-        }
-        b = b.ready(["127.0.0.1"]).port("http", i32::from(pod.port()));
-    }
-    b.build()
+    let ports: Vec<u16> = pods.iter().map(|p| p.port()).collect();
+    common::cart_endpoints(&ports)
 }
 
 fn yaml(api_port: u16, watch_idle_timeout: u32) -> String {

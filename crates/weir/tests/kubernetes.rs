@@ -10,21 +10,13 @@ use std::time::Duration;
 use common::{client, empty, get, send_with, Backend};
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Endpoints;
-use weir_testkit::kube_api::{endpoint_slice, endpoints, EndpointState, FakeApiServer};
+use weir_testkit::kube_api::{endpoint_slice, EndpointState, FakeApiServer};
 
 /// Endpoints `shop/cart` with one subset per pod (each pod listens on its own
 /// port on 127.0.0.1; the fake API server, unlike a real one, accepts loopback).
 fn cart(pods: &[&Backend]) -> Endpoints {
-    let mut b = endpoints("shop", "cart");
-    for (i, pod) in pods.iter().enumerate() {
-        if i > 0 {
-            b = b.subset();
-        }
-        b = b
-            .ready(["127.0.0.1"])
-            .port("http", i32::from(pod.addr.port()));
-    }
-    b.build()
+    let ports: Vec<u16> = pods.iter().map(|p| p.addr.port()).collect();
+    common::cart_endpoints(&ports)
 }
 
 fn gateway_yaml(api: &FakeApiServer, extra: &str, service_name: &str) -> String {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{registry_ports, wait_until_for, Load, LoadReport, Pod};
 use k8s_openapi::api::core::v1::Endpoints;
 use weir::Gateway;
-use weir_testkit::kube_api::{endpoint_slice, endpoints, EndpointState, FakeApiServer};
+use weir_testkit::kube_api::{endpoint_slice, EndpointState, FakeApiServer};
 
 const SERVICE: &str = "shop/cart:http";
 /// Every pod answers after this many ms: requests are in flight when pods stop.
@@ -23,14 +23,8 @@ const PHASE: Duration = Duration::from_millis(400);
 
 /// Endpoints `shop/cart`, one subset per pod (each pod has its own port on 127.0.0.1).
 fn cart(pods: &[&Pod]) -> Endpoints {
-    let mut b = endpoints("shop", "cart");
-    for (i, pod) in pods.iter().enumerate() {
-        if i > 0 {
-            b = b.subset();
-        }
-        b = b.ready(["127.0.0.1"]).port("http", i32::from(pod.port()));
-    }
-    b.build()
+    let ports: Vec<u16> = pods.iter().map(|p| p.port()).collect();
+    common::cart_endpoints(&ports)
 }
 
 fn slice(pod: &Pod, state: EndpointState) -> k8s_openapi::api::discovery::v1::EndpointSlice {

@@ -379,6 +379,20 @@ pub async fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// Endpoints `shop/cart` with one subset per pod (each pod listens on its own
+/// port on 127.0.0.1; the fake API server, unlike a real one, accepts
+/// loopback addresses), port name `http`.
+pub fn cart_endpoints(ports: &[u16]) -> k8s_openapi::api::core::v1::Endpoints {
+    let mut b = weir_testkit::kube_api::endpoints("shop", "cart");
+    for (i, port) in ports.iter().enumerate() {
+        if i > 0 {
+            b = b.subset();
+        }
+        b = b.ready(["127.0.0.1"]).port("http", i32::from(*port));
+    }
+    b.build()
+}
+
 mod pods;
 mod process;
 
