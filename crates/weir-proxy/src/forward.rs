@@ -250,13 +250,13 @@ async fn forward(
         0
     };
 
-    // Prepare the upstream request head once.
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // Prepare the upstream request head once. An absolute-form target's
+    // authority replaces the Host field (RFC 9112 §3.2.2).
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
     headers::add_forwarded(&mut parts.headers, conn, original_host.as_ref());
     if via {
@@ -418,14 +418,14 @@ async fn forward(
 /// Node indices already tried for this request. Inline for the usual few
 /// attempts: no allocation on the request path.
 #[derive(Default)]
-struct Tried {
+pub(crate) struct Tried {
     inline: [usize; 4],
     len: usize,
     spill: Vec<usize>,
 }
 
 impl Tried {
-    fn push(&mut self, i: usize) {
+    pub(crate) fn push(&mut self, i: usize) {
         if self.len < self.inline.len() {
             self.inline[self.len] = i;
         } else {
@@ -434,24 +434,25 @@ impl Tried {
         self.len += 1;
     }
 
-    fn contains(&self, i: usize) -> bool {
+    pub(crate) fn contains(&self, i: usize) -> bool {
         self.inline[..self.len.min(self.inline.len())].contains(&i) || self.spill.contains(&i)
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
 
-static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub(crate) static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 /// True at most once per second per `slot`: keeps repeated warnings from
 /// flooding the log.
-fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
+pub(crate) fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
     use std::sync::atomic::Ordering;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -613,7 +614,7 @@ impl RequestHead {
     }
 }
 
-fn retry_deadline_passed(upstream: &Upstream, started: Instant) -> bool {
+pub(crate) fn retry_deadline_passed(upstream: &Upstream, started: Instant) -> bool {
     upstream
         .retry_timeout
         .is_some_and(|limit| started.elapsed() >= limit)
@@ -626,11 +627,18 @@ fn set_host(
     original: Option<&HeaderValue>,
 ) {
     match upstream.pass_host {
-        PassHost::Pass => {
-            if let Some(h) = original {
+        PassHost::Pass => match original {
+            Some(h) => {
                 headers.insert(header::HOST, h.clone());
             }
-        }
+            // An HTTP/1.0 client may send no Host; HTTP/1.1 to the node
+            // requires one (RFC 9112 §3.2): name the node.
+            None => {
+                if let Ok(v) = HeaderValue::from_str(node_key) {
+                    headers.insert(header::HOST, v);
+                }
+            }
+        },
         PassHost::Node => {
             if let Ok(v) = HeaderValue::from_str(node_key) {
                 headers.insert(header::HOST, v);
@@ -655,7 +663,7 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(pq)
 }
 
-fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE

@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod balance;
 pub mod body;
 pub mod forward;
+pub mod h1;
 pub mod hash_input;
 pub mod headers;
 pub mod health;

@@ -90,9 +90,40 @@ impl std::fmt::Debug for TlsTarget {
     }
 }
 
+/// A connection kind the pool can hold: it must be able to tell, without
+/// waiting, whether an idle connection is still worth reusing.
+pub trait Reusable {
+    /// False when the peer closed the connection (or it is otherwise
+    /// unusable) while it sat in the pool.
+    fn still_usable(&mut self) -> bool;
+}
+
+impl Reusable for SendRequest<ProxyBody> {
+    fn still_usable(&mut self) -> bool {
+        self.is_ready()
+    }
+}
+
+impl Reusable for TcpStream {
+    /// An idle HTTP/1.1 connection has nothing to say: readable means the
+    /// node closed it (or sent garbage). Checking readiness costs no system
+    /// call unless the reactor saw an event.
+    fn still_usable(&mut self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => true,
+            std::task::Poll::Ready(Err(_)) => false,
+            std::task::Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
 /// An idle keep-alive connection.
-struct IdleConn {
-    sender: SendRequest<ProxyBody>,
+struct IdleConn<C> {
+    conn: C,
     idle_since: Instant,
     uses: u32,
 }
@@ -123,20 +154,31 @@ pub struct PoolLimits {
 /// worker, so a connection is only ever used by the worker whose runtime
 /// drives its socket. Queues allocate nothing until a connection is pooled,
 /// so thousands of discovered nodes cost little memory.
-pub struct ConnPool {
-    idle: Box<[WorkerQueue]>,
+///
+/// `C` is hyper's request sender for the general path, or a bare
+/// `TcpStream` for the HTTP/1.1 fast path.
+pub struct ConnPool<C = SendRequest<ProxyBody>> {
+    idle: Box<[WorkerQueue<C>]>,
     limits: PoolLimits,
 }
 
-#[derive(Default)]
-struct WorkerQueue {
-    conns: SegQueue<IdleConn>,
+struct WorkerQueue<C> {
+    conns: SegQueue<IdleConn<C>>,
     len: AtomicUsize,
 }
 
-impl ConnPool {
+impl<C> Default for WorkerQueue<C> {
+    fn default() -> Self {
+        WorkerQueue {
+            conns: SegQueue::new(),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<C: Reusable> ConnPool<C> {
     /// An empty pool.
-    pub fn new(limits: PoolLimits) -> ConnPool {
+    pub fn new(limits: PoolLimits) -> ConnPool<C> {
         let workers = crate::workers::count();
         ConnPool {
             idle: (0..workers).map(|_| WorkerQueue::default()).collect(),
@@ -144,22 +186,19 @@ impl ConnPool {
         }
     }
 
-    fn queue(&self) -> &WorkerQueue {
+    fn queue(&self) -> &WorkerQueue<C> {
         let i = crate::workers::current() % self.idle.len().max(1);
         &self.idle[i]
     }
 
-    /// Takes a live idle connection, dropping dead or expired ones.
-    pub fn checkout(&self) -> Option<PooledConn> {
+    /// Takes a live idle connection and the number of requests it already
+    /// carried, dropping dead or expired ones.
+    pub fn take(&self) -> Option<(C, u32)> {
         let q = self.queue();
-        while let Some(conn) = q.conns.pop() {
+        while let Some(mut idle) = q.conns.pop() {
             q.len.fetch_sub(1, Ordering::Relaxed);
-            if conn.sender.is_ready() && conn.idle_since.elapsed() < self.limits.idle_timeout {
-                return Some(PooledConn {
-                    sender: conn.sender,
-                    uses: conn.uses,
-                    reused: true,
-                });
+            if idle.idle_since.elapsed() < self.limits.idle_timeout && idle.conn.still_usable() {
+                return Some((idle.conn, idle.uses));
             }
         }
         None
@@ -167,8 +206,8 @@ impl ConnPool {
 
     /// Returns a connection once its previous exchange is complete. A full
     /// pool or a connection at its request limit just closes it.
-    pub fn give_back(&self, sender: SendRequest<ProxyBody>, uses: u32) {
-        if uses >= self.limits.max_requests || sender.is_closed() {
+    pub fn put(&self, conn: C, uses: u32) {
+        if uses >= self.limits.max_requests {
             return;
         }
         let q = self.queue();
@@ -177,7 +216,7 @@ impl ConnPool {
             return;
         }
         q.conns.push(IdleConn {
-            sender,
+            conn,
             idle_since: Instant::now(),
             uses,
         });
@@ -189,6 +228,45 @@ impl ConnPool {
             .iter()
             .map(|q| q.len.load(Ordering::Relaxed))
             .sum()
+    }
+}
+
+impl ConnPool<SendRequest<ProxyBody>> {
+    /// Takes a live idle hyper connection.
+    pub fn checkout(&self) -> Option<PooledConn> {
+        self.take().map(|(sender, uses)| PooledConn {
+            sender,
+            uses,
+            reused: true,
+        })
+    }
+
+    /// Returns a hyper connection once its previous exchange is complete.
+    pub fn give_back(&self, sender: SendRequest<ProxyBody>, uses: u32) {
+        if !sender.is_closed() {
+            self.put(sender, uses);
+        }
+    }
+}
+
+/// Opens a plain TCP connection to a node, for the HTTP/1.1 fast path
+/// (which speaks HTTP on it itself).
+pub async fn connect_tcp(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let display = || format!("{}:{}", ep.host, ep.port);
+    let fut = async {
+        let addr = resolve(&ep.host, ep.port).await?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Io {
+                addr: display(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout(display())),
     }
 }
 

@@ -100,17 +100,28 @@ impl ProxyServer {
                 None
             };
             let builder = http_builder(http, b.config.http2);
+            // Plain-TCP listeners serve HTTP/1.1 on the fast path.
+            let fast = (!b.config.tls).then(|| {
+                Arc::new(crate::h1::H1Context {
+                    state: state.clone(),
+                    builder: builder.clone(),
+                    header_timeout: Duration::from_secs_f64(http.header_timeout),
+                    stop: stop_rx.clone(),
+                })
+            });
             local_addrs.push(b.local);
             tracing::info!(address = %b.local, tls = b.config.tls, http2 = b.config.http2, workers = b.sockets.len(), "proxy listening");
             for (i, socket) in b.sockets.into_iter().enumerate() {
                 let runtime = workers.get(i).unwrap_or(&ambient);
-                let (local, tls, builder) = (b.local, tls.clone(), builder.clone());
+                let (local, tls, builder, fast) =
+                    (b.local, tls.clone(), builder.clone(), fast.clone());
                 let (state, graceful, stop) = (state.clone(), graceful.clone(), stop_rx.clone());
                 accept_tasks.push(runtime.spawn(async move {
                     // Registered with the reactor of the runtime it runs on.
                     match TcpListener::from_std(socket) {
                         Ok(listener) => {
-                            accept_loop(listener, local, tls, builder, state, graceful, stop).await
+                            let serve = Serve { local, tls, builder, state, fast };
+                            accept_loop(listener, serve, graceful, stop).await
                         }
                         Err(e) => tracing::error!(address = %local, error = %e, "cannot register listener"),
                     }
@@ -168,15 +179,29 @@ fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> 
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// How one listener serves its connections.
+struct Serve {
     local: SocketAddr,
     tls: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     state: Arc<ProxyState>,
+    /// The HTTP/1.1 fast path (plain-TCP listeners).
+    fast: Option<Arc<crate::h1::H1Context>>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    serve: Serve,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Serve {
+        local,
+        tls,
+        builder,
+        state,
+        fast,
+    } = serve;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -194,6 +219,15 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(remote, local, tls.is_some()));
+        if let Some(fast) = &fast {
+            tokio::spawn(crate::h1::serve(
+                stream,
+                info,
+                fast.clone(),
+                graceful.watcher(),
+            ));
+            continue;
+        }
         tokio::spawn(serve_connection(
             stream,
             info,

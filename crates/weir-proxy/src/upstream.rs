@@ -24,8 +24,10 @@ pub struct NodeState {
     pub endpoint: Endpoint,
     /// In-flight and latency figures.
     pub load: Arc<NodeLoad>,
-    /// Idle keep-alive connections.
+    /// Idle keep-alive connections (hyper, for the general path).
     pub pool: ConnPool,
+    /// Idle keep-alive connections of the HTTP/1.1 fast path.
+    pub h1_pool: ConnPool<tokio::net::TcpStream>,
     /// Health as judged by active and passive checks.
     pub health: crate::health::NodeHealth,
 }
@@ -69,6 +71,7 @@ impl NodeStates {
             },
             load: Arc::new(NodeLoad::default()),
             pool: ConnPool::new(limits),
+            h1_pool: ConnPool::new(limits),
             health: crate::health::NodeHealth::default(),
         });
         if states.len() > 64 && states.len().is_power_of_two() {

@@ -115,7 +115,7 @@ fn upstreams(core: &GatewayCore) -> Value {
                         "port": n.endpoint.port,
                         "weight": b.weight,
                         "in_flight": n.load.in_flight(),
-                        "idle_connections": n.pool.idle_count(),
+                        "idle_connections": n.pool.idle_count() + n.h1_pool.idle_count(),
                     })
                 })
                 .collect();

@@ -1,0 +1,193 @@
+//! One client connection on the fast path: wait for a request, read its
+//! head, proxy it, repeat.
+
+use std::io;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::buf::{self, Buf, MAX_HEAD};
+use super::deadline::Deadline;
+use super::exchange::{self, After};
+use super::fallback::Prefixed;
+use super::request::{self, Head};
+use super::H1Context;
+use crate::forward::{self, ConnInfo};
+
+/// Serves a plain-TCP client connection until it closes, the listener
+/// stops, or the connection needs the general path.
+///
+/// `watcher` keeps the connection counted by the listener's graceful
+/// shutdown for as long as it is open (on either path).
+pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, ctx: Arc<H1Context>, watcher: Watcher) {
+    let mut conn = Conn {
+        stream,
+        info,
+        deadline: Deadline::new(),
+        buf: None,
+    };
+    match conn.run(&ctx).await {
+        Ending::Closed => {}
+        Ending::HandOver(why) => {
+            tracing::trace!(client = %conn.info.remote, reason = why, "connection handed to the general path");
+            let prefix = conn
+                .buf
+                .take()
+                .map(|b| b.filled().to_vec())
+                .unwrap_or_default();
+            hand_over(conn.stream, prefix, conn.info, &ctx, watcher).await;
+        }
+    }
+}
+
+enum Ending {
+    Closed,
+    HandOver(&'static str),
+}
+
+struct Conn {
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    deadline: Deadline,
+    /// Held only while bytes are buffered.
+    buf: Option<Buf>,
+}
+
+impl Conn {
+    async fn run(&mut self, ctx: &H1Context) -> Ending {
+        let mut stop = ctx.stop.clone();
+        loop {
+            if *stop.borrow() {
+                return Ending::Closed;
+            }
+            if self.buf.as_ref().is_none_or(Buf::is_empty) {
+                // Idle: no buffer held while waiting.
+                self.buf = None;
+                self.deadline.set_after(ctx.header_timeout);
+                tokio::select! {
+                    biased;
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            return Ending::Closed;
+                        }
+                        continue;
+                    }
+                    ready = self.stream.readable() => {
+                        if ready.is_err() {
+                            return Ending::Closed;
+                        }
+                    }
+                    () = self.deadline.expired() => return Ending::Closed,
+                }
+                let b = self.buf.get_or_insert_with(Buf::take);
+                match buf::try_read(&self.stream, b) {
+                    Ok(0) => return Ending::Closed,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return Ending::Closed,
+                }
+            }
+            let req = match self.read_head(ctx).await {
+                Ok(req) => req,
+                Err(ending) => return ending,
+            };
+            let Some(b) = self.buf.as_mut() else {
+                return Ending::Closed;
+            };
+            let exchange = exchange::Exchange {
+                client: &mut self.stream,
+                cbuf: b,
+                state: &ctx.state,
+                deadline: &mut self.deadline,
+                stop: &stop,
+            };
+            // Boxed: the exchange's state lives only while a request is in
+            // flight, not in every idle keep-alive connection.
+            if Box::pin(exchange.run(req)).await == After::Close {
+                let _ = self.stream.shutdown().await;
+                return Ending::Closed;
+            }
+        }
+    }
+
+    /// Reads until the head is complete and decides how to serve it.
+    async fn read_head(&mut self, ctx: &H1Context) -> Result<Box<request::Request>, Ending> {
+        let mut deadline_set = false;
+        loop {
+            let Some(b) = self.buf.as_mut() else {
+                return Err(Ending::Closed);
+            };
+            let parsed = {
+                let snapshot = ctx.state.snapshot.load();
+                request::parse(
+                    b.filled(),
+                    &self.info,
+                    &snapshot,
+                    ctx.state.access_log.enabled(),
+                )
+            };
+            match parsed {
+                Head::Ready(req) => return Ok(req),
+                Head::Fallback(why) => return Err(Ending::HandOver(why)),
+                Head::Invalid(status, why) => {
+                    tracing::debug!(client = %self.info.remote, reason = why, "bad request");
+                    let resp = exchange::error_response(status, why, true);
+                    let _ = self.stream.write_all(&resp).await;
+                    let _ = self.stream.shutdown().await;
+                    return Err(Ending::Closed);
+                }
+                Head::Partial => {}
+            }
+            if b.is_full() {
+                b.grow(MAX_HEAD);
+            }
+            if !deadline_set {
+                // The head started: it has `header_timeout` to complete.
+                self.deadline.set_after(ctx.header_timeout);
+                deadline_set = true;
+            }
+            let read = tokio::select! {
+                biased;
+                r = buf::read(&self.stream, b) => r,
+                () = self.deadline.expired() => {
+                    let resp = exchange::error_response(
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        "request head not received in time",
+                        true,
+                    );
+                    let _ = self.stream.write_all(&resp).await;
+                    return Err(Ending::Closed);
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return Err(Ending::Closed),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Serves the rest of the connection on the general path.
+async fn hand_over(
+    stream: TcpStream,
+    prefix: Vec<u8>,
+    info: Arc<ConnInfo>,
+    ctx: &H1Context,
+    watcher: Watcher,
+) {
+    let state = ctx.state.clone();
+    let conn_info = info.clone();
+    let service = hyper::service::service_fn(move |req| {
+        forward::handle(state.clone(), conn_info.clone(), req)
+    });
+    let conn = ctx
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(prefix, stream)), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
+    }
+}

@@ -1,0 +1,737 @@
+//! One request on the fast path: pick a node, send the request, relay the
+//! answer — with the general path's retries, passive health checks,
+//! timeouts and access log (see [`crate::forward`] for the reference).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use weir_config::LbType;
+
+use super::buf::{self, Buf, OutBuf};
+use super::chunked::ChunkedScanner;
+use super::deadline::Deadline;
+use super::request::Request;
+use super::response::{self, ResponseHead};
+use super::BodyFraming;
+use crate::access_log::AccessRecord;
+use crate::balance::InFlight;
+use crate::forward::{self, Tried};
+use crate::pool;
+use crate::snapshot::{CompiledRoute, ProxyState};
+use crate::upstream::{NodeState, Upstream};
+
+/// What becomes of the client connection after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Ready for the next request.
+    KeepAlive,
+    /// Must close (the client asked, weir is stopping, or the stream is no
+    /// longer in a known state).
+    Close,
+}
+
+/// The client side of one exchange.
+pub struct Exchange<'a> {
+    /// The client socket.
+    pub client: &'a mut TcpStream,
+    /// The client read buffer: the request head first, then what followed.
+    pub cbuf: &'a mut Buf,
+    /// Live configuration and access log.
+    pub state: &'a ProxyState,
+    /// The connection's deadline, reused for every wait.
+    pub deadline: &'a mut Deadline,
+    /// The listener's stop flag.
+    pub stop: &'a watch::Receiver<bool>,
+}
+
+/// Where the request body stands.
+enum RequestBody {
+    /// All of it is in the client buffer right after the head (`len` bytes);
+    /// nothing consumed yet, so it can still be sent elsewhere.
+    Buffered { len: usize },
+    /// Part of it is still to come from the client; `buffered` bytes are in
+    /// the buffer after the head.
+    Incomplete {
+        buffered: usize,
+        remaining: u64,
+        scanner: Option<ChunkedScanner>,
+    },
+    /// Sent upstream and consumed from the buffer.
+    Streamed,
+    /// Partly consumed and not finished: the connection cannot continue.
+    Broken,
+}
+
+/// A failed attempt.
+struct Failure {
+    status: StatusCode,
+    public: &'static str,
+    reason: String,
+    /// The request (or part of it) may have reached the node.
+    sent: bool,
+    /// The client went away; nothing more to answer.
+    client_gone: bool,
+}
+
+impl Failure {
+    fn bad_gateway(reason: String, sent: bool) -> Failure {
+        Failure {
+            status: StatusCode::BAD_GATEWAY,
+            public: "502 Bad Gateway",
+            reason,
+            sent,
+            client_gone: false,
+        }
+    }
+
+    fn timeout(reason: String, sent: bool) -> Failure {
+        Failure {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            public: "504 Gateway Timeout",
+            reason,
+            sent,
+            client_gone: false,
+        }
+    }
+
+    fn client_gone() -> Failure {
+        Failure {
+            client_gone: true,
+            ..Failure::bad_gateway("client went away".into(), true)
+        }
+    }
+}
+
+/// A node's answer, head parsed.
+struct Answer {
+    up: TcpStream,
+    /// The node's bytes after the head.
+    ubuf: Buf,
+    /// The client's response head.
+    out: OutBuf,
+    status: u16,
+    framing: BodyFraming,
+    node_keeps_alive: bool,
+    close_client: bool,
+    uses: u32,
+}
+
+async fn timed<F: Future>(deadline: &mut Deadline, f: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        r = f => Some(r),
+        () = deadline.expired() => None,
+    }
+}
+
+impl Exchange<'_> {
+    /// Serves one parsed request.
+    pub async fn run(mut self, mut req: Box<Request>) -> After {
+        let mut record = req.record.take();
+        let mut body = match self.request_body(&req) {
+            Some(b) => b,
+            None => {
+                return self
+                    .answer_error(
+                        &req,
+                        RequestBody::Broken,
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: invalid chunked body",
+                        record,
+                    )
+                    .await
+            }
+        };
+        let Some(route) = req.route.clone() else {
+            return self
+                .answer_error(
+                    &req,
+                    body,
+                    StatusCode::NOT_FOUND,
+                    "404 Route Not Found",
+                    record,
+                )
+                .await;
+        };
+        let Some(upstream) = route.upstream.clone() else {
+            return self
+                .answer_error(
+                    &req,
+                    body,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "route has no upstream",
+                    record,
+                )
+                .await;
+        };
+        match self
+            .forward(&req, &route, &upstream, &mut body, &mut record)
+            .await
+        {
+            Ok(after) => after,
+            Err(f) if f.client_gone => {
+                finish_record(self.state, record, 499, 0);
+                After::Close
+            }
+            Err(f) => {
+                tracing::warn!(
+                    route = %route.id,
+                    upstream = %upstream.id,
+                    status = f.status.as_u16(),
+                    reason = %f.reason,
+                    "request failed"
+                );
+                self.answer_error(&req, body, f.status, f.public, record)
+                    .await
+            }
+        }
+    }
+
+    /// Locates the request body in the buffer; None when a chunked body is
+    /// malformed.
+    fn request_body(&self, req: &Request) -> Option<RequestBody> {
+        let after_head = &self.cbuf.filled()[req.head_len..];
+        match req.body {
+            BodyFraming::Length(n) => {
+                let buffered = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(after_head.len());
+                if buffered as u64 == n {
+                    Some(RequestBody::Buffered { len: buffered })
+                } else {
+                    Some(RequestBody::Incomplete {
+                        buffered,
+                        remaining: n - buffered as u64,
+                        scanner: None,
+                    })
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut scanner = ChunkedScanner::default();
+                let used = scanner.scan(after_head).ok()?;
+                if scanner.is_done() {
+                    Some(RequestBody::Buffered { len: used })
+                } else {
+                    Some(RequestBody::Incomplete {
+                        buffered: used,
+                        remaining: 0,
+                        scanner: Some(scanner),
+                    })
+                }
+            }
+            BodyFraming::UntilClose => None,
+        }
+    }
+
+    /// Tries nodes until one answers; relays its answer.
+    async fn forward(
+        &mut self,
+        req: &Request,
+        route: &CompiledRoute,
+        upstream: &Upstream,
+        body: &mut RequestBody,
+        record: &mut Option<AccessRecord>,
+    ) -> Result<After, Failure> {
+        let started = Instant::now();
+        let set = upstream.node_set();
+        if set.is_empty() {
+            let what = upstream.service_name().map_or_else(
+                || "no nodes configured".to_owned(),
+                |s| format!("no endpoints for {s}"),
+            );
+            return Err(Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                public: "503 Service Unavailable: no available node",
+                reason: what,
+                sent: false,
+                client_gone: false,
+            });
+        }
+        let idempotent = forward::is_idempotent(&req.method);
+        let max_attempts = 1 + upstream
+            .retries
+            .map_or(set.len().saturating_sub(1), |r| r as usize);
+        // A request may go to another node after it may have reached one
+        // only when it is idempotent and has no body (as the general path).
+        let replayable = idempotent && req.body == BodyFraming::Length(0) && max_attempts > 1;
+        let health_aware = upstream.health.is_some();
+        let fail_open = health_aware && set.nodes.iter().all(|n| !n.health.is_healthy());
+        if fail_open && forward::log_limited(&forward::FAIL_OPEN_LOGGED) {
+            tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
+        }
+        let usable = |i: usize, tried: &Tried| {
+            !tried.contains(i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
+        };
+        let mut tried = Tried::default();
+        let mut last = Failure::bad_gateway("no node could be tried".into(), false);
+        let mut sent = false;
+        while tried.len() < max_attempts {
+            if !tried.is_empty() && forward::retry_deadline_passed(upstream, started) {
+                break;
+            }
+            if sent && !replayable {
+                break;
+            }
+            let Some(idx) = set
+                .balancer
+                .pick(&set.balance_nodes, 0, &|i| !usable(i, &tried))
+            else {
+                break;
+            };
+            tried.push(idx);
+            let node = &set.nodes[idx];
+            let timed_attempt = upstream.lb == LbType::Ewma || record.is_some();
+            let attempt_start = timed_attempt.then(Instant::now);
+            let in_flight = node.load.begin();
+            let result = self.attempt(req, route, upstream, node, body).await;
+            let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
+            match result {
+                Ok(answer) => {
+                    if upstream.lb == LbType::Ewma {
+                        node.load.observe(elapsed);
+                    }
+                    if let Some(r) = record.as_mut() {
+                        r.push_attempt(&node.key, Some(answer.status), elapsed);
+                    }
+                    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                    if let Some((outcome, t)) = upstream
+                        .health
+                        .as_ref()
+                        .and_then(|h| h.passive_status(status))
+                    {
+                        crate::health::observe(&upstream.id, node, outcome, &t, "passive");
+                    }
+                    let another = (0..set.len())
+                        .any(|i| usable(i, &tried) && set.balance_nodes[i].weight > 0);
+                    if matches!(answer.status, 502..=504)
+                        && replayable
+                        && tried.len() < max_attempts
+                        && another
+                        && !forward::retry_deadline_passed(upstream, started)
+                    {
+                        tracing::warn!(upstream = %upstream.id, node = %node.key, status = answer.status, "node answered an error; retrying on another node");
+                        sent = true;
+                        continue;
+                    }
+                    // The request is done with: drop it from the client buffer.
+                    if let RequestBody::Buffered { len } = *body {
+                        self.cbuf.consume(req.head_len + len);
+                        *body = RequestBody::Streamed;
+                    }
+                    let read_timeout = upstream.timeouts.read;
+                    return Ok(self
+                        .relay(node, answer, in_flight, read_timeout, record)
+                        .await);
+                }
+                Err(f) => {
+                    if let Some(r) = record.as_mut() {
+                        r.push_attempt(&node.key, None, elapsed);
+                    }
+                    if f.client_gone {
+                        return Err(f);
+                    }
+                    let timed_out = f.status == StatusCode::GATEWAY_TIMEOUT;
+                    if let Some((outcome, t)) = upstream
+                        .health
+                        .as_ref()
+                        .and_then(|h| h.passive_failure(timed_out))
+                    {
+                        crate::health::observe(&upstream.id, node, outcome, &t, "passive");
+                    }
+                    tracing::warn!(
+                        upstream = %upstream.id,
+                        node = %node.key,
+                        attempt = tried.len(),
+                        error = %f.reason,
+                        "upstream attempt failed"
+                    );
+                    sent |= f.sent;
+                    let retryable = !f.sent || replayable;
+                    last = f;
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// One attempt on one node: a pooled or new connection, the request,
+    /// and the response head.
+    async fn attempt(
+        &mut self,
+        req: &Request,
+        route: &CompiledRoute,
+        upstream: &Upstream,
+        node: &NodeState,
+        body: &mut RequestBody,
+    ) -> Result<Answer, Failure> {
+        let wait = upstream.timeouts.send + upstream.timeouts.read;
+        let mut out = OutBuf::take();
+        // A pooled connection may turn out closed by the node: then the
+        // request goes again on a fresh connection, like the general path.
+        for _ in 0..2 {
+            let (mut up, uses, reused) = match node.h1_pool.take() {
+                Some((s, uses)) => (s, uses, true),
+                None => match pool::connect_tcp(&node.endpoint, upstream.timeouts.connect).await {
+                    Ok(s) => (s, 0, false),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(if matches!(e, pool::ConnectError::Timeout(_)) {
+                            Failure::timeout(reason, false)
+                        } else {
+                            Failure::bad_gateway(reason, false)
+                        });
+                    }
+                },
+            };
+            self.deadline.set_after(wait);
+            out.0.clear();
+            req.write_head(route, &node.key, &mut out.0);
+            let prefix = match body {
+                RequestBody::Buffered { len } => *len,
+                RequestBody::Incomplete { buffered, .. } => *buffered,
+                RequestBody::Streamed | RequestBody::Broken => {
+                    return Err(Failure::bad_gateway(
+                        "request body already sent".into(),
+                        true,
+                    ))
+                }
+            };
+            out.0
+                .extend_from_slice(&self.cbuf.filled()[req.head_len..req.head_len + prefix]);
+            match timed(self.deadline, up.write_all(&out.0)).await {
+                None => {
+                    return Err(Failure::timeout(
+                        format!("{}: request not sent within {wait:?}", node.key),
+                        true,
+                    ))
+                }
+                Some(Err(_)) if reused => continue,
+                Some(Err(e)) => {
+                    return Err(Failure::bad_gateway(format!("{}: {e}", node.key), true))
+                }
+                Some(Ok(())) => {}
+            }
+            if matches!(body, RequestBody::Incomplete { .. }) {
+                self.stream_body(req, &mut up, body, &node.key).await?;
+            }
+            let via = self.state.snapshot.load().config.gateway.via;
+            let head_request = req.method == http::Method::HEAD;
+            let mut ubuf = Buf::take();
+            loop {
+                out.0.clear();
+                // Decided as the answer arrives: a shutdown may have begun
+                // while the node was working.
+                let close_client = req.close || self.state.is_draining() || *self.stop.borrow();
+                match response::parse(ubuf.filled(), head_request, close_client, via, &mut out.0) {
+                    ResponseHead::Ready(resp) if resp.is_interim() => {
+                        // 1xx: relay it, the final answer follows.
+                        ubuf.consume(resp.head_len);
+                        if self.client.write_all(&out.0).await.is_err() {
+                            return Err(Failure::client_gone());
+                        }
+                        continue;
+                    }
+                    ResponseHead::Ready(resp) => {
+                        ubuf.consume(resp.head_len);
+                        return Ok(Answer {
+                            up,
+                            ubuf,
+                            out,
+                            status: resp.status,
+                            framing: resp.body,
+                            node_keeps_alive: resp.node_keeps_alive,
+                            close_client: resp.close_client,
+                            uses,
+                        });
+                    }
+                    ResponseHead::Invalid(why) => {
+                        return Err(Failure::bad_gateway(format!("{}: {why}", node.key), true))
+                    }
+                    ResponseHead::Partial => {}
+                }
+                if ubuf.is_full() {
+                    ubuf.grow(buf::MAX_HEAD);
+                }
+                match timed(self.deadline, buf::read(&up, &mut ubuf)).await {
+                    None => {
+                        return Err(Failure::timeout(
+                            format!("{}: no response within {wait:?}", node.key),
+                            true,
+                        ))
+                    }
+                    Some(Ok(0)) | Some(Err(_))
+                        if ubuf.is_empty()
+                            && reused
+                            && matches!(body, RequestBody::Buffered { .. })
+                            && req.body == BodyFraming::Length(0)
+                            && forward::is_idempotent(&req.method) =>
+                    {
+                        // The node closed a kept-alive connection as the
+                        // request went out: safe to send again.
+                        break;
+                    }
+                    Some(Ok(0)) => {
+                        return Err(Failure::bad_gateway(
+                            format!(
+                                "{}: connection closed before a complete response head",
+                                node.key
+                            ),
+                            true,
+                        ))
+                    }
+                    Some(Err(e)) => {
+                        return Err(Failure::bad_gateway(format!("{}: {e}", node.key), true))
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        Err(Failure::bad_gateway(
+            format!("{}: pooled connections kept failing", node.key),
+            true,
+        ))
+    }
+
+    /// Sends the part of the request body still to come from the client.
+    async fn stream_body(
+        &mut self,
+        req: &Request,
+        up: &mut TcpStream,
+        body: &mut RequestBody,
+        node: &str,
+    ) -> Result<(), Failure> {
+        let RequestBody::Incomplete {
+            buffered,
+            mut remaining,
+            mut scanner,
+        } = std::mem::replace(body, RequestBody::Broken)
+        else {
+            return Ok(());
+        };
+        self.cbuf.consume(req.head_len + buffered);
+        loop {
+            let done = match &scanner {
+                Some(s) => s.is_done(),
+                None => remaining == 0,
+            };
+            if done {
+                *body = RequestBody::Streamed;
+                return Ok(());
+            }
+            if self.cbuf.is_empty() {
+                match timed(self.deadline, buf::read(self.client, self.cbuf)).await {
+                    None => {
+                        return Err(Failure::timeout(
+                            format!("{node}: request body not received in time"),
+                            true,
+                        ))
+                    }
+                    Some(Ok(0)) | Some(Err(_)) => return Err(Failure::client_gone()),
+                    Some(Ok(_)) => {}
+                }
+            }
+            let take = match &mut scanner {
+                Some(s) => match s.scan(self.cbuf.filled()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Err(Failure {
+                            status: StatusCode::BAD_REQUEST,
+                            public: "400 Bad Request: invalid chunked body",
+                            reason: e.to_string(),
+                            sent: true,
+                            client_gone: false,
+                        })
+                    }
+                },
+                None => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.cbuf.len());
+                    remaining -= n as u64;
+                    n
+                }
+            };
+            match timed(self.deadline, up.write_all(&self.cbuf.filled()[..take])).await {
+                None => {
+                    return Err(Failure::timeout(
+                        format!("{node}: request body not sent in time"),
+                        true,
+                    ))
+                }
+                Some(Err(e)) => return Err(Failure::bad_gateway(format!("{node}: {e}"), true)),
+                Some(Ok(())) => {}
+            }
+            self.cbuf.consume(take);
+        }
+    }
+
+    /// Sends the node's answer to the client and settles both connections.
+    async fn relay(
+        &mut self,
+        node: &Arc<NodeState>,
+        answer: Answer,
+        in_flight: InFlight,
+        read_timeout: Duration,
+        record: &mut Option<AccessRecord>,
+    ) -> After {
+        let Answer {
+            up,
+            mut ubuf,
+            mut out,
+            status,
+            framing,
+            node_keeps_alive,
+            close_client,
+            uses,
+        } = answer;
+        // Between body reads the node has its read timeout to send more.
+        self.deadline.set_after(read_timeout);
+        let mut sent: u64 = 0;
+        let mut remaining = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        let mut scanner = ChunkedScanner::default();
+        let mut first = true;
+        let mut complete = framing == BodyFraming::Length(0);
+        let mut ok = true;
+        loop {
+            let take = if complete {
+                0
+            } else {
+                match framing {
+                    BodyFraming::Length(_) => {
+                        let n = usize::try_from(remaining)
+                            .unwrap_or(usize::MAX)
+                            .min(ubuf.len());
+                        remaining -= n as u64;
+                        complete = remaining == 0;
+                        n
+                    }
+                    BodyFraming::Chunked => match scanner.scan(ubuf.filled()) {
+                        Ok(n) => {
+                            complete = scanner.is_done();
+                            n
+                        }
+                        Err(e) => {
+                            tracing::warn!(node = %node.key, error = %e, "invalid chunked response body");
+                            ok = false;
+                            0
+                        }
+                    },
+                    BodyFraming::UntilClose => ubuf.len(),
+                }
+            };
+            let written = if first {
+                first = false;
+                out.0.extend_from_slice(&ubuf.filled()[..take]);
+                self.client.write_all(&out.0).await
+            } else if take > 0 {
+                self.client.write_all(&ubuf.filled()[..take]).await
+            } else {
+                Ok(())
+            };
+            if written.is_err() {
+                ok = false;
+            }
+            sent += take as u64;
+            ubuf.consume(take);
+            if complete || !ok {
+                break;
+            }
+            match timed(self.deadline, buf::read(&up, &mut ubuf)).await {
+                Some(Ok(0)) if framing == BodyFraming::UntilClose => {
+                    complete = true;
+                    break;
+                }
+                Some(Ok(0)) | Some(Err(_)) => {
+                    tracing::warn!(node = %node.key, "node closed the connection in the middle of a response body");
+                    ok = false;
+                    break;
+                }
+                None => {
+                    tracing::warn!(node = %node.key, "node stopped sending a response body");
+                    ok = false;
+                    break;
+                }
+                Some(Ok(_)) => self.deadline.set_after(read_timeout),
+            }
+        }
+        drop(in_flight);
+        if complete && ok && node_keeps_alive && ubuf.is_empty() {
+            node.h1_pool.put(up, uses + 1);
+        } else {
+            drop(up);
+        }
+        finish_record(self.state, record.take(), status, sent);
+        if complete && ok && !close_client {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
+    }
+
+    /// Answers an error from weir itself.
+    async fn answer_error(
+        &mut self,
+        req: &Request,
+        body: RequestBody,
+        status: StatusCode,
+        message: &str,
+        record: Option<AccessRecord>,
+    ) -> After {
+        let keep = match body {
+            RequestBody::Buffered { len } => {
+                self.cbuf.consume(req.head_len + len);
+                true
+            }
+            RequestBody::Streamed => true,
+            RequestBody::Incomplete { .. } | RequestBody::Broken => false,
+        };
+        let close = !keep || req.close || self.state.is_draining() || *self.stop.borrow();
+        let resp = error_response(status, message, close);
+        let written = self.client.write_all(&resp).await.is_ok();
+        finish_record(self.state, record, status.as_u16(), 0);
+        if written && !close {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
+    }
+}
+
+fn finish_record(state: &ProxyState, record: Option<AccessRecord>, status: u16, bytes: u64) {
+    if let Some(mut r) = record {
+        r.status = status;
+        r.body_bytes = bytes;
+        state.access_log.write(&r);
+    }
+}
+
+/// A complete error response in APISIX's shape: `{"error_msg":"..."}`.
+pub fn error_response(status: StatusCode, message: &str, close: bool) -> Vec<u8> {
+    let body = serde_json::json!({ "error_msg": message }).to_string();
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    response::push_date(&mut out);
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}

@@ -1,0 +1,66 @@
+//! The HTTP/1.1 fast path: plain-TCP client connections proxied by hand.
+//!
+//! Most gateway traffic is HTTP/1.1 keep-alive requests forwarded to an
+//! HTTP/1.1 node. For those, weir parses the head with `httparse`, routes on
+//! the borrowed bytes, writes the upstream head straight into one buffer,
+//! relays bodies byte for byte (chunked bodies are scanned, not decoded) and
+//! keeps bare `TcpStream`s in the per-worker node pools. The whole exchange
+//! runs inline in the client connection's task: no channel, no spawned
+//! upstream connection task, no header map, one timer per connection.
+//!
+//! Anything else is handed, with the bytes already read, to the general
+//! hyper-based path ([`crate::forward`]), which remains the reference for
+//! behaviour: HTTP/1.0 clients, HTTP/2 prior knowledge, upgrades (WebSocket),
+//! `Expect`, `CONNECT`, absolute-form targets, unusual body framing, routes
+//! with plugins, and https or chash upstreams. A connection that is handed
+//! over stays on the general path. TLS listeners use the general path.
+//!
+//! Behaviour matches the general path: same routing, header rewriting,
+//! balancing, retries, passive health, timeouts, access log and graceful
+//! shutdown; the integration tests run against both.
+
+mod buf;
+mod chunked;
+mod conn;
+mod deadline;
+mod exchange;
+mod fallback;
+mod request;
+mod response;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::sync::watch;
+
+use crate::snapshot::ProxyState;
+
+pub use conn::serve;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// What the fast path needs from its listener, shared by its connections.
+pub struct H1Context {
+    /// The live configuration and access log.
+    pub state: Arc<ProxyState>,
+    /// The general path's connection builder, for connections handed over.
+    pub builder: auto::Builder<TokioExecutor>,
+    /// Time allowed for a request head once it started, and for an idle
+    /// keep-alive connection to send its next request (as hyper's
+    /// `header_read_timeout`).
+    pub header_timeout: Duration,
+    /// Becomes true when the listener stops: idle connections close, busy
+    /// ones close after their response.
+    pub stop: watch::Receiver<bool>,
+}

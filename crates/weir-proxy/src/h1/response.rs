@@ -1,0 +1,342 @@
+//! Reading a node's response head and writing the one the client gets.
+
+use std::cell::RefCell;
+use std::time::SystemTime;
+
+use super::request::{parse_length, trim, MAX_HEADERS};
+use super::BodyFraming;
+
+/// What the node's bytes so far amount to.
+pub enum ResponseHead {
+    /// Not complete yet.
+    Partial,
+    /// Not a usable response (502).
+    Invalid(&'static str),
+    /// A complete head; the client's head was written to `out`.
+    Ready(Response),
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Response {
+    /// Bytes of the head in the read buffer.
+    pub head_len: usize,
+    /// Status code.
+    pub status: u16,
+    /// How the body is delimited.
+    pub body: BodyFraming,
+    /// The node keeps the connection open after this response.
+    pub node_keeps_alive: bool,
+    /// The client connection must close after this response.
+    pub close_client: bool,
+}
+
+impl Response {
+    /// An interim (1xx) response: another head follows.
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    Date,
+    HopByHop,
+    Other,
+}
+
+fn classify(name: &str) -> Field {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 if is("te") => Field::HopByHop,
+        4 if is("date") => Field::Date,
+        7 if is("upgrade") || is("trailer") => Field::HopByHop,
+        10 if is("connection") => Field::Connection,
+        10 if is("keep-alive") => Field::HopByHop,
+        14 if is("content-length") => Field::ContentLength,
+        16 if is("proxy-connection") => Field::HopByHop,
+        17 if is("transfer-encoding") => Field::TransferEncoding,
+        19 if is("proxy-authorization") => Field::HopByHop,
+        _ => Field::Other,
+    }
+}
+
+/// Parses the response head at the start of `buf`; on success writes the
+/// client's head (hop-by-hop fields removed, framing, `Via`, `Date` and
+/// `Connection: close` as needed) to `out`.
+///
+/// `head_request`: the request was HEAD (no body follows whatever the head
+/// says). `close_client`: the client connection closes after this exchange
+/// anyway (the client asked, or weir is draining).
+pub fn parse(
+    buf: &[u8],
+    head_request: bool,
+    close_client: bool,
+    via: bool,
+    out: &mut Vec<u8>,
+) -> ResponseHead {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= super::buf::MAX_HEAD => {
+            return ResponseHead::Invalid("response head too large")
+        }
+        Ok(httparse::Status::Partial) => return ResponseHead::Partial,
+        Err(_) => return ResponseHead::Invalid("malformed response head"),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return ResponseHead::Invalid("malformed status line");
+    };
+    if status == 101 {
+        return ResponseHead::Invalid("unsolicited 101 Switching Protocols");
+    }
+    let interim = (100..200).contains(&status);
+
+    let mut node_close = version == 0;
+    let mut named = [""; 8];
+    let mut named_len = 0;
+    let mut lengths: Option<u64> = None;
+    let mut length_conflict = false;
+    let mut codings = 0;
+    let mut last_chunked = false;
+    let mut has_date = false;
+    for h in resp.headers.iter() {
+        match classify(h.name) {
+            Field::Connection => {
+                let v = std::str::from_utf8(h.value).unwrap_or("");
+                for token in v.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        node_close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        if version == 0 {
+                            node_close = false;
+                        }
+                    } else if !token.is_empty() && named_len < named.len() {
+                        named[named_len] = token;
+                        named_len += 1;
+                    }
+                }
+            }
+            Field::ContentLength => match parse_length(h.value) {
+                Some(n) if lengths.is_none_or(|l| l == n) => lengths = Some(n),
+                _ => length_conflict = true,
+            },
+            Field::TransferEncoding => {
+                codings += 1;
+                last_chunked = trim(h.value)
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
+            }
+            Field::Date => has_date = true,
+            Field::HopByHop | Field::Other => {}
+        }
+    }
+    let no_body = head_request || interim || status == 204 || status == 304;
+    let body = if no_body {
+        BodyFraming::Length(0)
+    } else if codings > 0 {
+        if last_chunked {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::UntilClose
+        }
+    } else if length_conflict {
+        return ResponseHead::Invalid("invalid Content-Length");
+    } else {
+        match lengths {
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        }
+    };
+    let close_client = close_client || body == BodyFraming::UntilClose;
+    let node_keeps_alive = !node_close && body != BodyFraming::UntilClose;
+
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa_status(status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let is_named = |name: &str| {
+        named[..named_len]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    };
+    for h in resp.headers.iter() {
+        let keep = match classify(h.name) {
+            Field::Other | Field::Date => named_len == 0 || !is_named(h.name),
+            Field::ContentLength => body != BodyFraming::Chunked,
+            _ => false,
+        };
+        if keep {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if body == BodyFraming::Chunked && !no_body {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if head_request && codings > 0 && last_chunked {
+        // A HEAD answer describes the GET answer's framing.
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if via {
+        out.extend_from_slice(b"Via: 1.1 weir\r\n");
+    }
+    if !interim {
+        if !has_date {
+            push_date(out);
+        }
+        if close_client {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    ResponseHead::Ready(Response {
+        head_len,
+        status,
+        body,
+        node_keeps_alive,
+        close_client,
+    })
+}
+
+fn itoa_status(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+/// Appends a `Date` field, formatted at most once a second per thread.
+pub fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1.is_empty() {
+            d.0 = secs;
+            d.1.clear();
+            d.1.extend_from_slice(b"Date: ");
+            d.1.extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
+            d.1.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&d.1);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(raw: &[u8], head: bool, close: bool) -> (Response, String) {
+        let mut out = Vec::new();
+        match parse(raw, head, close, false, &mut out) {
+            ResponseHead::Ready(r) => (r, String::from_utf8(out).unwrap()),
+            ResponseHead::Partial => panic!("partial"),
+            ResponseHead::Invalid(why) => panic!("invalid: {why}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let (r, out) = parse_ok(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: x\r\n\r\nhello",
+            false,
+            false,
+        );
+        assert_eq!(r.body, BodyFraming::Length(5));
+        assert!(r.node_keeps_alive && !r.close_client);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: x\r\n\r\n"
+        );
+
+        let (r, out) = parse_ok(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+            false,
+        );
+        assert_eq!(r.body, BodyFraming::Chunked);
+        assert!(!out.contains("Content-Length"), "{out}");
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+
+        let (r, out) = parse_ok(b"HTTP/1.1 200 OK\r\n\r\n", false, false);
+        assert_eq!(r.body, BodyFraming::UntilClose);
+        assert!(r.close_client && !r.node_keeps_alive);
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+
+        let (r, _) = parse_ok(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+            true,
+            false,
+        );
+        assert_eq!(r.body, BodyFraming::Length(0));
+        let (r, _) = parse_ok(b"HTTP/1.1 304 Not Modified\r\n\r\n", false, false);
+        assert_eq!(r.body, BodyFraming::Length(0));
+        let (r, _) = parse_ok(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            false,
+        );
+        assert!(!r.node_keeps_alive);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_do_not_reach_the_client() {
+        let (r, out) = parse_ok(
+            b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+            false,
+            false,
+        );
+        assert!(!r.node_keeps_alive);
+        assert!(
+            !out.contains("X-Secret") && !out.contains("Keep-Alive"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Date: "), "a Date is added: {out}");
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        let mut out = Vec::new();
+        for raw in [
+            &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+            b"NOTHTTP\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            assert!(matches!(
+                parse(raw, false, false, false, &mut out),
+                ResponseHead::Invalid(_)
+            ));
+        }
+        assert!(matches!(
+            parse(
+                b"HTTP/1.1 200 OK\r\nContent-Le",
+                false,
+                false,
+                false,
+                &mut out
+            ),
+            ResponseHead::Partial
+        ));
+    }
+}
