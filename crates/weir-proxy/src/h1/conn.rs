@@ -58,9 +58,14 @@ struct Conn {
 
 impl Conn {
     async fn run(&mut self, ctx: &H1Context) -> Ending {
+        // One long-lived wait on the stop flag (registering a fresh one for
+        // every idle period costs a lock per request).
         let mut stop = ctx.stop.clone();
+        let mut stopped = Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
         loop {
-            if *stop.borrow() {
+            if *ctx.stop.borrow() {
                 return Ending::Closed;
             }
             if self.buf.as_ref().is_none_or(Buf::is_empty) {
@@ -69,12 +74,7 @@ impl Conn {
                 self.deadline.set_after(ctx.header_timeout);
                 tokio::select! {
                     biased;
-                    changed = stop.changed() => {
-                        if changed.is_err() {
-                            return Ending::Closed;
-                        }
-                        continue;
-                    }
+                    () = &mut stopped => return Ending::Closed,
                     ready = self.stream.readable() => {
                         if ready.is_err() {
                             return Ending::Closed;
@@ -102,7 +102,7 @@ impl Conn {
                 cbuf: b,
                 state: &ctx.state,
                 deadline: &mut self.deadline,
-                stop: &stop,
+                stop: &ctx.stop,
             };
             // Boxed: the exchange's state lives only while a request is in
             // flight, not in every idle keep-alive connection.

@@ -592,8 +592,6 @@ impl Exchange<'_> {
             close_client,
             uses,
         } = answer;
-        // Between body reads the node has its read timeout to send more.
-        self.deadline.set_after(read_timeout);
         let mut sent: u64 = 0;
         let mut remaining = match framing {
             BodyFraming::Length(n) => n,
@@ -647,6 +645,8 @@ impl Exchange<'_> {
             if complete || !ok {
                 break;
             }
+            // Between body reads the node has its read timeout to send more.
+            self.deadline.set_after(read_timeout);
             match timed(self.deadline, buf::read(&up, &mut ubuf)).await {
                 Some(Ok(0)) if framing == BodyFraming::UntilClose => {
                     complete = true;
@@ -662,7 +662,7 @@ impl Exchange<'_> {
                     ok = false;
                     break;
                 }
-                Some(Ok(_)) => self.deadline.set_after(read_timeout),
+                Some(Ok(_)) => {}
             }
         }
         drop(in_flight);

@@ -1,6 +1,7 @@
 //! Reading a client's request head, routing it, and writing the head that
 //! goes upstream — straight from the bytes received, with no header map.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -123,9 +124,10 @@ fn classify(name: &str) -> Field {
 
 /// Parses the head at the start of `buf` and decides how to serve it.
 pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Head {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let head_len = match req.parse(buf) {
+    // Uninitialized: zeroing 100 header slots per request shows in profiles.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Head::Invalid(

@@ -1,6 +1,7 @@
 //! Reading a node's response head and writing the one the client gets.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::time::SystemTime;
 
 use super::request::{parse_length, trim, MAX_HEADERS};
@@ -78,9 +79,14 @@ pub fn parse(
     via: bool,
     out: &mut Vec<u8>,
 ) -> ResponseHead {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let head_len = match resp.parse(buf) {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= super::buf::MAX_HEAD => {
             return ResponseHead::Invalid("response head too large")
