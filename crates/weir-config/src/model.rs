@@ -117,12 +117,16 @@ impl Default for ControlConfig {
 pub struct HttpConfig {
     /// Seconds to wait for a client's request headers.
     pub header_timeout: f64,
+    /// Serve HTTP/1.1 on the hand-written fast path (default). `false`
+    /// serves every connection with the general, hyper-based path.
+    pub fast_path: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             header_timeout: 30.0,
+            fast_path: true,
         }
     }
 }

@@ -1,12 +1,13 @@
-//! Listeners: accept, optional TLS (SNI + ALPN), HTTP/1.1 and HTTP/2 via
-//! hyper-util's auto builder, and graceful shutdown.
+//! Listeners: accept, optional TLS (SNI + ALPN), HTTP/1.1 on the fast path
+//! (`h1/`), HTTP/2 and whatever the fast path hands over via hyper-util's
+//! auto builder, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use weir_config::{HttpConfig, Listener};
 
-use crate::forward::{self, ConnInfo};
+use crate::forward::ConnInfo;
 use crate::snapshot::ProxyState;
 
 /// A bound, not yet serving, listener: one socket per worker, sharing the
@@ -99,28 +100,26 @@ impl ProxyServer {
             } else {
                 None
             };
-            let builder = http_builder(http, b.config.http2);
-            // Plain-TCP listeners serve HTTP/1.1 on the fast path.
-            let fast = (!b.config.tls).then(|| {
-                Arc::new(crate::h1::H1Context {
-                    state: state.clone(),
-                    builder: builder.clone(),
-                    header_timeout: Duration::from_secs_f64(http.header_timeout),
-                    stop: stop_rx.clone(),
-                })
+            // HTTP/1.1 is served on the fast path; the general path's
+            // builder serves what it hands over.
+            let fast = Arc::new(crate::h1::H1Context {
+                state: state.clone(),
+                builder: http_builder(http, b.config.http2),
+                header_timeout: Duration::from_secs_f64(http.header_timeout),
+                enabled: http.fast_path,
+                stop: stop_rx.clone(),
             });
             local_addrs.push(b.local);
             tracing::info!(address = %b.local, tls = b.config.tls, http2 = b.config.http2, workers = b.sockets.len(), "proxy listening");
             for (i, socket) in b.sockets.into_iter().enumerate() {
                 let runtime = workers.get(i).unwrap_or(&ambient);
-                let (local, tls, builder, fast) =
-                    (b.local, tls.clone(), builder.clone(), fast.clone());
-                let (state, graceful, stop) = (state.clone(), graceful.clone(), stop_rx.clone());
+                let (local, tls, fast) = (b.local, tls.clone(), fast.clone());
+                let (graceful, stop) = (graceful.clone(), stop_rx.clone());
                 accept_tasks.push(runtime.spawn(async move {
                     // Registered with the reactor of the runtime it runs on.
                     match TcpListener::from_std(socket) {
                         Ok(listener) => {
-                            let serve = Serve { local, tls, builder, state, fast };
+                            let serve = Serve { local, tls, fast };
                             accept_loop(listener, serve, graceful, stop).await
                         }
                         Err(e) => tracing::error!(address = %local, error = %e, "cannot register listener"),
@@ -183,10 +182,8 @@ fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> 
 struct Serve {
     local: SocketAddr,
     tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
-    state: Arc<ProxyState>,
-    /// The HTTP/1.1 fast path (plain-TCP listeners).
-    fast: Option<Arc<crate::h1::H1Context>>,
+    /// The HTTP/1.1 fast path (and the general path it hands over to).
+    fast: Arc<crate::h1::H1Context>,
 }
 
 async fn accept_loop(
@@ -195,13 +192,7 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Serve {
-        local,
-        tls,
-        builder,
-        state,
-        fast,
-    } = serve;
+    let Serve { local, tls, fast } = serve;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -219,59 +210,81 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(remote, local, tls.is_some()));
-        if let Some(fast) = &fast {
-            tokio::spawn(crate::h1::serve(
-                stream,
-                info,
-                fast.clone(),
-                graceful.watcher(),
-            ));
+        if !fast.enabled {
+            let watcher = graceful.watcher();
+            let fast = fast.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => crate::h1::hand_over(stream, Vec::new(), info, &fast, watcher).await,
+                    Some(acceptor) => {
+                        if let Some(s) = tls_handshake(stream, &info, &acceptor, &fast).await {
+                            crate::h1::hand_over(s, Vec::new(), info, &fast, watcher).await;
+                        }
+                    }
+                }
+            });
             continue;
         }
-        tokio::spawn(serve_connection(
-            stream,
-            info,
-            tls.clone(),
-            builder.clone(),
-            state.clone(),
-            graceful.watcher(),
-        ));
+        match &tls {
+            None => {
+                tokio::spawn(crate::h1::serve(
+                    stream,
+                    info,
+                    fast.clone(),
+                    graceful.watcher(),
+                ));
+            }
+            Some(acceptor) => {
+                tokio::spawn(serve_tls(
+                    stream,
+                    info,
+                    acceptor.clone(),
+                    fast.clone(),
+                    graceful.watcher(),
+                ));
+            }
+        }
     }
 }
 
-async fn serve_connection(
+/// Completes the TLS handshake (within the header timeout), then serves
+/// HTTP/2 (ALPN `h2`) on the general path and everything else on the
+/// HTTP/1.1 fast path.
+async fn serve_tls(
     stream: TcpStream,
     info: Arc<ConnInfo>,
-    tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
-    state: Arc<ProxyState>,
+    acceptor: TlsAcceptor,
+    fast: Arc<crate::h1::H1Context>,
     watcher: Watcher,
 ) {
-    let conn = info.clone();
-    let service =
-        hyper::service::service_fn(move |req| forward::handle(state.clone(), conn.clone(), req));
-    let result = match tls {
-        None => {
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            watcher.watch(conn).await
-        }
-        Some(acceptor) => {
-            let tls_stream = match acceptor.accept(stream).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(client = %info.remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                .into_owned();
-            watcher.watch(conn).await
-        }
+    let Some(tls_stream) = tls_handshake(stream, &info, &acceptor, &fast).await else {
+        return;
     };
-    if let Err(e) = result {
-        tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
+    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        crate::h1::hand_over(tls_stream, Vec::new(), info, &fast, watcher).await;
+    } else {
+        crate::h1::serve(tls_stream, info, fast, watcher).await;
+    }
+}
+
+/// The server side of a TLS handshake, bounded by the header timeout.
+async fn tls_handshake(
+    stream: TcpStream,
+    info: &ConnInfo,
+    acceptor: &TlsAcceptor,
+    fast: &crate::h1::H1Context,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(fast.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(client = %info.remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %info.remote, "TLS handshake timed out");
+            None
+        }
     }
 }

@@ -8,7 +8,9 @@
 use std::cell::RefCell;
 use std::io::{self, Read};
 
-use tokio::io::Interest;
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 /// Size of a pooled read buffer.
@@ -187,6 +189,62 @@ pub async fn read(stream: &TcpStream, buf: &mut Buf) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
         }
+    }
+}
+
+/// A client connection the fast path serves: plain TCP, or TLS over it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether the stream can wait for data without a buffer (plain TCP):
+    /// then an idle connection holds none.
+    const READINESS: bool;
+
+    /// Waits until a read would not block. Only meaningful when
+    /// [`ClientStream::READINESS`]; other streams return at once.
+    fn ready(&self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Reads what is available without waiting (`WouldBlock` when nothing
+    /// is). Streams without readiness wait instead.
+    fn read_now(&mut self, buf: &mut Buf) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Waits for data and reads it into `buf`; 0 means end of stream.
+    fn read_into(&mut self, buf: &mut Buf) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+impl ClientStream for TcpStream {
+    const READINESS: bool = true;
+
+    async fn ready(&self) -> io::Result<()> {
+        self.readable().await
+    }
+
+    async fn read_now(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        try_read(self, buf)
+    }
+
+    async fn read_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        read(self, buf).await
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    const READINESS: bool = false;
+
+    async fn ready(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn read_now(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        self.read_into(buf).await
+    }
+
+    async fn read_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        let spare = buf.spare();
+        if spare.is_empty() {
+            return Ok(0);
+        }
+        let n = tokio::io::AsyncReadExt::read(self, spare).await?;
+        buf.end += n;
+        Ok(n)
     }
 }
 

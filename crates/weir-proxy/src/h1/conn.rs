@@ -7,9 +7,8 @@ use std::sync::Arc;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use super::buf::{self, Buf, MAX_HEAD};
+use super::buf::{Buf, ClientStream, MAX_HEAD};
 use super::deadline::Deadline;
 use super::exchange::{self, After};
 use super::fallback::Prefixed;
@@ -22,7 +21,12 @@ use crate::forward::{self, ConnInfo};
 ///
 /// `watcher` keeps the connection counted by the listener's graceful
 /// shutdown for as long as it is open (on either path).
-pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, ctx: Arc<H1Context>, watcher: Watcher) {
+pub async fn serve<S: ClientStream>(
+    stream: S,
+    info: Arc<ConnInfo>,
+    ctx: Arc<H1Context>,
+    watcher: Watcher,
+) {
     let mut conn = Conn {
         stream,
         info,
@@ -48,15 +52,15 @@ enum Ending {
     HandOver(&'static str),
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     info: Arc<ConnInfo>,
     deadline: Deadline,
     /// Held only while bytes are buffered.
     buf: Option<Buf>,
 }
 
-impl Conn {
+impl<S: ClientStream> Conn<S> {
     async fn run(&mut self, ctx: &H1Context) -> Ending {
         // One long-lived wait on the stop flag (registering a fresh one for
         // every idle period costs a lock per request).
@@ -69,21 +73,29 @@ impl Conn {
                 return Ending::Closed;
             }
             if self.buf.as_ref().is_none_or(Buf::is_empty) {
-                // Idle: no buffer held while waiting.
-                self.buf = None;
                 self.deadline.set_after(ctx.header_timeout);
-                tokio::select! {
-                    biased;
-                    () = &mut stopped => return Ending::Closed,
-                    ready = self.stream.readable() => {
-                        if ready.is_err() {
-                            return Ending::Closed;
+                if S::READINESS {
+                    // Idle: no buffer held while waiting.
+                    self.buf = None;
+                    tokio::select! {
+                        biased;
+                        () = &mut stopped => return Ending::Closed,
+                        ready = self.stream.ready() => {
+                            if ready.is_err() {
+                                return Ending::Closed;
+                            }
                         }
+                        () = self.deadline.expired() => return Ending::Closed,
                     }
-                    () = self.deadline.expired() => return Ending::Closed,
                 }
                 let b = self.buf.get_or_insert_with(Buf::take);
-                match buf::try_read(&self.stream, b) {
+                let read = tokio::select! {
+                    biased;
+                    () = &mut stopped => return Ending::Closed,
+                    r = self.stream.read_now(b) => r,
+                    () = self.deadline.expired() => return Ending::Closed,
+                };
+                match read {
                     Ok(0) => return Ending::Closed,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -151,7 +163,7 @@ impl Conn {
             }
             let read = tokio::select! {
                 biased;
-                r = buf::read(&self.stream, b) => r,
+                r = self.stream.read_into(b) => r,
                 () = self.deadline.expired() => {
                     let resp = exchange::error_response(
                         http::StatusCode::REQUEST_TIMEOUT,
@@ -170,9 +182,10 @@ impl Conn {
     }
 }
 
-/// Serves the rest of the connection on the general path.
-async fn hand_over(
-    stream: TcpStream,
+/// Serves the rest of the connection on the general path, `prefix` (bytes
+/// already read from it) first.
+pub async fn hand_over<S: ClientStream>(
+    stream: S,
     prefix: Vec<u8>,
     info: Arc<ConnInfo>,
     ctx: &H1Context,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use weir_config::LbType;
 
-use super::buf::{self, Buf, OutBuf};
+use super::buf::{self, Buf, ClientStream, OutBuf};
 use super::chunked::ChunkedScanner;
 use super::deadline::Deadline;
 use super::request::Request;
@@ -36,9 +36,9 @@ pub enum After {
 }
 
 /// The client side of one exchange.
-pub struct Exchange<'a> {
-    /// The client socket.
-    pub client: &'a mut TcpStream,
+pub struct Exchange<'a, S> {
+    /// The client connection.
+    pub client: &'a mut S,
     /// The client read buffer: the request head first, then what followed.
     pub cbuf: &'a mut Buf,
     /// Live configuration and access log.
@@ -76,6 +76,9 @@ struct Failure {
     sent: bool,
     /// The client went away; nothing more to answer.
     client_gone: bool,
+    /// The client's request was at fault (a malformed body), not the node:
+    /// answer `status`, retry nothing, count nothing against the node.
+    client_fault: bool,
 }
 
 impl Failure {
@@ -86,6 +89,7 @@ impl Failure {
             reason,
             sent,
             client_gone: false,
+            client_fault: false,
         }
     }
 
@@ -96,6 +100,7 @@ impl Failure {
             reason,
             sent,
             client_gone: false,
+            client_fault: false,
         }
     }
 
@@ -129,7 +134,7 @@ async fn timed<F: Future>(deadline: &mut Deadline, f: F) -> Option<F::Output> {
     }
 }
 
-impl Exchange<'_> {
+impl<S: ClientStream> Exchange<'_, S> {
     /// Serves one parsed request.
     pub async fn run(mut self, mut req: Box<Request>) -> After {
         let mut record = req.record.take();
@@ -177,6 +182,11 @@ impl Exchange<'_> {
             Err(f) if f.client_gone => {
                 finish_record(self.state, record, 499, 0);
                 After::Close
+            }
+            Err(f) if f.client_fault => {
+                tracing::debug!(route = %route.id, reason = %f.reason, "bad request");
+                self.answer_error(&req, body, f.status, f.public, record)
+                    .await
             }
             Err(f) => {
                 tracing::warn!(
@@ -250,6 +260,7 @@ impl Exchange<'_> {
                 reason: what,
                 sent: false,
                 client_gone: false,
+                client_fault: false,
             });
         }
         let idempotent = forward::is_idempotent(&req.method);
@@ -279,7 +290,7 @@ impl Exchange<'_> {
             }
             let Some(idx) = set
                 .balancer
-                .pick(&set.balance_nodes, 0, &|i| !usable(i, &tried))
+                .pick(&set.balance_nodes, req.hash, &|i| !usable(i, &tried))
             else {
                 break;
             };
@@ -332,7 +343,7 @@ impl Exchange<'_> {
                     if let Some(r) = record.as_mut() {
                         r.push_attempt(&node.key, None, elapsed);
                     }
-                    if f.client_gone {
+                    if f.client_gone || f.client_fault {
                         return Err(f);
                     }
                     let timed_out = f.status == StatusCode::GATEWAY_TIMEOUT;
@@ -429,7 +440,10 @@ impl Exchange<'_> {
                 out.0.clear();
                 // Decided as the answer arrives: a shutdown may have begun
                 // while the node was working.
-                let close_client = req.close || self.state.is_draining() || *self.stop.borrow();
+                let close_client = req.close
+                    || matches!(body, RequestBody::Broken)
+                    || self.state.is_draining()
+                    || *self.stop.borrow();
                 match response::parse(ubuf.filled(), head_request, close_client, via, &mut out.0) {
                     ResponseHead::Ready(resp) if resp.is_interim() => {
                         // 1xx: relay it, the final answer follows.
@@ -441,13 +455,16 @@ impl Exchange<'_> {
                     }
                     ResponseHead::Ready(resp) => {
                         ubuf.consume(resp.head_len);
+                        // A node that answered before the whole body went
+                        // out may still be reading it: never reuse.
+                        let whole_request_sent = !matches!(body, RequestBody::Broken);
                         return Ok(Answer {
                             up,
                             ubuf,
                             out,
                             status: resp.status,
                             framing: resp.body,
-                            node_keeps_alive: resp.node_keeps_alive,
+                            node_keeps_alive: resp.node_keeps_alive && whole_request_sent,
                             close_client: resp.close_client,
                             uses,
                         });
@@ -527,7 +544,12 @@ impl Exchange<'_> {
                 return Ok(());
             }
             if self.cbuf.is_empty() {
-                match timed(self.deadline, buf::read(self.client, self.cbuf)).await {
+                let read = tokio::select! {
+                    biased;
+                    r = timed(self.deadline, self.client.read_into(self.cbuf)) => r,
+                    _ = up.readable() => return Ok(()),
+                };
+                match read {
                     None => {
                         return Err(Failure::timeout(
                             format!("{node}: request body not received in time"),
@@ -545,9 +567,10 @@ impl Exchange<'_> {
                         return Err(Failure {
                             status: StatusCode::BAD_REQUEST,
                             public: "400 Bad Request: invalid chunked body",
-                            reason: e.to_string(),
+                            reason: format!("request body: {e}"),
                             sent: true,
                             client_gone: false,
+                            client_fault: true,
                         })
                     }
                 },
@@ -559,7 +582,8 @@ impl Exchange<'_> {
                     n
                 }
             };
-            match timed(self.deadline, up.write_all(&self.cbuf.filled()[..take])).await {
+            let chunk = &self.cbuf.filled()[..take];
+            match timed(self.deadline, write_unless_answered(up, chunk)).await {
                 None => {
                     return Err(Failure::timeout(
                         format!("{node}: request body not sent in time"),
@@ -567,7 +591,12 @@ impl Exchange<'_> {
                     ))
                 }
                 Some(Err(e)) => return Err(Failure::bad_gateway(format!("{node}: {e}"), true)),
-                Some(Ok(())) => {}
+                // The node answers before taking the whole body (413, 401,
+                // a redirect...): stop sending, relay its answer, and close
+                // the client connection after it (the rest of the body is
+                // never read). `body` stays `Broken`.
+                Some(Ok(Written::Answered)) => return Ok(()),
+                Some(Ok(Written::All)) => {}
             }
             self.cbuf.consume(take);
         }
@@ -714,6 +743,32 @@ fn finish_record(state: &ProxyState, record: Option<AccessRecord>, status: u16, 
         r.body_bytes = bytes;
         state.access_log.write(&r);
     }
+}
+
+/// How a body write ended.
+enum Written {
+    All,
+    /// The node started answering first.
+    Answered,
+}
+
+/// Writes `data` to the node, stopping early if the node starts answering
+/// (it then no longer wants the body, and may never read it).
+async fn write_unless_answered(up: &TcpStream, mut data: &[u8]) -> std::io::Result<Written> {
+    while !data.is_empty() {
+        match up.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    biased;
+                    _ = up.readable() => return Ok(Written::Answered),
+                    w = up.writable() => w?,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Written::All)
 }
 
 /// A complete error response in APISIX's shape: `{"error_msg":"..."}`.

@@ -6,18 +6,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// A socket with some already-read bytes to replay first.
-pub struct Prefixed {
+/// A stream with some already-read bytes to replay first.
+pub struct Prefixed<S> {
     prefix: Vec<u8>,
     pos: usize,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `prefix` is read before anything from `inner`.
-    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Prefixed {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
         Prefixed {
             prefix,
             pos: 0,
@@ -26,7 +25,7 @@ impl Prefixed {
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -48,7 +47,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,6 +81,7 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn the_prefix_is_read_before_the_socket() {

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 fast path: plain-TCP client connections proxied by hand.
+//! The HTTP/1.1 fast path: client connections proxied by hand.
 //!
 //! Most gateway traffic is HTTP/1.1 keep-alive requests forwarded to an
 //! HTTP/1.1 node. For those, weir parses the head with `httparse`, routes on
@@ -12,8 +12,11 @@
 //! hyper-based path ([`crate::forward`]), which remains the reference for
 //! behaviour: HTTP/1.0 clients, HTTP/2 prior knowledge, upgrades (WebSocket),
 //! `Expect`, `CONNECT`, absolute-form targets, unusual body framing, routes
-//! with plugins, and https or chash upstreams. A connection that is handed
-//! over stays on the general path. TLS listeners use the general path.
+//! with plugins, and https upstreams. A connection that is handed
+//! over stays on the general path. On TLS listeners, connections that
+//! negotiate `h2` go to the general path after the handshake; the others are
+//! served here like plain ones (without the buffer-less idle wait, as rustls
+//! keeps its own buffers).
 //!
 //! Behaviour matches the general path: same routing, header rewriting,
 //! balancing, retries, passive health, timeouts, access log and graceful
@@ -37,7 +40,7 @@ use tokio::sync::watch;
 
 use crate::snapshot::ProxyState;
 
-pub use conn::serve;
+pub use conn::{hand_over, serve};
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct H1Context {
     /// keep-alive connection to send its next request (as hyper's
     /// `header_read_timeout`).
     pub header_timeout: Duration,
+    /// `http.fast_path`: when false, every connection is handed over at once.
+    pub enabled: bool,
     /// Becomes true when the listener stops: idle connections close, busy
     /// ones close after their response.
     pub stop: watch::Receiver<bool>,

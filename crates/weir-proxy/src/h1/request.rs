@@ -12,6 +12,7 @@ use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
 use crate::access_log::AccessRecord;
 use crate::forward::ConnInfo;
+use crate::hash_input::RequestView;
 use crate::snapshot::{CompiledRoute, Snapshot};
 
 /// Most header fields accepted in one message (as hyper).
@@ -44,6 +45,8 @@ pub struct Request {
     pub close: bool,
     /// The matched route (None: answer 404).
     pub route: Option<Arc<CompiledRoute>>,
+    /// The consistent-hash input (chash upstreams; 0 otherwise).
+    pub hash: u64,
     /// Upstream head pieces: request line, then header fields (without
     /// Host and the final CRLF), then the client's Host value.
     parts: OutBuf,
@@ -249,10 +252,21 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         let Some(up) = &r.upstream else {
             return Head::Fallback("route without upstream");
         };
-        if up.scheme == Scheme::Https || up.lb == LbType::Chash {
-            return Head::Fallback("https or chash upstream");
+        if up.scheme == Scheme::Https {
+            return Head::Fallback("https upstream");
         }
     }
+    let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
+        Some(up) if up.lb == LbType::Chash => {
+            let view = RawHead {
+                target,
+                host: host_value,
+                headers: req.headers,
+            };
+            crate::hash_input::chash_input(up, &view, conn.remote)
+        }
+        _ => 0,
+    };
 
     // Upstream head: request line, surviving fields, forwarding fields.
     let mut parts = OutBuf::take();
@@ -332,11 +346,44 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         body,
         close,
         route,
+        hash,
         parts,
         line_end,
         fields_end,
         record,
     }))
+}
+
+/// The parsed head as `chash` sees it.
+struct RawHead<'a> {
+    target: &'a str,
+    host: &'a [u8],
+    headers: &'a [httparse::Header<'a>],
+}
+
+impl RequestView for RawHead<'_> {
+    fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    fn path_and_query(&self) -> &str {
+        self.target
+    }
+
+    fn host(&self) -> Option<&[u8]> {
+        Some(self.host)
+    }
+
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

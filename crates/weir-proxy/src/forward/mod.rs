@@ -10,21 +10,27 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::request::Parts;
-use http::uri::PathAndQuery;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use weir_config::{LbType, PassHost};
+use weir_config::LbType;
 
 use crate::access_log::AccessRecord;
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::plugins::PluginContext;
-use crate::pool::{self, PooledConn};
 use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::{CompiledRoute, ProxyState};
-use crate::upstream::{NodeSet, Upstream};
+use crate::upstream::Upstream;
+
+mod attempt;
+mod support;
+
+use attempt::{send_to_node, tunnel};
+use support::{body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
+pub(crate) use support::{
+    is_idempotent, log_limited, retry_deadline_passed, Tried, FAIL_OPEN_LOGGED,
+};
 
 /// What the proxy knows about the client connection. Built once per
 /// connection, with the header values every request of it will send
@@ -89,6 +95,19 @@ pub async fn handle(
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field.
+    if req.version() == Version::HTTP_11 && req.headers().get_all(header::HOST).iter().count() != 1
+    {
+        return Ok(finish(
+            &state,
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: an HTTP/1.1 request needs exactly one Host field",
+            ),
+            record,
+            None,
+        ));
     }
     let upgrade_requested = headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
@@ -202,7 +221,7 @@ fn finish(
 }
 
 /// A failed forward: the status to answer and why.
-struct ForwardError {
+pub(crate) struct ForwardError {
     status: StatusCode,
     public_message: &'static str,
     reason: String,
@@ -245,7 +264,7 @@ async fn forward(
         ));
     }
     let hash = if upstream.lb == LbType::Chash {
-        crate::hash_input::chash_input(upstream, &parts, conn)
+        crate::hash_input::chash_input(upstream, &parts, conn.remote)
     } else {
         0
     };
@@ -258,6 +277,18 @@ async fn forward(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
+    // A body of unknown length goes upstream chunked, whatever the method:
+    // hyper's client would otherwise send a GET or DELETE without its body.
+    if websocket.is_none()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && !body_is_empty(&body)
+        && http_body::Body::size_hint(&body).exact().is_none()
+    {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     headers::add_forwarded(&mut parts.headers, conn, original_host.as_ref());
     if via {
         parts
@@ -372,6 +403,14 @@ async fn forward(
                     sender_back.map(|(sender, uses)| (node.clone(), sender, uses))
                 };
                 let (mut rparts, rbody) = resp.into_parts();
+                // hyper has de-chunked the body: a Content-Length sent
+                // alongside Transfer-Encoding no longer describes it (RFC
+                // 9112 §6.3). And weir speaks HTTP/1.1 to its clients, whatever
+                // version the node used.
+                if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
+                    rparts.headers.remove(header::CONTENT_LENGTH);
+                }
+                rparts.version = Version::HTTP_11;
                 if rparts.status != StatusCode::SWITCHING_PROTOCOLS {
                     headers::strip_hop_by_hop(&mut rparts.headers, false);
                 }
@@ -388,6 +427,9 @@ async fn forward(
             Err(failure) => {
                 let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
                 record.push_attempt(&node.key, None, elapsed);
+                if failure.client_fault {
+                    return Err(failure.error);
+                }
                 let timed_out = failure.error.status == StatusCode::GATEWAY_TIMEOUT;
                 if let Some((outcome, t)) = upstream
                     .health
@@ -415,301 +457,6 @@ async fn forward(
     Err(last_error)
 }
 
-/// Node indices already tried for this request. Inline for the usual few
-/// attempts: no allocation on the request path.
-#[derive(Default)]
-pub(crate) struct Tried {
-    inline: [usize; 4],
-    len: usize,
-    spill: Vec<usize>,
-}
-
-impl Tried {
-    pub(crate) fn push(&mut self, i: usize) {
-        if self.len < self.inline.len() {
-            self.inline[self.len] = i;
-        } else {
-            self.spill.push(i);
-        }
-        self.len += 1;
-    }
-
-    pub(crate) fn contains(&self, i: usize) -> bool {
-        self.inline[..self.len.min(self.inline.len())].contains(&i) || self.spill.contains(&i)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-pub(crate) static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
-
-/// True at most once per second per `slot`: keeps repeated warnings from
-/// flooding the log.
-pub(crate) fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
-    use std::sync::atomic::Ordering;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = slot.load(Ordering::Relaxed);
-    now > last
-        && slot
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-}
-
-/// A failed attempt; `unsent` holds the request when it never left weir.
-struct AttemptFailure {
-    error: ForwardError,
-    unsent: Option<(Parts, ProxyBody)>,
-}
-
-type SenderBack = Option<(hyper::client::conn::http1::SendRequest<ProxyBody>, u32)>;
-
-/// One attempt on one node: a pooled or new connection, then the exchange.
-async fn send_to_node(
-    upstream: &Upstream,
-    set: &NodeSet,
-    idx: usize,
-    head: Parts,
-    body: ProxyBody,
-) -> Result<(Response<Incoming>, SenderBack), AttemptFailure> {
-    let node = &set.nodes[idx];
-    let mut req = Request::from_parts(head, body);
-    // A pooled connection may have been closed by the node meanwhile; hyper
-    // then hands the request back unsent and we try a fresh connection.
-    for _ in 0..2 {
-        let mut conn: PooledConn = match node.pool.checkout() {
-            Some(c) => c,
-            None => match pool::connect(&node.endpoint, upstream.timeouts.connect).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let timeout = matches!(e, pool::ConnectError::Timeout(_));
-                    let (head, body) = req.into_parts();
-                    return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            if timeout {
-                                StatusCode::GATEWAY_TIMEOUT
-                            } else {
-                                StatusCode::BAD_GATEWAY
-                            },
-                            if timeout {
-                                "504 Gateway Timeout"
-                            } else {
-                                "502 Bad Gateway"
-                            },
-                            e.to_string(),
-                        ),
-                        unsent: Some((head, body)),
-                    });
-                }
-            },
-        };
-        if conn.sender.ready().await.is_err() {
-            continue;
-        }
-        let reused = conn.reused;
-        let exchange = conn.sender.try_send_request(req);
-        let wait = upstream.timeouts.send + upstream.timeouts.read;
-        match tokio::time::timeout(wait, exchange).await {
-            Ok(Ok(resp)) => {
-                let keep = !is_connection_close(resp.headers());
-                let back = keep.then_some((conn.sender, conn.uses + 1));
-                return Ok((resp, back));
-            }
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(unsent) if reused => {
-                    req = unsent;
-                    continue;
-                }
-                Some(unsent) => {
-                    let (head, body) = unsent.into_parts();
-                    return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            StatusCode::BAD_GATEWAY,
-                            "502 Bad Gateway",
-                            format!("{}: {}", node.key, e.error()),
-                        ),
-                        unsent: Some((head, body)),
-                    });
-                }
-                None => {
-                    return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            StatusCode::BAD_GATEWAY,
-                            "502 Bad Gateway",
-                            format!("{}: {}", node.key, e.error()),
-                        ),
-                        unsent: None,
-                    })
-                }
-            },
-            Err(_) => {
-                return Err(AttemptFailure {
-                    error: ForwardError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "504 Gateway Timeout",
-                        format!("{}: no response within {:?}", node.key, wait),
-                    ),
-                    unsent: None,
-                })
-            }
-        }
-    }
-    Err(AttemptFailure {
-        error: ForwardError::new(
-            StatusCode::BAD_GATEWAY,
-            "502 Bad Gateway",
-            format!("{}: pooled connections kept failing", node.key),
-        ),
-        unsent: None,
-    })
-}
-
-/// Copies bytes both ways between an upgraded client and node connection.
-async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: Arc<str>) {
-    let (down, up) = match tokio::try_join!(down, up) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(node = %node, error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut down = TokioIo::new(down);
-    let mut up = TokioIo::new(up);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-        tracing::debug!(node = %node, error = %e, "tunnel closed with error");
-    }
-}
-
-/// The request head, copied for replays.
-struct RequestHead {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl RequestHead {
-    fn copy(parts: &Parts) -> RequestHead {
-        RequestHead {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-        }
-    }
-
-    fn to_parts(&self) -> Parts {
-        let (mut parts, ()) = Request::new(()).into_parts();
-        parts.method = self.method.clone();
-        parts.uri = self.uri.clone();
-        parts.headers = self.headers.clone();
-        parts.version = Version::HTTP_11;
-        parts
-    }
-}
-
-pub(crate) fn retry_deadline_passed(upstream: &Upstream, started: Instant) -> bool {
-    upstream
-        .retry_timeout
-        .is_some_and(|limit| started.elapsed() >= limit)
-}
-
-fn set_host(
-    headers: &mut HeaderMap,
-    upstream: &Upstream,
-    node_key: &str,
-    original: Option<&HeaderValue>,
-) {
-    match upstream.pass_host {
-        PassHost::Pass => match original {
-            Some(h) => {
-                headers.insert(header::HOST, h.clone());
-            }
-            // An HTTP/1.0 client may send no Host; HTTP/1.1 to the node
-            // requires one (RFC 9112 §3.2): name the node.
-            None => {
-                if let Ok(v) = HeaderValue::from_str(node_key) {
-                    headers.insert(header::HOST, v);
-                }
-            }
-        },
-        PassHost::Node => {
-            if let Ok(v) = HeaderValue::from_str(node_key) {
-                headers.insert(header::HOST, v);
-            }
-        }
-        PassHost::Rewrite => {
-            if let Some(h) = &upstream.upstream_host {
-                headers.insert(header::HOST, h.clone());
-            }
-        }
-    }
-}
-
-fn origin_form(uri: &Uri) -> Uri {
-    if uri.scheme().is_none() && uri.authority().is_none() {
-        return uri.clone();
-    }
-    let pq = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::from(pq)
-}
-
-pub(crate) fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-fn body_is_empty(b: &ProxyBody) -> bool {
-    use http_body::Body;
-    b.is_end_stream() || b.size_hint().exact() == Some(0)
-}
-
-fn is_connection_close(h: &HeaderMap) -> bool {
-    h.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-    })
-}
-
-fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
-    let raw = uri
-        .host()
-        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
-    strip_port(raw)
-}
-
-fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.find(']').map_or(h, |i| &h[..=i]);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
-}
-
-fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/0.9",
-    }
-}
-
 /// A JSON error in APISIX's shape: `{"error_msg":"..."}`.
 pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body = serde_json::json!({ "error_msg": message }).to_string();
@@ -720,22 +467,4 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> 
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-    }
-
-    #[test]
-    fn absolute_uris_become_origin_form() {
-        let u: Uri = "http://a.example/x?y=1".parse().unwrap();
-        assert_eq!(origin_form(&u).to_string(), "/x?y=1");
-    }
 }
