@@ -3,7 +3,13 @@
 //! exact bytes weir forwards and answer with exact bytes of their own.
 //!
 //! These tests pin down what a client and a node can observe, not how weir
-//! implements HTTP/1: they must hold whatever parser weir uses inside.
+//! implements HTTP/1: they must hold whatever parser weir uses inside. Each
+//! one runs once per `Transport` (see `every_transport!` at the end): in
+//! `plain`, the client speaks cleartext HTTP/1.1 to a plain listener; in
+//! `tls`, HTTP/1.1 over TLS (ALPN `http/1.1`) to a TLS listener; in
+//! `plain_general`, cleartext to a plain listener with `http.fast_path: false`,
+//! so that weir's general (hyper-based) HTTP/1 path serves every request
+//! whichever listener kinds the fast path covers.
 
 mod common;
 
@@ -13,9 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 use weir::Gateway;
 
 /// Bound on every single client-side wait: nothing in this file can hang.
@@ -35,6 +43,12 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 
 fn eof(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, format!("peer closed {what}"))
+}
+
+/// `e`, of the same kind, saying where in a message it happened (a TLS
+/// stream reports an unclean close as an error, not as end of stream).
+fn context(e: io::Error, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -143,7 +157,13 @@ impl<S: AsyncRead + Unpin> Wire<S> {
                 let raw: Vec<u8> = self.buf.drain(..end + 4).collect();
                 return Head::parse(&raw[..end]).map(Some);
             }
-            if self.fill().await? == 0 {
+            let n = self.fill().await.map_err(|e| {
+                context(
+                    e,
+                    format_args!("reading a head after {:?}", lossy(&self.buf)),
+                )
+            })?;
+            if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
@@ -154,7 +174,12 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     async fn exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
         while self.buf.len() < n {
-            if self.fill().await? == 0 {
+            let got = self.buf.len();
+            let more = self
+                .fill()
+                .await
+                .map_err(|e| context(e, format_args!("reading body bytes after {got} of {n}")))?;
+            if more == 0 {
                 return Err(eof(&format!("after {} of {n} body bytes", self.buf.len())));
             }
         }
@@ -167,7 +192,11 @@ impl<S: AsyncRead + Unpin> Wire<S> {
                 let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
                 return Ok(lossy(&raw[..end]));
             }
-            if self.fill().await? == 0 {
+            let n = self
+                .fill()
+                .await
+                .map_err(|e| context(e, "reading a line"))?;
+            if n == 0 {
                 return Err(eof("mid-line"));
             }
         }
@@ -237,24 +266,54 @@ impl Response {
     }
 }
 
+/// A client's connection to the gateway: a TCP stream, or a TLS stream
+/// over one.
+trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
 struct Client {
-    wire: Wire<TcpStream>,
+    wire: Wire<Box<dyn ClientIo>>,
 }
 
 impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
+    /// A connection to `gw`'s listener, TLS-wrapped when the listener is.
+    async fn connect(gw: &TestGateway) -> Client {
+        let addr = gw.proxy_addr();
         let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
             .expect("connect to the gateway timed out")
             .expect("connect to the gateway");
         stream.set_nodelay(true).expect("set_nodelay");
+        let io: Box<dyn ClientIo> = match &gw.tls {
+            None => Box::new(stream),
+            Some(connector) => {
+                let name = ServerName::try_from(TLS_NAME).expect("TLS server name");
+                let tls = timeout(IO_TIMEOUT, connector.connect(name, stream))
+                    .await
+                    .expect("TLS handshake with the gateway timed out")
+                    .expect("TLS handshake with the gateway");
+                assert_eq!(
+                    tls.get_ref().1.alpn_protocol(),
+                    Some(&b"http/1.1"[..]),
+                    "the TLS listener must negotiate http/1.1"
+                );
+                Box::new(tls)
+            }
+        };
         Client {
-            wire: Wire::new(stream),
+            wire: Wire::new(io),
         }
     }
 
+    /// Writes `bytes` and flushes them (a TLS stream may buffer).
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.wire.io.write_all(bytes).await?;
+        self.wire.io.flush().await
+    }
+
     async fn send(&mut self, bytes: &[u8]) {
-        timeout(IO_TIMEOUT, self.wire.io.write_all(bytes))
+        timeout(IO_TIMEOUT, self.write(bytes))
             .await
             .expect("writing the request timed out")
             .expect("writing the request");
@@ -263,7 +322,7 @@ impl Client {
     /// Like `send`, for requests the gateway may refuse (and close on)
     /// before reading them whole.
     async fn send_lenient(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match timeout(IO_TIMEOUT, self.wire.io.write_all(bytes)).await {
+        match timeout(IO_TIMEOUT, self.write(bytes)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
         }
@@ -526,28 +585,113 @@ async fn echo_target() -> RawBackend {
     RawBackend::start(|s| Answer::Send(ok(&s.target))).await
 }
 
-/// A gateway with one catch-all route (no host) to `nodes`, weight 1 each.
-async fn gateway_to(nodes: &[String]) -> Gateway {
-    let nodes = nodes
-        .iter()
-        .map(|n| format!("\"{n}\": 1"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    common::gateway(&format!(
-        "routes:\n  - {{id: wire, uri: \"/*\", upstream: {{nodes: {{{nodes}}}}}}}\n"
-    ))
-    .await
+// ---------------------------------------------------------------------------
+// The gateway, on a plain or a TLS listener.
+// ---------------------------------------------------------------------------
+
+/// How the client reaches the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Cleartext HTTP/1.1 to a plain listener.
+    Plain,
+    /// HTTP/1.1 over TLS (ALPN `http/1.1` only) to a TLS listener.
+    Tls,
+    /// Cleartext HTTP/1.1 to a plain listener, with the HTTP/1.1 fast path
+    /// switched off (`http.fast_path: false`): the general path serves all.
+    PlainGeneral,
+}
+
+impl Transport {
+    /// The scheme weir reports to nodes in `X-Forwarded-Proto`.
+    fn scheme(self) -> &'static str {
+        match self {
+            Transport::Plain | Transport::PlainGeneral => "http",
+            Transport::Tls => "https",
+        }
+    }
+}
+
+/// The server name the TLS listener's certificate is for, sent as SNI.
+const TLS_NAME: &str = "wire.test";
+
+/// A running gateway and what a client needs to reach it.
+struct TestGateway {
+    gateway: Gateway,
+    /// Set for a TLS listener: a client trusting exactly its certificate.
+    tls: Option<TlsConnector>,
+    /// The certificate and key files of a TLS listener.
+    _certs: Option<tempfile::TempDir>,
+}
+
+impl TestGateway {
+    fn proxy_addr(&self) -> SocketAddr {
+        self.gateway.proxy_addr()
+    }
+}
+
+/// A client TLS configuration trusting exactly `cert`, offering only
+/// `http/1.1` by ALPN.
+fn tls_connector(cert: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("trust the test certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(cfg))
+}
+
+/// A gateway with one catch-all route (no host) to `nodes`, weight 1 each,
+/// on a 127.0.0.1 listener of the kind `t` asks for. A TLS listener gets a
+/// fresh self-signed certificate for `wire.test`, from files in a temporary
+/// directory of its own.
+async fn gateway_to(t: Transport, nodes: &[String]) -> TestGateway {
+    let nodes: serde_json::Map<String, serde_json::Value> =
+        nodes.iter().map(|n| (n.clone(), 1.into())).collect();
+    let mut config = serde_json::json!({
+        "gateway": {"listeners": [{"address": "127.0.0.1:0", "tls": t == Transport::Tls}]},
+        "routes": [{"id": "wire", "uri": "/*", "upstream": {"nodes": nodes}}]
+    });
+    if t == Transport::PlainGeneral {
+        config["gateway"]["http"] = serde_json::json!({"fast_path": false});
+    }
+    let (tls, certs) = match t {
+        Transport::Plain | Transport::PlainGeneral => (None, None),
+        Transport::Tls => {
+            let ck = rcgen::generate_simple_self_signed(vec![TLS_NAME.to_owned()])
+                .expect("generate a certificate");
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let cert_file = dir.path().join("wire.crt");
+            let key_file = dir.path().join("wire.key");
+            std::fs::write(&cert_file, ck.cert.pem()).expect("write the certificate");
+            std::fs::write(&key_file, ck.signing_key.serialize_pem()).expect("write the key");
+            config["ssls"] = serde_json::json!([{
+                "id": "wire",
+                "sni": TLS_NAME,
+                "cert_file": cert_file.to_str().expect("UTF-8 temporary path"),
+                "key_file": key_file.to_str().expect("UTF-8 temporary path"),
+            }]);
+            (Some(tls_connector(ck.cert.der())), Some(dir))
+        }
+    };
+    TestGateway {
+        gateway: common::gateway(&config.to_string()).await,
+        tls,
+        _certs: certs,
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Tests.
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn pipelined_requests_get_responses_in_order() {
+async fn pipelined_requests_get_responses_in_order(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     let mut all = Vec::new();
     for p in ["/one", "/two", "/three"] {
         all.extend(get(p));
@@ -564,11 +708,10 @@ async fn pipelined_requests_get_responses_in_order() {
     }
 }
 
-#[tokio::test]
-async fn fifty_requests_on_one_client_connection_reuse_upstream_connections() {
+async fn fifty_requests_on_one_client_connection_reuse_upstream_connections(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     for i in 0..50 {
         let path = format!("/ka/{i}");
         c.send(&get(&path)).await;
@@ -588,11 +731,10 @@ async fn fifty_requests_on_one_client_connection_reuse_upstream_connections() {
     );
 }
 
-#[tokio::test]
-async fn chunked_request_body_reaches_the_node_intact() {
+async fn chunked_request_body_reaches_the_node_intact(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(s.body.len().to_string()))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"POST /upload HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await;
     c.send(b"5;a=b\r\nhello\r\n").await;
@@ -623,8 +765,7 @@ async fn chunked_request_body_reaches_the_node_intact() {
     );
 }
 
-#[tokio::test]
-async fn chunked_response_is_decoded_and_the_connection_stays_usable() {
+async fn chunked_response_is_decoded_and_the_connection_stays_usable(t: Transport) {
     let b = RawBackend::start(|s| {
         if s.target == "/chunked" {
             Answer::Send(
@@ -637,8 +778,8 @@ async fn chunked_response_is_decoded_and_the_connection_stays_usable() {
         }
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/chunked")).await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -654,13 +795,12 @@ async fn chunked_response_is_decoded_and_the_connection_stays_usable() {
     assert_eq!(r.text(), "/second");
 }
 
-#[tokio::test]
-async fn one_mib_content_length_body_streamed_in_pieces_arrives_intact() {
+async fn one_mib_content_length_body_streamed_in_pieces_arrives_intact(t: Transport) {
     const LEN: usize = 1024 * 1024;
     let b = RawBackend::start(|s| Answer::Send(ok(s.body.len().to_string()))).await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     let payload: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(
         format!("PUT /big HTTP/1.1\r\nHost: wire.test\r\nContent-Length: {LEN}\r\n\r\n").as_bytes(),
     )
@@ -676,8 +816,7 @@ async fn one_mib_content_length_body_streamed_in_pieces_arrives_intact() {
     assert!(seen.body == payload, "body bytes at the node differ");
 }
 
-#[tokio::test]
-async fn close_delimited_response_reaches_the_client_whole() {
+async fn close_delimited_response_reaches_the_client_whole(t: Transport) {
     let body: Vec<u8> = (0..200_000).map(|i| b'a' + (i % 26) as u8).collect();
     let expected = body.clone();
     let b = RawBackend::start(move |_| {
@@ -686,8 +825,8 @@ async fn close_delimited_response_reaches_the_client_whole() {
         Answer::SendAndClose(bytes)
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/eof")).await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{:?}", r.head);
@@ -700,8 +839,7 @@ async fn close_delimited_response_reaches_the_client_whole() {
     assert!(r.body == expected, "body bytes differ");
 }
 
-#[tokio::test]
-async fn head_response_has_headers_but_no_body() {
+async fn head_response_has_headers_but_no_body(t: Transport) {
     let b = RawBackend::start(|s| {
         if s.method == "HEAD" {
             Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Head: yes\r\n\r\n".to_vec())
@@ -710,8 +848,8 @@ async fn head_response_has_headers_but_no_body() {
         }
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"HEAD /h HTTP/1.1\r\nHost: wire.test\r\n\r\n").await;
     let r = c.response_to(true).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -729,16 +867,15 @@ async fn head_response_has_headers_but_no_body() {
     assert_eq!(r.text(), "/after-head");
 }
 
-#[tokio::test]
-async fn no_body_204_and_304_keep_the_connection_usable() {
+async fn no_body_204_and_304_keep_the_connection_usable(t: Transport) {
     let b = RawBackend::start(|s| match s.target.as_str() {
         "/204" => Answer::Send(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n".to_vec()),
         "/304" => Answer::Send(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec()),
         t => Answer::Send(ok(t)),
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/204")).await;
     let r = c.response().await;
     assert_eq!(r.status, 204, "{r:?}");
@@ -763,19 +900,17 @@ async fn no_body_204_and_304_keep_the_connection_usable() {
     assert_eq!(r.text(), "/after");
 }
 
-#[tokio::test]
-async fn hop_by_hop_headers_are_removed_both_ways_and_forwarded_headers_added() {
-    hop_by_hop(true).await;
+async fn hop_by_hop_headers_are_removed_both_ways_and_forwarded_headers_added(t: Transport) {
+    hop_by_hop(t, true).await;
 }
 
 /// The same without `Upgrade` in the request: an implementation may treat
 /// any `Upgrade` field specially, and the ordinary case must hold as well.
-#[tokio::test]
-async fn hop_by_hop_headers_are_removed_without_an_upgrade_field_too() {
-    hop_by_hop(false).await;
+async fn hop_by_hop_headers_are_removed_without_an_upgrade_field_too(t: Transport) {
+    hop_by_hop(t, false).await;
 }
 
-async fn hop_by_hop(with_upgrade: bool) {
+async fn hop_by_hop(t: Transport, with_upgrade: bool) {
     let b = RawBackend::start(|_| {
         Answer::Send(
             b"HTTP/1.1 200 OK\r\nConnection: X-Backend-Secret\r\nX-Backend-Secret: 1\r\n\
@@ -784,8 +919,8 @@ async fn hop_by_hop(with_upgrade: bool) {
         )
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     let upgrade = if with_upgrade { "Upgrade: foo\r\n" } else { "" };
     c.send(
         format!(
@@ -824,7 +959,7 @@ async fn hop_by_hop(with_upgrade: bool) {
     assert_eq!(h.get("x-forwarded-for"), Some("1.2.3.4, 127.0.0.1"));
     assert_eq!(h.all("x-forwarded-for").len(), 1, "{:?}", h.headers);
     assert_eq!(h.get("x-real-ip"), Some("127.0.0.1"));
-    assert_eq!(h.get("x-forwarded-proto"), Some("http"));
+    assert_eq!(h.get("x-forwarded-proto"), Some(t.scheme()));
     assert_eq!(h.get("x-forwarded-host"), Some("shop.test"));
     let port = gw.proxy_addr().port().to_string();
     assert_eq!(h.get("x-forwarded-port"), Some(port.as_str()));
@@ -849,8 +984,7 @@ async fn hop_by_hop(with_upgrade: bool) {
     assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
 }
 
-#[tokio::test]
-async fn duplicate_headers_are_preserved_in_order() {
+async fn duplicate_headers_are_preserved_in_order(t: Transport) {
     let b = RawBackend::start(|_| {
         Answer::Send(
             b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nX-Between: 1\r\n\
@@ -859,8 +993,8 @@ async fn duplicate_headers_are_preserved_in_order() {
         )
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(
         b"GET /multi HTTP/1.1\r\nHost: wire.test\r\nX-Multi: a\r\nX-Other: o\r\nX-Multi: b\r\n\r\n",
     )
@@ -882,11 +1016,10 @@ async fn duplicate_headers_are_preserved_in_order() {
     );
 }
 
-#[tokio::test]
-async fn connection_close_from_the_client_closes_after_the_response() {
+async fn connection_close_from_the_client_closes_after_the_response(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /bye HTTP/1.1\r\nHost: wire.test\r\nConnection: close\r\n\r\n")
         .await;
     let r = c.response().await;
@@ -895,8 +1028,7 @@ async fn connection_close_from_the_client_closes_after_the_response() {
     c.expect_closed("after Connection: close").await;
 }
 
-#[tokio::test]
-async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive() {
+async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive(t: Transport) {
     let b = RawBackend::start(|s| {
         if s.target == "/chunked" {
             Answer::Send(
@@ -908,10 +1040,10 @@ async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive() 
         }
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
 
     // Plain HTTP/1.0: answered, then closed.
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /ten HTTP/1.0\r\n\r\n").await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -920,7 +1052,7 @@ async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive() 
 
     // HTTP/1.0 with keep-alive: if the gateway agrees (says keep-alive) the
     // connection serves another request, otherwise it closes.
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .await;
     let r = c.response().await;
@@ -943,7 +1075,7 @@ async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive() 
 
     // A chunked upstream body must not reach an HTTP/1.0 client chunked
     // (RFC 9112 §6.1).
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /chunked HTTP/1.0\r\n\r\n").await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -955,17 +1087,16 @@ async fn http10_request_without_host_is_answered_and_closed_unless_keep_alive() 
     assert_eq!(r.text(), "abcdef");
 }
 
-#[tokio::test]
-async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving() {
+async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     let bad: [&[u8]; 2] = [
         b"GARBAGE\r\n\r\n",
         b"GET /a b HTTP/1.1\r\nHost: wire.test\r\n\r\n",
     ];
     for req in bad {
         let what = lossy(req);
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         let _ = c.send_lenient(req).await;
         match c.try_response(false).await {
             Ok(Some(r)) => {
@@ -987,7 +1118,7 @@ async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving() {
             Err(_) => {}
         }
         // A fresh connection is served.
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         c.send(&get("/fine")).await;
         let r = c.response().await;
         assert_eq!(r.status, 200, "after {what:?}: {r:?}");
@@ -1000,11 +1131,10 @@ async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving() {
     );
 }
 
-#[tokio::test]
-async fn oversized_header_section_is_refused_and_the_gateway_keeps_serving() {
+async fn oversized_header_section_is_refused_and_the_gateway_keeps_serving(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     let mut req = b"GET /huge HTTP/1.1\r\nHost: wire.test\r\nX-Huge: ".to_vec();
     req.extend(std::iter::repeat_n(b'a', 110 * 1024));
     req.extend_from_slice(b"\r\n\r\n");
@@ -1022,17 +1152,16 @@ async fn oversized_header_section_is_refused_and_the_gateway_keeps_serving() {
         Err(e) => panic!("no 431/400 answer: {e}"),
     }
     assert!(b.seen().is_empty(), "the node saw {:#?}", b.seen());
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/fine")).await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-#[tokio::test]
-async fn expect_100_continue_gets_continue_then_the_final_response() {
+async fn expect_100_continue_gets_continue_then_the_final_response(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(
         b"POST /expect HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 11\r\n\
           Expect: 100-continue\r\n\r\n",
@@ -1059,11 +1188,10 @@ async fn expect_100_continue_gets_continue_then_the_final_response() {
     assert_eq!(lossy(&b.only_request().body), "hello world");
 }
 
-#[tokio::test]
-async fn absolute_form_target_reaches_the_node_in_origin_form() {
+async fn absolute_form_target_reaches_the_node_in_origin_form(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
         .await;
     let r = c.response().await;
@@ -1073,8 +1201,7 @@ async fn absolute_form_target_reaches_the_node_in_origin_form() {
     assert_eq!(seen.head.get("host"), Some("example.com"));
 }
 
-#[tokio::test]
-async fn interim_103_from_the_node_does_not_hide_the_final_response() {
+async fn interim_103_from_the_node_does_not_hide_the_final_response(t: Transport) {
     let b = RawBackend::start(|_| {
         Answer::Send(
             b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
@@ -1083,8 +1210,8 @@ async fn interim_103_from_the_node_does_not_hide_the_final_response() {
         )
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/hints")).await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -1101,15 +1228,14 @@ async fn interim_103_from_the_node_does_not_hide_the_final_response() {
     assert_eq!(r.text(), "final");
 }
 
-#[tokio::test]
-async fn post_to_a_node_that_hangs_up_is_502_and_never_replayed() {
+async fn post_to_a_node_that_hangs_up_is_502_and_never_replayed(t: Transport) {
     let hole = RawBackend::start(|_| Answer::HangUp).await;
     let good = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[hole.node(), good.node()]).await;
+    let gw = gateway_to(t, &[hole.node(), good.node()]).await;
     let mut bad_gateways = 0;
     for i in 0..4 {
         let (hole_before, good_before) = (hole.seen().len(), good.seen().len());
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         c.send(b"POST /p HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 5\r\n\r\nhello")
             .await;
         let r = c.response().await;
@@ -1147,13 +1273,12 @@ async fn post_to_a_node_that_hangs_up_is_502_and_never_replayed() {
     );
 }
 
-#[tokio::test]
-async fn get_to_a_node_that_hangs_up_is_retried_on_another_node() {
+async fn get_to_a_node_that_hangs_up_is_retried_on_another_node(t: Transport) {
     let hole = RawBackend::start(|_| Answer::HangUp).await;
     let good = echo_target().await;
-    let gw = gateway_to(&[hole.node(), good.node()]).await;
+    let gw = gateway_to(t, &[hole.node(), good.node()]).await;
     for i in 0..4 {
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         let path = format!("/get/{i}");
         c.send(&get(&path)).await;
         let r = c.response().await;
@@ -1177,9 +1302,13 @@ async fn get_to_a_node_that_hangs_up_is_retried_on_another_node() {
 /// `None` when the gateway closed (or reset) the connection without one.
 /// With `framing_error`, an error status must be followed by a close: the
 /// gateway cannot know where the next request would start.
-async fn refused_or_answered(gw: &Gateway, req: &[u8], framing_error: bool) -> Option<Response> {
+async fn refused_or_answered(
+    gw: &TestGateway,
+    req: &[u8],
+    framing_error: bool,
+) -> Option<Response> {
     let what = lossy(&req[..req.len().min(100)]);
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(gw).await;
     let _ = c.send_lenient(req).await;
     match c.try_response(false).await {
         Ok(Some(r)) => {
@@ -1201,7 +1330,7 @@ async fn refused_or_answered(gw: &Gateway, req: &[u8], framing_error: bool) -> O
 /// Asserts `req` gets one of `statuses` or a close, and never reaches the
 /// node.
 async fn assert_refused(
-    gw: &Gateway,
+    gw: &TestGateway,
     b: &RawBackend,
     req: &[u8],
     statuses: &[u16],
@@ -1223,11 +1352,10 @@ async fn assert_refused(
     );
 }
 
-#[tokio::test]
-async fn request_with_content_length_and_chunked_is_refused_or_dechunked_then_closed() {
+async fn request_with_content_length_and_chunked_is_refused_or_dechunked_then_closed(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     // If the gateway framed by Content-Length, "GET /smuggled" would be a
     // second request; RFC 9112 §6.3: Transfer-Encoding wins, and the
     // connection is closed after the response.
@@ -1261,10 +1389,9 @@ async fn request_with_content_length_and_chunked_is_refused_or_dechunked_then_cl
     );
 }
 
-#[tokio::test]
-async fn invalid_request_framing_is_400_and_never_reaches_the_node() {
+async fn invalid_request_framing_is_400_and_never_reaches_the_node(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     let bad: [(&[u8], &[u16]); 6] = [
         (
             b"POST /cl HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -1298,15 +1425,14 @@ async fn invalid_request_framing_is_400_and_never_reaches_the_node() {
     for (req, statuses) in bad {
         assert_refused(&gw, &b, req, statuses, true).await;
     }
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/fine")).await;
     assert_eq!(c.response().await.status, 200, "still serving");
 }
 
-#[tokio::test]
-async fn nul_or_bare_cr_in_a_request_header_never_reaches_the_node() {
+async fn nul_or_bare_cr_in_a_request_header_never_reaches_the_node(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     for req in [
         &b"GET /nul HTTP/1.1\r\nHost: wire.test\r\nX-Bad: a\x00b\r\n\r\n"[..],
         &b"GET /cr HTTP/1.1\r\nHost: wire.test\r\nX-Bad: a\rb\r\n\r\n"[..],
@@ -1333,12 +1459,11 @@ async fn nul_or_bare_cr_in_a_request_header_never_reaches_the_node() {
     }
 }
 
-#[tokio::test]
-async fn empty_line_before_a_request_is_ignored() {
+async fn empty_line_before_a_request_is_ignored(t: Transport) {
     let b =
         RawBackend::start(|s| Answer::Send(ok(format!("{} {}", s.target, lossy(&s.body))))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     // Some old clients send CRLF after a POST body (RFC 9112 §2.2: a server
     // SHOULD ignore at least one empty line before a request-line).
     c.send(b"POST /p HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 2\r\n\r\nhi\r\nGET /next HTTP/1.1\r\nHost: wire.test\r\n\r\n")
@@ -1349,10 +1474,9 @@ async fn empty_line_before_a_request_is_ignored() {
     assert_eq!((r.status, r.text().as_str()), (200, "/next "), "{r:?}");
 }
 
-#[tokio::test]
-async fn malformed_chunked_request_body_is_a_client_error_not_a_gateway_error() {
+async fn malformed_chunked_request_body_is_a_client_error_not_a_gateway_error(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     for req in [
         &b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"[..],
         &b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n"[..],
@@ -1363,22 +1487,20 @@ async fn malformed_chunked_request_body_is_a_client_error_not_a_gateway_error() 
     }
 }
 
-#[tokio::test]
-async fn get_with_a_content_length_body_keeps_its_body() {
+async fn get_with_a_content_length_body_keeps_its_body(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /search HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 3\r\n\r\nabc")
         .await;
     let r = c.response().await;
     assert_eq!((r.status, r.text().as_str()), (200, "abc"), "{r:?}");
 }
 
-#[tokio::test]
-async fn get_with_a_chunked_body_keeps_its_body() {
+async fn get_with_a_chunked_body_keeps_its_body(t: Transport) {
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /search HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         .await;
     let r = c.response().await;
@@ -1386,10 +1508,9 @@ async fn get_with_a_chunked_body_keeps_its_body() {
     assert_eq!(lossy(&b.only_request().body), "abc", "body at the node");
 }
 
-#[tokio::test]
-async fn http11_request_without_host_or_with_two_hosts_is_400() {
+async fn http11_request_without_host_or_with_two_hosts_is_400(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     assert_refused(&gw, &b, b"GET /nohost HTTP/1.1\r\n\r\n", &[400], false).await;
     assert_refused(
         &gw,
@@ -1401,11 +1522,10 @@ async fn http11_request_without_host_or_with_two_hosts_is_400() {
     .await;
 }
 
-#[tokio::test]
-async fn http10_request_without_host_reaches_the_node_with_a_host_header() {
+async fn http10_request_without_host_reaches_the_node_with_a_host_header(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET /nohost HTTP/1.0\r\n\r\n").await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -1420,11 +1540,10 @@ async fn http10_request_without_host_reaches_the_node_with_a_host_header() {
     }
 }
 
-#[tokio::test]
-async fn absolute_form_authority_replaces_the_host_header() {
+async fn absolute_form_authority_replaces_the_host_header(t: Transport) {
     let b = echo_target().await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(b"GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .await;
     let r = c.response().await;
@@ -1442,8 +1561,7 @@ async fn absolute_form_authority_replaces_the_host_header() {
     );
 }
 
-#[tokio::test]
-async fn invalid_upstream_responses_are_502() {
+async fn invalid_upstream_responses_are_502(t: Transport) {
     let b = RawBackend::start(|s| {
         let bytes: &[u8] = match s.target.as_str() {
             "/dup-cl" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -1455,17 +1573,16 @@ async fn invalid_upstream_responses_are_502() {
         Answer::SendAndClose(bytes.to_vec())
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     for path in ["/dup-cl", "/bad-status", "/not-http", "/space-colon"] {
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         c.send(&get(path)).await;
         let r = c.response().await;
         assert_eq!(r.status, 502, "{path}: {r:?}");
     }
 }
 
-#[tokio::test]
-async fn upstream_response_with_content_length_and_chunked_is_relayed_consistently() {
+async fn upstream_response_with_content_length_and_chunked_is_relayed_consistently(t: Transport) {
     let b = RawBackend::start(|_| {
         Answer::Send(
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -1474,8 +1591,8 @@ async fn upstream_response_with_content_length_and_chunked_is_relayed_consistent
         )
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/clte")).await;
     let r = match c.try_response(false).await {
         Ok(Some(r)) => r,
@@ -1494,8 +1611,7 @@ async fn upstream_response_with_content_length_and_chunked_is_relayed_consistent
     assert_eq!(r.text(), "abc");
 }
 
-#[tokio::test]
-async fn truncated_upstream_bodies_are_not_completed_for_the_client() {
+async fn truncated_upstream_bodies_are_not_completed_for_the_client(t: Transport) {
     let b = RawBackend::start(|s| {
         let bytes: &[u8] = match s.target.as_str() {
             "/short-length" => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
@@ -1504,9 +1620,9 @@ async fn truncated_upstream_bodies_are_not_completed_for_the_client() {
         Answer::SendAndClose(bytes.to_vec())
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
+    let gw = gateway_to(t, &[b.node()]).await;
     for path in ["/short-length", "/short-chunked"] {
-        let mut c = Client::connect(gw.proxy_addr()).await;
+        let mut c = Client::connect(&gw).await;
         c.send(&get(path)).await;
         // Either a 502 (nothing sent yet) or a response the client can tell
         // is incomplete: the connection closes before its end.
@@ -1525,8 +1641,7 @@ async fn truncated_upstream_bodies_are_not_completed_for_the_client() {
     }
 }
 
-#[tokio::test]
-async fn junk_after_an_upstream_response_does_not_leak_into_the_next_one() {
+async fn junk_after_an_upstream_response_does_not_leak_into_the_next_one(t: Transport) {
     let b = RawBackend::start(|s| {
         if s.target == "/junk" {
             Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 418 Junk\r\nContent-Length: 0\r\n\r\n".to_vec())
@@ -1535,8 +1650,8 @@ async fn junk_after_an_upstream_response_does_not_leak_into_the_next_one() {
         }
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/junk")).await;
     let r = c.response().await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
@@ -1552,14 +1667,13 @@ async fn junk_after_an_upstream_response_does_not_leak_into_the_next_one() {
     }
 }
 
-#[tokio::test]
-async fn upstream_http10_response_reaches_an_http11_client_as_http11() {
+async fn upstream_http10_response_reaches_an_http11_client_as_http11(t: Transport) {
     let b = RawBackend::start(|_| {
         Answer::Send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
     })
     .await;
-    let gw = gateway_to(&[b.node()]).await;
-    let mut c = Client::connect(gw.proxy_addr()).await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
     c.send(&get("/ten")).await;
     let r = c.response().await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -1568,3 +1682,78 @@ async fn upstream_http10_response_reaches_an_http11_client_as_http11() {
     let r = c.response().await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Every case above, once per transport.
+// ---------------------------------------------------------------------------
+
+/// For each case `name(t: Transport)` above, `plain::name`, `tls::name` and
+/// `plain_general::name`.
+macro_rules! every_transport {
+    ($($case:ident),* $(,)?) => {
+        mod plain {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::Plain).await;
+                }
+            )*
+        }
+
+        mod tls {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::Tls).await;
+                }
+            )*
+        }
+
+        mod plain_general {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::PlainGeneral).await;
+                }
+            )*
+        }
+    };
+}
+
+every_transport!(
+    pipelined_requests_get_responses_in_order,
+    fifty_requests_on_one_client_connection_reuse_upstream_connections,
+    chunked_request_body_reaches_the_node_intact,
+    chunked_response_is_decoded_and_the_connection_stays_usable,
+    one_mib_content_length_body_streamed_in_pieces_arrives_intact,
+    close_delimited_response_reaches_the_client_whole,
+    head_response_has_headers_but_no_body,
+    no_body_204_and_304_keep_the_connection_usable,
+    hop_by_hop_headers_are_removed_both_ways_and_forwarded_headers_added,
+    hop_by_hop_headers_are_removed_without_an_upgrade_field_too,
+    duplicate_headers_are_preserved_in_order,
+    connection_close_from_the_client_closes_after_the_response,
+    http10_request_without_host_is_answered_and_closed_unless_keep_alive,
+    malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving,
+    oversized_header_section_is_refused_and_the_gateway_keeps_serving,
+    expect_100_continue_gets_continue_then_the_final_response,
+    absolute_form_target_reaches_the_node_in_origin_form,
+    interim_103_from_the_node_does_not_hide_the_final_response,
+    post_to_a_node_that_hangs_up_is_502_and_never_replayed,
+    get_to_a_node_that_hangs_up_is_retried_on_another_node,
+    request_with_content_length_and_chunked_is_refused_or_dechunked_then_closed,
+    invalid_request_framing_is_400_and_never_reaches_the_node,
+    nul_or_bare_cr_in_a_request_header_never_reaches_the_node,
+    empty_line_before_a_request_is_ignored,
+    malformed_chunked_request_body_is_a_client_error_not_a_gateway_error,
+    get_with_a_content_length_body_keeps_its_body,
+    get_with_a_chunked_body_keeps_its_body,
+    http11_request_without_host_or_with_two_hosts_is_400,
+    http10_request_without_host_reaches_the_node_with_a_host_header,
+    absolute_form_authority_replaces_the_host_header,
+    invalid_upstream_responses_are_502,
+    upstream_response_with_content_length_and_chunked_is_relayed_consistently,
+    truncated_upstream_bodies_are_not_completed_for_the_client,
+    junk_after_an_upstream_response_does_not_leak_into_the_next_one,
+    upstream_http10_response_reaches_an_http11_client_as_http11,
+);
