@@ -140,8 +140,9 @@ impl GatewayCore {
             || old.gateway.control != config.gateway.control
             || old.gateway.access_log != config.gateway.access_log
             || old.gateway.workers != config.gateway.workers
+            || old.gateway.http != config.gateway.http
         {
-            tracing::warn!("changes to gateway.listeners, control, access_log or workers take effect after a restart");
+            tracing::warn!("changes to gateway.listeners, control, access_log, http or workers take effect after a restart");
         }
         // Compile first: a configuration that does not compile must not
         // touch discovery (starting watchers reconfigures the registry).

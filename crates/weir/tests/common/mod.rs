@@ -395,6 +395,8 @@ pub fn cart_endpoints(ports: &[u16]) -> k8s_openapi::api::core::v1::Endpoints {
 
 mod pods;
 mod process;
+/// The raw-socket harness of the `http1_wire*` tests (used by those only).
+pub mod wire;
 
 // Each test binary uses a different part of the kit.
 #[allow(unused_imports)]
