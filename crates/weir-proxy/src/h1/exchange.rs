@@ -534,6 +534,13 @@ impl<S: ClientStream> Exchange<'_, S> {
             return Ok(());
         };
         self.cbuf.consume(req.head_len + buffered);
+        // The node has the head: time for the client to send the body.
+        if req.expect_continue && self.cbuf.is_empty() {
+            let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+            if self.client.write_all(interim).await.is_err() {
+                return Err(Failure::client_gone());
+            }
+        }
         loop {
             let done = match &scanner {
                 Some(s) => s.is_done(),

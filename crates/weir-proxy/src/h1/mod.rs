@@ -11,7 +11,7 @@
 //! Anything else is handed, with the bytes already read, to the general
 //! hyper-based path ([`crate::forward`]), which remains the reference for
 //! behaviour: HTTP/1.0 clients, HTTP/2 prior knowledge, upgrades (WebSocket),
-//! `Expect`, `CONNECT`, absolute-form targets, unusual body framing, routes
+//! expectations other than `100-continue`, `CONNECT`, absolute-form targets, unusual body framing, routes
 //! with plugins, and https upstreams. A connection that is handed
 //! over stays on the general path. On TLS listeners, connections that
 //! negotiate `h2` go to the general path after the handshake; the others are

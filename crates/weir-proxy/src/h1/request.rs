@@ -43,6 +43,8 @@ pub struct Request {
     pub body: BodyFraming,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
     /// The matched route (None: answer 404).
     pub route: Option<Arc<CompiledRoute>>,
     /// The consistent-hash input (chash upstreams; 0 otherwise).
@@ -174,6 +176,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
     let mut codings = 0;
     let mut close = false;
     let mut xff: Option<&[u8]> = None;
+    let mut expect_continue = false;
     let mut named = [""; MAX_CONNECTION_TOKENS];
     let mut named_len = 0;
     for h in req.headers.iter() {
@@ -209,7 +212,15 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
                 }
             }
             Field::Upgrade => return Head::Fallback("Upgrade"),
-            Field::Expect => return Head::Fallback("Expect"),
+            Field::Expect => {
+                // 100-continue is answered by weir when it starts reading
+                // the body; any other expectation goes to the general path
+                // (which answers 417).
+                if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                    return Head::Fallback("Expect");
+                }
+                expect_continue = true;
+            }
             Field::XForwardedFor => {
                 if xff.is_none() {
                     xff = Some(h.value);
@@ -345,6 +356,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         method,
         body,
         close,
+        expect_continue,
         route,
         hash,
         parts,
