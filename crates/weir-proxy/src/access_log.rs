@@ -287,6 +287,17 @@ fn elapsed(rec: &AccessRecord) -> f64 {
     rec.start.map_or(0.0, |s| s.elapsed().as_secs_f64())
 }
 
+/// A duration as seconds with millisecond precision (`0.012`), formatted
+/// with integer arithmetic: float formatting showed in profiles.
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = (self.0.as_micros() + 500) / 1000;
+        write!(f, "{}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
 fn format_text(rec: &AccessRecord, out: &mut Vec<u8>) {
     use std::io::Write as _;
     let path = rec.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -302,7 +313,7 @@ fn format_text(rec: &AccessRecord, out: &mut Vec<u8>) {
     }
     let _ = write!(
         out,
-        "] \"{} {} {}\" {} {} \"{}\" \"{}\" host={} rt={:.3} upstream=",
+        "] \"{} {} {}\" {} {} \"{}\" \"{}\" host={} rt={} upstream=",
         rec.method,
         path,
         rec.version,
@@ -311,7 +322,7 @@ fn format_text(rec: &AccessRecord, out: &mut Vec<u8>) {
         dash(header(&rec.referer)),
         dash(header(&rec.user_agent)),
         dash(rec.host_str()),
-        elapsed(rec),
+        Seconds(rec.start.map(|s| s.elapsed()).unwrap_or_default()),
     );
     if rec.attempts.is_empty() {
         out.extend_from_slice(b"- ustatus=- urt=-");
@@ -339,7 +350,7 @@ fn format_text(rec: &AccessRecord, out: &mut Vec<u8>) {
             if i > 0 {
                 out.extend_from_slice(b", ");
             }
-            let _ = write!(out, "{:.3}", a.elapsed.as_secs_f64());
+            let _ = write!(out, "{}", Seconds(a.elapsed));
         }
     }
     let _ = writeln!(
@@ -426,5 +437,18 @@ mod tests {
     fn time_is_formatted_like_nginx() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_316_400); // 2026-11-22T03:00:00Z
         assert_eq!(format_time(t), "22/Nov/2026:03:00:00 +0000");
+    }
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_rounded_seconds() {
+        assert_eq!(Seconds(Duration::from_micros(12_345)).to_string(), "0.012");
+        assert_eq!(Seconds(Duration::from_micros(12_500)).to_string(), "0.013");
+        assert_eq!(Seconds(Duration::from_millis(61_005)).to_string(), "61.005");
+        assert_eq!(Seconds(Duration::ZERO).to_string(), "0.000");
     }
 }

@@ -13,8 +13,12 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
-/// Size of a pooled read buffer.
+/// Size of a client read buffer (request heads and bodies).
 pub const BUF_SIZE: usize = 16 * 1024;
+/// Size of a node read buffer: a response head plus a typical body in one
+/// read, so it goes to the client in one write (one TCP segment on
+/// loopback instead of two for a 16 KiB body).
+pub const NODE_BUF_SIZE: usize = 64 * 1024;
 /// Largest request or response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Buffers kept per thread.
@@ -22,8 +26,11 @@ const FREE_MAX: usize = 64;
 
 thread_local! {
     static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static FREE_NODE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
     static FREE_OUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
+
+type FreeList = RefCell<Vec<Box<[u8]>>>;
 
 /// A read buffer: bytes `start..end` of `data` are filled and not consumed.
 pub struct Buf {
@@ -33,11 +40,20 @@ pub struct Buf {
 }
 
 impl Buf {
-    /// A buffer from this thread's free list, or a new one.
+    /// A client buffer from this thread's free list, or a new one.
     pub fn take() -> Buf {
-        let data = FREE
+        Buf::from_list(&FREE, BUF_SIZE)
+    }
+
+    /// A node buffer from this thread's free list, or a new one.
+    pub fn take_node() -> Buf {
+        Buf::from_list(&FREE_NODE, NODE_BUF_SIZE)
+    }
+
+    fn from_list(list: &'static std::thread::LocalKey<FreeList>, size: usize) -> Buf {
+        let data = list
             .with(|f| f.borrow_mut().pop())
-            .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+            .unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
         Buf {
             data,
             start: 0,
@@ -105,11 +121,13 @@ impl Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        if self.data.len() != BUF_SIZE {
-            return;
-        }
+        let list = match self.data.len() {
+            BUF_SIZE => &FREE,
+            NODE_BUF_SIZE => &FREE_NODE,
+            _ => return,
+        };
         let data = std::mem::take(&mut self.data);
-        FREE.with(|f| {
+        list.with(|f| {
             let mut f = f.borrow_mut();
             if f.len() < FREE_MAX {
                 f.push(data);

@@ -435,7 +435,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             }
             let via = self.state.snapshot.load().config.gateway.via;
             let head_request = req.method == http::Method::HEAD;
-            let mut ubuf = Buf::take();
+            let mut ubuf = Buf::take_node();
             loop {
                 out.0.clear();
                 // Decided as the answer arrives: a shutdown may have begun
