@@ -16,7 +16,7 @@ use super::request::{self, Head};
 use super::H1Context;
 use crate::forward::{self, ConnInfo};
 
-/// Serves a plain-TCP client connection until it closes, the listener
+/// Serves a client connection (plain TCP or TLS) until it closes, the listener
 /// stops, or the connection needs the general path.
 ///
 /// `watcher` keeps the connection counted by the listener's graceful
