@@ -12,7 +12,7 @@ use http::{Request, StatusCode};
 use weir_config::{ActiveCheck, CheckType, PassiveCheck};
 
 use crate::body::ProxyBody;
-use crate::upstream::{NodeState, Upstream};
+use crate::upstream::{NodeSet, NodeState, Upstream};
 
 /// What one observation says about a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +160,72 @@ fn passive_thresholds(p: &PassiveCheck) -> Thresholds {
         http_failures: p.unhealthy.http_failures,
         tcp_failures: p.unhealthy.tcp_failures,
         timeouts: p.unhealthy.timeouts,
+    }
+}
+
+/// Which nodes of a set may take a request: the healthy ones, or all of
+/// them when every node is unhealthy (weir then fails open, and says so at
+/// most once a second). Used by both request paths.
+pub struct Eligibility {
+    health_aware: bool,
+    fail_open: bool,
+}
+
+static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Eligibility {
+    /// Judges `set` of `upstream` for one request.
+    pub fn of(upstream: &Upstream, set: &NodeSet) -> Eligibility {
+        let health_aware = upstream.health.is_some();
+        let fail_open = health_aware && set.nodes.iter().all(|n| !n.health.is_healthy());
+        if fail_open && log_limited(&FAIL_OPEN_LOGGED) {
+            tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
+        }
+        Eligibility {
+            health_aware,
+            fail_open,
+        }
+    }
+
+    /// True when node `i` of `set` may take the request.
+    pub fn allows(&self, set: &NodeSet, i: usize) -> bool {
+        !self.health_aware || self.fail_open || set.nodes[i].health.is_healthy()
+    }
+}
+
+/// True at most once per second per `slot`: keeps repeated warnings from
+/// flooding the log.
+pub fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = slot.load(Ordering::Relaxed);
+    now > last
+        && slot
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Passive check on a node's answer in real traffic (both request paths).
+pub fn observe_answer(upstream: &Upstream, node: &NodeState, status: StatusCode) {
+    if let Some((outcome, t)) = upstream
+        .health
+        .as_ref()
+        .and_then(|h| h.passive_status(status))
+    {
+        observe(&upstream.id, node, outcome, &t, "passive");
+    }
+}
+
+/// Passive check on an attempt that got no answer (both request paths).
+pub fn observe_failure(upstream: &Upstream, node: &NodeState, timed_out: bool) {
+    if let Some((outcome, t)) = upstream
+        .health
+        .as_ref()
+        .and_then(|h| h.passive_failure(timed_out))
+    {
+        observe(&upstream.id, node, outcome, &t, "passive");
     }
 }
 

@@ -28,9 +28,7 @@ mod support;
 
 use attempt::{send_to_node, tunnel};
 use support::{body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
-pub(crate) use support::{
-    is_idempotent, log_limited, retry_deadline_passed, Tried, FAIL_OPEN_LOGGED,
-};
+pub(crate) use support::{is_idempotent, retry_deadline_passed, Tried};
 
 /// What the proxy knows about the client connection. Built once per
 /// connection, with the header values every request of it will send
@@ -317,14 +315,8 @@ async fn forward(
     );
     // Unhealthy nodes get no traffic, unless every node is unhealthy: then
     // weir fails open and uses them all (and says so).
-    let health_aware = upstream.health.is_some();
-    let fail_open = health_aware && set.nodes.iter().all(|n| !n.health.is_healthy());
-    if fail_open && log_limited(&FAIL_OPEN_LOGGED) {
-        tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
-    }
-    let usable = |i: usize, tried: &Tried| {
-        !tried.contains(i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
-    };
+    let eligible = crate::health::Eligibility::of(upstream, &set);
+    let usable = |i: usize, tried: &Tried| !tried.contains(i) && eligible.allows(&set, i);
     while tried.len() < max_attempts {
         if !tried.is_empty() && retry_deadline_passed(upstream, started) {
             break;
@@ -363,13 +355,7 @@ async fn forward(
                 }
                 let status = resp.status();
                 record.push_attempt(&node.key, Some(status.as_u16()), elapsed);
-                if let Some((outcome, t)) = upstream
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.passive_status(status))
-                {
-                    crate::health::observe(&upstream.id, node, outcome, &t, "passive");
-                }
+                crate::health::observe_answer(upstream, node, status);
                 // A 502/503/504 from a node is retried on another node when
                 // the request can be replayed (idempotent, no body).
                 let another =
@@ -431,13 +417,7 @@ async fn forward(
                     return Err(failure.error);
                 }
                 let timed_out = failure.error.status == StatusCode::GATEWAY_TIMEOUT;
-                if let Some((outcome, t)) = upstream
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.passive_failure(timed_out))
-                {
-                    crate::health::observe(&upstream.id, node, outcome, &t, "passive");
-                }
+                crate::health::observe_failure(upstream, node, timed_out);
                 tracing::warn!(
                     upstream = %upstream.id,
                     node = %node.key,

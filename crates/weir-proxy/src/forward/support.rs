@@ -43,23 +43,6 @@ impl Tried {
     }
 }
 
-pub(crate) static FAIL_OPEN_LOGGED: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
-
-/// True at most once per second per `slot`: keeps repeated warnings from
-/// flooding the log.
-pub(crate) fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
-    use std::sync::atomic::Ordering;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = slot.load(Ordering::Relaxed);
-    now > last
-        && slot
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-}
-
 /// The request head, copied for replays.
 pub(super) struct RequestHead {
     method: Method,

@@ -270,14 +270,8 @@ impl<S: ClientStream> Exchange<'_, S> {
         // A request may go to another node after it may have reached one
         // only when it is idempotent and has no body (as the general path).
         let replayable = idempotent && req.body == BodyFraming::Length(0) && max_attempts > 1;
-        let health_aware = upstream.health.is_some();
-        let fail_open = health_aware && set.nodes.iter().all(|n| !n.health.is_healthy());
-        if fail_open && forward::log_limited(&forward::FAIL_OPEN_LOGGED) {
-            tracing::warn!(upstream = %upstream.id, nodes = set.len(), "every node is unhealthy; failing open and using them all");
-        }
-        let usable = |i: usize, tried: &Tried| {
-            !tried.contains(i) && (!health_aware || fail_open || set.nodes[i].health.is_healthy())
-        };
+        let eligible = crate::health::Eligibility::of(upstream, &set);
+        let usable = |i: usize, tried: &Tried| !tried.contains(i) && eligible.allows(&set, i);
         let mut tried = Tried::default();
         let mut last = Failure::bad_gateway("no node could be tried".into(), false);
         let mut sent = false;
@@ -310,13 +304,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                         r.push_attempt(&node.key, Some(answer.status), elapsed);
                     }
                     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-                    if let Some((outcome, t)) = upstream
-                        .health
-                        .as_ref()
-                        .and_then(|h| h.passive_status(status))
-                    {
-                        crate::health::observe(&upstream.id, node, outcome, &t, "passive");
-                    }
+                    crate::health::observe_answer(upstream, node, status);
                     let another = (0..set.len())
                         .any(|i| usable(i, &tried) && set.balance_nodes[i].weight > 0);
                     if matches!(answer.status, 502..=504)
@@ -347,13 +335,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                         return Err(f);
                     }
                     let timed_out = f.status == StatusCode::GATEWAY_TIMEOUT;
-                    if let Some((outcome, t)) = upstream
-                        .health
-                        .as_ref()
-                        .and_then(|h| h.passive_failure(timed_out))
-                    {
-                        crate::health::observe(&upstream.id, node, outcome, &t, "passive");
-                    }
+                    crate::health::observe_failure(upstream, node, timed_out);
                     tracing::warn!(
                         upstream = %upstream.id,
                         node = %node.key,
