@@ -54,8 +54,12 @@ impl RequestView for Parts {
 
 /// The consistent-hash input of a request for `upstream`.
 pub fn chash_input(upstream: &Upstream, req: &impl RequestView, remote: SocketAddr) -> u64 {
-    let key = upstream.hash_key.as_str();
-    let hashed: Option<u64> = match upstream.hash_on {
+    hash_for(upstream.hash_on, &upstream.hash_key, req, remote)
+}
+
+/// The consistent-hash input of a request for `hash_on` + `key`.
+pub fn hash_for(hash_on: HashOn, key: &str, req: &impl RequestView, remote: SocketAddr) -> u64 {
+    let hashed: Option<u64> = match hash_on {
         HashOn::Header => req.header_values(key).next().map(hash_bytes),
         HashOn::Cookie => cookie(req, key).map(hash_bytes),
         HashOn::Vars => match key {

@@ -449,6 +449,55 @@ mod tests {
     }
 
     #[test]
+    fn chash_inputs_match_the_general_path() {
+        use crate::hash_input::hash_for;
+        use weir_config::HashOn;
+        let raw = b"GET /p/q?a=1&b=two HTTP/1.1\r\nHost: shop.test:8080\r\nX-User: alice\r\nCookie: s=1; sid=xyz\r\nCookie: t=2\r\n\r\n";
+        let mut storage = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Request::new(&mut storage);
+        assert!(parsed.parse(raw).unwrap().is_complete());
+        let view = RawHead {
+            target: parsed.path.unwrap(),
+            host: b"shop.test:8080",
+            headers: parsed.headers,
+        };
+        let parts = http::Request::get("/p/q?a=1&b=two")
+            .header("host", "shop.test:8080")
+            .header("x-user", "alice")
+            .header("cookie", "s=1; sid=xyz")
+            .header("cookie", "t=2")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let remote: std::net::SocketAddr = "10.0.0.9:5555".parse().unwrap();
+        for (on, key) in [
+            (HashOn::Header, "x-user"),
+            (HashOn::Cookie, "sid"),
+            (HashOn::Cookie, "t"),
+            (HashOn::Vars, "uri"),
+            (HashOn::Vars, "request_uri"),
+            (HashOn::Vars, "host"),
+            (HashOn::Vars, "arg_b"),
+            (HashOn::Vars, "http_x_user"),
+            (HashOn::Vars, "cookie_sid"),
+            (HashOn::Vars, "remote_addr"),
+            (HashOn::Header, "absent"),
+        ] {
+            assert_eq!(
+                hash_for(on, key, &view, remote),
+                hash_for(on, key, &parts, remote),
+                "{on:?} {key}"
+            );
+        }
+        assert_ne!(
+            hash_for(HashOn::Header, "x-user", &view, remote),
+            hash_for(HashOn::Header, "absent", &view, remote),
+            "a present key does not hash like the fallback"
+        );
+    }
+
+    #[test]
     fn field_names_are_classified_case_insensitively() {
         assert!(classify("HOST") == Field::Host);
         assert!(classify("Transfer-Encoding") == Field::TransferEncoding);
