@@ -103,17 +103,7 @@ impl AccessRecord {
             .as_ref()
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        strip_port(raw)
-    }
-}
-
-fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.find(']').map_or(h, |i| &h[..=i]);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
+        crate::router::strip_port(raw)
     }
 }
 

@@ -28,7 +28,7 @@ mod support;
 
 use attempt::{send_to_node, tunnel};
 use support::{body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
-pub(crate) use support::{is_idempotent, retry_deadline_passed, Tried};
+pub(crate) use support::{is_idempotent, retry_clock, retry_deadline_passed, Tried};
 
 /// What the proxy knows about the client connection. Built once per
 /// connection, with the header values every request of it will send
@@ -248,7 +248,7 @@ async fn forward(
     via: bool,
     record: &mut AccessRecord,
 ) -> Result<Forwarded, ForwardError> {
-    let started = Instant::now();
+    let started = retry_clock(upstream);
     let set = upstream.node_set();
     if set.is_empty() {
         let what = upstream.service_name().map_or_else(

@@ -69,10 +69,17 @@ impl RequestHead {
     }
 }
 
-pub(crate) fn retry_deadline_passed(upstream: &Upstream, started: Instant) -> bool {
-    upstream
-        .retry_timeout
-        .is_some_and(|limit| started.elapsed() >= limit)
+/// When the first attempt started, for `retry_timeout`; no clock read for
+/// upstreams without one.
+pub(crate) fn retry_clock(upstream: &Upstream) -> Option<Instant> {
+    upstream.retry_timeout.map(|_| Instant::now())
+}
+
+pub(crate) fn retry_deadline_passed(upstream: &Upstream, started: Option<Instant>) -> bool {
+    match (upstream.retry_timeout, started) {
+        (Some(limit), Some(started)) => started.elapsed() >= limit,
+        _ => false,
+    }
 }
 
 pub(super) fn set_host(
@@ -135,17 +142,7 @@ pub(super) fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str 
         .host()
         .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
-    strip_port(raw)
-}
-
-pub(super) fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.find(']').map_or(h, |i| &h[..=i]);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
+    crate::router::strip_port(raw)
 }
 
 pub(super) fn version_str(v: Version) -> &'static str {
@@ -161,13 +158,6 @@ pub(super) fn version_str(v: Version) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-    }
 
     #[test]
     fn absolute_uris_become_origin_form() {

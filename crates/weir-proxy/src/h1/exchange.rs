@@ -247,7 +247,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         body: &mut RequestBody,
         record: &mut Option<AccessRecord>,
     ) -> Result<After, Failure> {
-        let started = Instant::now();
+        let started = forward::retry_clock(upstream);
         let set = upstream.node_set();
         if set.is_empty() {
             let what = upstream.service_name().map_or_else(
@@ -415,7 +415,6 @@ impl<S: ClientStream> Exchange<'_, S> {
             if matches!(body, RequestBody::Incomplete { .. }) {
                 self.stream_body(req, &mut up, body, &node.key).await?;
             }
-            let via = self.state.snapshot.load().config.gateway.via;
             let head_request = req.method == http::Method::HEAD;
             let mut ubuf = Buf::take_node();
             loop {
@@ -426,7 +425,13 @@ impl<S: ClientStream> Exchange<'_, S> {
                     || matches!(body, RequestBody::Broken)
                     || self.state.is_draining()
                     || *self.stop.borrow();
-                match response::parse(ubuf.filled(), head_request, close_client, via, &mut out.0) {
+                match response::parse(
+                    ubuf.filled(),
+                    head_request,
+                    close_client,
+                    req.via,
+                    &mut out.0,
+                ) {
                     ResponseHead::Ready(resp) if resp.is_interim() => {
                         // 1xx: relay it, the final answer follows.
                         ubuf.consume(resp.head_len);

@@ -45,6 +45,8 @@ pub struct Request {
     pub close: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
+    /// `gateway.via` of the snapshot the request was routed with.
+    pub via: bool,
     /// The matched route (None: answer 404).
     pub route: Option<Arc<CompiledRoute>>,
     /// The consistent-hash input (chash upstreams; 0 otherwise).
@@ -254,7 +256,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
     let match_path = crate::uri_normalize::match_path(path);
     let route = snapshot
         .router
-        .find(strip_port(host_str), &match_path, &method)
+        .find(host_str, &match_path, &method)
         .map(|m| m.value.clone());
     if let Some(r) = &route {
         if !r.plugins.is_empty() {
@@ -357,6 +359,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         body,
         close,
         expect_continue,
+        via: snapshot.config.gateway.via,
         route,
         hash,
         parts,
@@ -423,16 +426,6 @@ pub fn trim(v: &[u8]) -> &[u8] {
         .rposition(|b| !matches!(b, b' ' | b'\t'))
         .unwrap_or(start);
     &v[start..=end]
-}
-
-fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.find(']').map_or(h, |i| &h[..=i]);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
 }
 
 #[cfg(test)]

@@ -293,6 +293,18 @@ impl PathIndex {
 
 /// The host name of a Host header value: without `:port`, IPv6 brackets or a
 /// trailing dot.
+/// `host` without a `:port` suffix (`[::1]:80` keeps its brackets), as
+/// shown in logs and given to plugins.
+pub fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.find(']').map_or(h, |i| &h[..=i]);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
 fn host_name(host: &str) -> &str {
     let name = if let Some(bracketed) = host.strip_prefix('[') {
         bracketed.split_once(']').map_or(bracketed, |(ip, _)| ip)

@@ -1,6 +1,6 @@
 use http::Method;
 
-use super::{RouteSpec, RouteTable};
+use super::{strip_port, RouteSpec, RouteTable};
 
 /// A route whose value is its id, matching any host and method.
 fn route(id: &str, uris: &[&str]) -> RouteSpec<String> {
@@ -525,4 +525,11 @@ fn routing_doc_worked_examples_hold() {
         .find("x.io", "/api/users/7", &Method::GET)
         .expect("matches");
     assert_eq!(user.param("id"), Some("7"));
+}
+
+#[test]
+fn ports_are_stripped_from_hosts() {
+    assert_eq!(strip_port("example.com:8080"), "example.com");
+    assert_eq!(strip_port("example.com"), "example.com");
+    assert_eq!(strip_port("[::1]:80"), "[::1]");
 }
