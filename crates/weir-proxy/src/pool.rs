@@ -1,17 +1,15 @@
 //! Upstream connections: connect (TCP, optionally TLS), HTTP/1.1 handshake,
-//! and a lock-free keep-alive pool per node.
+//! and a keep-alive pool per node.
 //!
 //! The pool is our own rather than hyper-util's so the proxy can connect
 //! *before* it hands the request body over: a connect failure leaves the
 //! request intact and it can be retried on another node, whatever its method.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crossbeam_queue::SegQueue;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -150,30 +148,23 @@ pub struct PoolLimits {
     pub max_requests: u32,
 }
 
-/// Keep-alive connections to one node: one lock-free queue per data-plane
+/// Keep-alive connections to one node: one idle stack per data-plane
 /// worker, so a connection is only ever used by the worker whose runtime
-/// drives its socket. Queues allocate nothing until a connection is pooled,
+/// drives its socket. Stacks allocate nothing until a connection is pooled,
 /// so thousands of discovered nodes cost little memory.
+///
+/// The stack is last-in first-out, as nginx's keepalive cache: the most
+/// recently used connection (warm in cache, surely still open) is reused
+/// first, and connections beyond what the load needs sink to the bottom,
+/// where [`take`](ConnPool::take) closes them once they pass the idle
+/// timeout. Its lock is only ever taken by one thread (the worker), so it
+/// costs one uncontended atomic each way.
 ///
 /// `C` is hyper's request sender for the general path, or a bare
 /// `TcpStream` for the HTTP/1.1 fast path.
 pub struct ConnPool<C = SendRequest<ProxyBody>> {
-    idle: Box<[WorkerQueue<C>]>,
+    idle: Box<[Mutex<VecDeque<IdleConn<C>>>]>,
     limits: PoolLimits,
-}
-
-struct WorkerQueue<C> {
-    conns: SegQueue<IdleConn<C>>,
-    len: AtomicUsize,
-}
-
-impl<C> Default for WorkerQueue<C> {
-    fn default() -> Self {
-        WorkerQueue {
-            conns: SegQueue::new(),
-            len: AtomicUsize::new(0),
-        }
-    }
 }
 
 impl<C: Reusable> ConnPool<C> {
@@ -181,41 +172,48 @@ impl<C: Reusable> ConnPool<C> {
     pub fn new(limits: PoolLimits) -> ConnPool<C> {
         let workers = crate::workers::count();
         ConnPool {
-            idle: (0..workers).map(|_| WorkerQueue::default()).collect(),
+            idle: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
             limits,
         }
     }
 
-    fn queue(&self) -> &WorkerQueue<C> {
+    fn stack(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleConn<C>>> {
         let i = crate::workers::current() % self.idle.len().max(1);
-        &self.idle[i]
+        // A poisoned stack still holds valid connections.
+        self.idle[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a live idle connection and the number of requests it already
-    /// carried, dropping dead or expired ones.
+    /// Takes the most recently pooled live connection and the number of
+    /// requests it already carried, dropping dead or expired ones (and the
+    /// oldest idle connection once it has expired).
     pub fn take(&self) -> Option<(C, u32)> {
-        let q = self.queue();
-        while let Some(mut idle) = q.conns.pop() {
-            q.len.fetch_sub(1, Ordering::Relaxed);
-            if idle.idle_since.elapsed() < self.limits.idle_timeout && idle.conn.still_usable() {
+        let mut stack = self.stack();
+        let now = Instant::now();
+        let fresh =
+            |idle: &IdleConn<C>| now.duration_since(idle.idle_since) < self.limits.idle_timeout;
+        if stack.front().is_some_and(|oldest| !fresh(oldest)) {
+            stack.pop_front();
+        }
+        while let Some(mut idle) = stack.pop_back() {
+            if fresh(&idle) && idle.conn.still_usable() {
                 return Some((idle.conn, idle.uses));
             }
         }
         None
     }
 
-    /// Returns a connection once its previous exchange is complete. A full
-    /// pool or a connection at its request limit just closes it.
+    /// Returns a connection once its previous exchange is complete. A
+    /// connection at its request limit is closed; a full pool closes its
+    /// oldest idle connection to make room, as nginx does.
     pub fn put(&self, conn: C, uses: u32) {
-        if uses >= self.limits.max_requests {
+        if uses >= self.limits.max_requests || self.limits.size == 0 {
             return;
         }
-        let q = self.queue();
-        if q.len.fetch_add(1, Ordering::Relaxed) >= self.limits.size {
-            q.len.fetch_sub(1, Ordering::Relaxed);
-            return;
+        let mut stack = self.stack();
+        while stack.len() >= self.limits.size {
+            stack.pop_front();
         }
-        q.conns.push(IdleConn {
+        stack.push_back(IdleConn {
             conn,
             idle_since: Instant::now(),
             uses,
@@ -226,7 +224,7 @@ impl<C: Reusable> ConnPool<C> {
     pub fn idle_count(&self) -> usize {
         self.idle
             .iter()
-            .map(|q| q.len.load(Ordering::Relaxed))
+            .map(|q| q.lock().map_or_else(|p| p.into_inner().len(), |q| q.len()))
             .sum()
     }
 }
@@ -345,4 +343,94 @@ where
         uses: 0,
         reused: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pooled "connection" that is just a name and a liveness flag.
+    #[derive(Debug, PartialEq)]
+    struct Fake(&'static str, bool);
+
+    impl Reusable for Fake {
+        fn still_usable(&mut self) -> bool {
+            self.1
+        }
+    }
+
+    fn limits(size: usize, idle_timeout: Duration) -> PoolLimits {
+        PoolLimits {
+            size,
+            idle_timeout,
+            max_requests: 100,
+        }
+    }
+
+    #[test]
+    fn the_most_recently_pooled_connection_is_reused_first() {
+        let pool = ConnPool::new(limits(8, Duration::from_secs(60)));
+        pool.put(Fake("a", true), 1);
+        pool.put(Fake("b", true), 2);
+        assert_eq!(pool.take(), Some((Fake("b", true), 2)));
+        assert_eq!(pool.take(), Some((Fake("a", true), 1)));
+        assert_eq!(pool.take(), None);
+    }
+
+    #[test]
+    fn dead_connections_are_dropped_on_the_way_down() {
+        let pool = ConnPool::new(limits(8, Duration::from_secs(60)));
+        pool.put(Fake("live", true), 0);
+        pool.put(Fake("closed by the node", false), 0);
+        assert_eq!(pool.take(), Some((Fake("live", true), 0)));
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn a_full_pool_closes_its_oldest_connection() {
+        let pool = ConnPool::new(limits(2, Duration::from_secs(60)));
+        pool.put(Fake("oldest", true), 0);
+        pool.put(Fake("middle", true), 0);
+        pool.put(Fake("newest", true), 0);
+        assert_eq!(pool.idle_count(), 2);
+        assert_eq!(pool.take().map(|c| c.0 .0), Some("newest"));
+        assert_eq!(pool.take().map(|c| c.0 .0), Some("middle"));
+        assert_eq!(pool.take(), None);
+    }
+
+    #[test]
+    fn size_zero_pools_nothing_and_spent_connections_are_not_pooled() {
+        let none = ConnPool::new(limits(0, Duration::from_secs(60)));
+        none.put(Fake("a", true), 0);
+        assert_eq!(none.idle_count(), 0);
+
+        let pool = ConnPool::new(limits(8, Duration::from_secs(60)));
+        pool.put(Fake("spent", true), 100);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn expired_connections_are_never_reused_and_the_oldest_is_swept() {
+        let pool = ConnPool::new(limits(8, Duration::ZERO));
+        pool.put(Fake("a", true), 0);
+        pool.put(Fake("b", true), 0);
+        assert_eq!(pool.take(), None);
+        assert_eq!(pool.idle_count(), 0);
+
+        // Under steady reuse the bottom of the stack is still swept once it
+        // expires: each take closes the oldest idle connection if expired.
+        let pool = ConnPool::new(limits(8, Duration::from_millis(50)));
+        pool.put(Fake("surplus", true), 0);
+        let pooled_at = Instant::now();
+        while pooled_at.elapsed() <= Duration::from_millis(50) {
+            std::thread::yield_now();
+        }
+        pool.put(Fake("hot", true), 0);
+        assert_eq!(pool.take().map(|c| c.0 .0), Some("hot"));
+        assert_eq!(
+            pool.idle_count(),
+            0,
+            "the expired surplus connection was closed"
+        );
+    }
 }

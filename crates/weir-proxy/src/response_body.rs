@@ -74,16 +74,21 @@ impl ResponseBody {
     }
 
     fn finish(&mut self) {
-        if let Some(mut c) = self.completion.take() {
-            c.record.body_bytes = self.bytes;
-            if let Some(lease) = c.lease.take() {
+        if let Some(Completion {
+            mut record,
+            log,
+            lease,
+        }) = self.completion.take()
+        {
+            record.body_bytes = self.bytes;
+            if let Some(lease) = lease {
                 drop(lease.in_flight);
                 if let (true, Some((node, sender, uses))) = (self.ended, lease.conn) {
                     return_to_pool(node, sender, uses);
                 }
             }
-            if c.log.enabled() {
-                c.log.write(&c.record);
+            if log.enabled() {
+                log.finish(record);
             }
         }
     }

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use weir_config::LbType;
 
-use crate::access_log::AccessRecord;
+use crate::access_log::{AccessRecord, RequestFields};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::plugins::PluginContext;
@@ -80,18 +80,23 @@ pub async fn handle(
     let log_enabled = state.access_log.enabled();
     let mut record = AccessRecord::default();
     if log_enabled {
+        record = AccessRecord::recycled();
         record.start = Some(Instant::now());
-        record.time = Some(SystemTime::now());
         record.remote = Some(conn.remote);
-        record.method = req.method().clone();
-        record.uri = req.uri().clone();
         record.version = version_str(req.version());
-        record.referer = req.headers().get(header::REFERER).cloned();
-        record.user_agent = req.headers().get(header::USER_AGENT).cloned();
-        record.host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        let headers = req.headers();
+        record.set_request(RequestFields {
+            method: req.method().as_str().as_bytes(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or(b"/", |p| p.as_str().as_bytes()),
+            referer: headers.get(header::REFERER).map(HeaderValue::as_bytes),
+            user_agent: headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
+            host: headers
+                .get(header::HOST)
+                .map(HeaderValue::as_bytes)
+                .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes())),
         });
     }
     // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field.

@@ -735,7 +735,7 @@ fn finish_record(state: &ProxyState, record: Option<AccessRecord>, status: u16, 
     if let Some(mut r) = record {
         r.status = status;
         r.body_bytes = bytes;
-        state.access_log.write(&r);
+        state.access_log.finish(r);
     }
 }
 

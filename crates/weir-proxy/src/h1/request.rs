@@ -3,14 +3,14 @@
 
 use std::mem::MaybeUninit;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost, Scheme};
 
 use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
-use crate::access_log::AccessRecord;
+use crate::access_log::{AccessRecord, RequestFields};
 use crate::forward::ConnInfo;
 use crate::hash_input::RequestView;
 use crate::snapshot::{CompiledRoute, Snapshot};
@@ -337,21 +337,21 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
             req.headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case(n))
-                .and_then(|h| HeaderValue::from_bytes(h.value).ok())
+                .map(|h| h.value)
         };
-        AccessRecord {
-            start: Some(Instant::now()),
-            time: Some(SystemTime::now()),
-            remote: Some(conn.remote),
-            method: method.clone(),
-            uri: http::Uri::try_from(target).unwrap_or_default(),
-            version: "HTTP/1.1",
+        let mut r = AccessRecord::recycled();
+        r.start = Some(Instant::now());
+        r.remote = Some(conn.remote);
+        r.version = "HTTP/1.1";
+        r.route_id = route.as_ref().map(|r| r.id.clone());
+        r.set_request(RequestFields {
+            method: method.as_str().as_bytes(),
+            target: target.as_bytes(),
             referer: find("referer"),
             user_agent: find("user-agent"),
-            host: HeaderValue::from_bytes(host_value).ok(),
-            route_id: route.as_ref().map(|r| r.id.clone()),
-            ..AccessRecord::default()
-        }
+            host: Some(host_value),
+        });
+        r
     });
     Head::Ready(Box::new(Request {
         head_len,

@@ -291,20 +291,27 @@ impl PathIndex {
     }
 }
 
-/// The host name of a Host header value: without `:port`, IPv6 brackets or a
-/// trailing dot.
 /// `host` without a `:port` suffix (`[::1]:80` keeps its brackets), as
 /// shown in logs and given to plugins.
 pub fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.find(']').map_or(h, |i| &h[..=i]);
+    // The cut is at an ASCII `:` or just after an ASCII `]`: a char boundary.
+    let kept = strip_port_bytes(h.as_bytes()).len();
+    h.get(..kept).unwrap_or(h)
+}
+
+/// [`strip_port`] on raw bytes (a Host field as received).
+pub fn strip_port_bytes(h: &[u8]) -> &[u8] {
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
     }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+    match h.iter().rposition(|&b| b == b':') {
+        Some(i) if h[i + 1..].iter().all(u8::is_ascii_digit) => &h[..i],
         _ => h,
     }
 }
 
+/// The host name of a Host header value: without `:port`, IPv6 brackets or a
+/// trailing dot.
 fn host_name(host: &str) -> &str {
     let name = if let Some(bracketed) = host.strip_prefix('[') {
         bracketed.split_once(']').map_or(bracketed, |(ip, _)| ip)

@@ -1,6 +1,6 @@
 use http::Method;
 
-use super::{strip_port, RouteSpec, RouteTable};
+use super::{strip_port, strip_port_bytes, RouteSpec, RouteTable};
 
 /// A route whose value is its id, matching any host and method.
 fn route(id: &str, uris: &[&str]) -> RouteSpec<String> {
@@ -532,4 +532,11 @@ fn ports_are_stripped_from_hosts() {
     assert_eq!(strip_port("example.com:8080"), "example.com");
     assert_eq!(strip_port("example.com"), "example.com");
     assert_eq!(strip_port("[::1]:80"), "[::1]");
+    assert_eq!(strip_port("h\u{e9}te.test:80"), "h\u{e9}te.test");
+    assert_eq!(strip_port("example.com:"), "example.com");
+    assert_eq!(strip_port("a:b"), "a:b");
+    assert_eq!(strip_port_bytes(b"shop.test:8080"), b"shop.test");
+    assert_eq!(strip_port_bytes(b"\xff:80"), b"\xff");
+    assert_eq!(strip_port_bytes(b"[::1"), b"[::1");
+    assert_eq!(strip_port_bytes(b""), b"");
 }

@@ -1,0 +1,196 @@
+//! What one request leaves for the access log, gathered along the request
+//! path, and a per-thread free list so the HTTP/1.1 fast path builds records
+//! without allocating once warm.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one request produced, gathered along the request path. The request's
+/// own fields are copied into one buffer (the record outlives the buffers
+/// they were parsed from); the line is formatted when the response completes.
+#[derive(Debug, Default)]
+pub struct AccessRecord {
+    /// Client address.
+    pub remote: Option<SocketAddr>,
+    /// `HTTP/1.1`, `HTTP/2.0`.
+    pub version: &'static str,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Response body bytes sent.
+    pub body_bytes: u64,
+    /// Matched route id (`-` for none).
+    pub route_id: Option<Arc<str>>,
+    /// Every node tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// When the request arrived (the wall-clock time in the line is derived
+    /// from it).
+    pub start: Option<Instant>,
+    request: RequestText,
+}
+
+/// One upstream attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// `host:port`.
+    pub node: Arc<str>,
+    /// Status answered, None when there was no response.
+    pub status: Option<u16>,
+    /// Time to response headers (or failure).
+    pub elapsed: Duration,
+}
+
+/// The request's fields as received, back to back in one buffer.
+#[derive(Debug, Default)]
+struct RequestText {
+    bytes: Vec<u8>,
+    /// End offsets of the fields, in [`Field`] order.
+    ends: [usize; FIELDS],
+}
+
+/// A request field kept for the log.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Field {
+    Method = 0,
+    /// Path and query (origin form).
+    Target = 1,
+    Referer = 2,
+    UserAgent = 3,
+    /// As received, port included.
+    Host = 4,
+}
+
+const FIELDS: usize = 5;
+
+/// The request fields an access line shows, borrowed from wherever the
+/// request path has them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFields<'a> {
+    /// Method.
+    pub method: &'a [u8],
+    /// Path and query as received.
+    pub target: &'a [u8],
+    /// Referer header.
+    pub referer: Option<&'a [u8]>,
+    /// User-Agent header.
+    pub user_agent: Option<&'a [u8]>,
+    /// Host the request was routed by.
+    pub host: Option<&'a [u8]>,
+}
+
+impl AccessRecord {
+    /// A cleared record, reusing one this thread logged earlier when it can.
+    pub fn recycled() -> AccessRecord {
+        SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_default()
+    }
+
+    /// Gives a logged record back to this thread's free list.
+    pub(super) fn recycle(mut self) {
+        self.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push(self);
+            }
+        });
+    }
+
+    fn clear(&mut self) {
+        self.remote = None;
+        self.version = "";
+        self.status = 0;
+        self.body_bytes = 0;
+        self.route_id = None;
+        self.attempts.clear();
+        self.start = None;
+        self.request.bytes.clear();
+        self.request.ends = [0; FIELDS];
+    }
+
+    /// Copies the request's fields into the record.
+    pub fn set_request(&mut self, fields: RequestFields<'_>) {
+        let text = &mut self.request;
+        text.bytes.clear();
+        let parts = [
+            Some(fields.method),
+            Some(fields.target),
+            fields.referer,
+            fields.user_agent,
+            fields.host,
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            text.bytes.extend_from_slice(part.unwrap_or_default());
+            text.ends[i] = text.bytes.len();
+        }
+    }
+
+    /// One request field as received (empty when absent).
+    pub(super) fn field(&self, field: Field) -> &[u8] {
+        let i = field as usize;
+        let start = if i == 0 { 0 } else { self.request.ends[i - 1] };
+        self.request
+            .bytes
+            .get(start..self.request.ends[i])
+            .unwrap_or_default()
+    }
+
+    /// Records one upstream attempt.
+    pub fn push_attempt(&mut self, node: &Arc<str>, status: Option<u16>, elapsed: Duration) {
+        self.attempts.push(Attempt {
+            node: node.clone(),
+            status,
+            elapsed,
+        });
+    }
+}
+
+/// Records kept per thread for reuse: enough for the requests a worker has
+/// in flight at once on a busy gateway; beyond that they are freed.
+const MAX_SPARE: usize = 256;
+
+thread_local! {
+    static SPARE: RefCell<Vec<AccessRecord>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_back_as_set_and_absent_ones_are_empty() {
+        let mut r = AccessRecord::recycled();
+        r.set_request(RequestFields {
+            method: b"GET",
+            target: b"/a?b=c",
+            referer: None,
+            user_agent: Some(b"curl/8"),
+            host: Some(b"shop.test:8080"),
+        });
+        assert_eq!(r.field(Field::Method), b"GET");
+        assert_eq!(r.field(Field::Target), b"/a?b=c");
+        assert_eq!(r.field(Field::Referer), b"");
+        assert_eq!(r.field(Field::UserAgent), b"curl/8");
+        assert_eq!(r.field(Field::Host), b"shop.test:8080");
+    }
+
+    #[test]
+    fn a_recycled_record_starts_empty() {
+        let mut r = AccessRecord::recycled();
+        r.set_request(RequestFields {
+            method: b"POST",
+            target: b"/x",
+            ..RequestFields::default()
+        });
+        r.status = 502;
+        r.push_attempt(&Arc::from("10.0.0.1:80"), None, Duration::from_millis(3));
+        r.recycle();
+        let again = AccessRecord::recycled();
+        assert_eq!(again.status, 0);
+        assert!(again.attempts.is_empty());
+        assert_eq!(again.field(Field::Method), b"");
+        assert!(again.start.is_none());
+    }
+}
