@@ -33,9 +33,15 @@ B_HOSTS, B_PATHS = 100, 10  # scenario b: 100 hosts x 10 paths = 1,000 routes
 B_HOST, B_PATH = "h50.bench.test", "/api/p5/x"  # a route in the middle
 SCALE_SERVICES, SCALE_ENDPOINTS = 10_000, 10
 
+# weir's throughput scenarios run with `gateway.busy_poll_us` (adaptive busy
+# polling, off by default in weir) as a deployment on a dedicated core would;
+# scenario a0 repeats (a) with weir's defaults to show what it is worth.
+BUSY_POLL_US = int(os.environ.get("BENCH_BUSY_POLL_US", "200"))
+
 SCENARIOS = {
     # id: (title, path, host header or None, tool)
     "a": ("one route, static upstream", "/", None, "wrk"),
+    "a0": ("as (a), weir without busy polling (its default)", "/", None, "wrk"),
     "b": ("1,000 routes (100 hosts x 10 paths)", B_PATH, B_HOST, "wrk"),
     "c": ("k8s discovery, 100 endpoints, access log on", "/", None, "wrk"),
     "d16k": ("16 KiB response body", "/16k", None, "wrk"),
@@ -155,7 +161,7 @@ def nginx_proxy(d, scn):
     return NGINX_COMMON.format(dir=d, name=name) + "http {\n" + http + "}\n"
 
 
-def weir_gateway(scn, d, access_log=False, tls=False, workers=1):
+def weir_gateway(scn, d, access_log=False, tls=False, workers=1, busy_poll=False):
     lines = ["gateway:", f"  workers: {workers}" if workers else None, "  listeners:"]
     if tls:
         lines.append(f"    - {{address: 127.0.0.1:{WEIR_TLS}, tls: true}}")
@@ -166,20 +172,22 @@ def weir_gateway(scn, d, access_log=False, tls=False, workers=1):
         lines.append(f"  access_log: {{enabled: true, path: {d}/weir-{scn}.access.log, format: text}}")
     else:
         lines.append("  access_log: {enabled: false}")
+    if busy_poll and BUSY_POLL_US and workers:
+        lines.append(f"  busy_poll_us: {BUSY_POLL_US}")
     return "\n".join(x for x in lines if x is not None) + "\n"
 
 
-def weir_config(d, scn):
+def weir_config(d, scn, busy_poll=True):
     backend = f'"127.0.0.1:{BACKEND_PORTS[0]}": 1'
     if scn == "b":
-        out = weir_gateway(scn, d)
+        out = weir_gateway(scn, d, busy_poll=busy_poll)
         out += f"upstreams:\n  - {{id: backend, type: roundrobin, nodes: {{{backend}}}}}\nroutes:\n"
         for h in range(B_HOSTS):
             for p in range(B_PATHS):
                 out += f"  - {{id: r{h}-{p}, host: h{h}.bench.test, uri: /api/p{p}/*, upstream_id: backend}}\n"
         return out
     if scn == "c":
-        out = weir_gateway(scn, d, access_log=True)
+        out = weir_gateway(scn, d, access_log=True, busy_poll=busy_poll)
         out += discovery_block(FAKE_API_C)
         out += (
             "routes:\n  - id: c\n    uri: /*\n    upstream: {type: roundrobin, "
@@ -187,10 +195,10 @@ def weir_config(d, scn):
         )
         return out
     if scn == "e":
-        out = weir_gateway(scn, d, tls=True)
+        out = weir_gateway(scn, d, tls=True, busy_poll=busy_poll)
         out += f"ssls:\n  - {{id: bench, snis: [localhost, bench.test], cert_file: {d}/cert.pem, key_file: {d}/key.pem}}\n"
     else:
-        out = weir_gateway(scn, d)
+        out = weir_gateway(scn, d, busy_poll=busy_poll)
     out += f"routes:\n  - id: a\n    uri: /*\n    upstream: {{type: roundrobin, nodes: {{{backend}}}}}\n"
     return out
 
@@ -244,9 +252,9 @@ def cmd_gen(a):
         os.makedirs(f"{d}/tmp-{name}", mode=0o755, exist_ok=True)
     w(f"{d}/backend.conf", nginx_backend(d))
     for scn in list(SCENARIOS) + ["g"]:
-        base = {"d16k": "a", "d1m": "a", "g": "a"}.get(scn, scn)
+        base = {"a0": "a", "d16k": "a", "d1m": "a", "g": "a"}.get(scn, scn)
         w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
-        w(f"{d}/weir-{scn}.yaml", weir_config(d, base))
+        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in ("a0", "g")))
     w(f"{d}/weir-scale.yaml", weir_scale(d, SCALE_SERVICES))
     w(f"{d}/weir-scale1.yaml", weir_scale(d, 1))
     w(f"{d}/weir-default.yaml", weir_default(a.repo, d))
@@ -608,7 +616,10 @@ def cmd_report(a):
     L.append(
         "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
         "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
-        "Proxies: weir (`gateway.workers: 1`, access log off unless stated) and nginx "
+        "Proxies: weir (`gateway.workers: 1`, access log off unless stated, "
+        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0, where it "
+        "runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
+        "compare CPU µs/request with that in mind) and nginx "
         "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
         "downstream `keepalive_requests` raised so neither side closes client connections). "
         f"CPU pinning: {meta.get('pinning', '?')}. Load generator: `wrk -t1 -c64 --latency` with "
@@ -712,6 +723,12 @@ def cmd_report(a):
             if w_:
                 q = w_["rps"] / wa["rps"]
                 L.append(f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir (a) | {verdict(q >= 0.95)} |")
+    w0, n0 = s.get(("a0", "weir")), s.get(("a0", "nginx"))
+    if w0 and n0:
+        L.append(
+            f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x, "
+            f"p99 {ms(w0['p99_us'])} vs {ms(n0['p99_us'])} | - |"
+        )
     if scale and scale.get("routes10k"):
         v = scale["routes10k"]
         ok = v.get("ready_ms", 1e9) < 3000 and v.get("rss_kb", 1e12) < 300 * 1024
@@ -785,7 +802,7 @@ def cmd_report(a):
         "bench/run.sh            # full: 3 x 10 s per target and scenario, discovery scale, profile (~15 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a b c d16k d1m e f g scale default)\n"
+        "bench/run.sh --only a,c # chosen scenarios (a a0 b c d16k d1m e f g scale default)\n"
         "```\n"
         "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
         "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "

@@ -5,7 +5,7 @@
 #   bench/run.sh --quick    1 x 3 s per target, everything once
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized)
 #
-# Options: --only a,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
+# Options: --only a,a0,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
 #
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="a b c d16k d1m e f g default scale"
+ALL="a a0 b c d16k d1m e f g default scale"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -208,7 +208,7 @@ wait_port 18100
 wait_port 18199
 
 # ---------------------------------------------------------------- throughput scenarios
-for scn in a b c d16k d1m e f; do
+for scn in a a0 b c d16k d1m e f; do
   want "$scn" || continue
   log "scenario $scn"
   FPID=""
@@ -361,9 +361,9 @@ fi
 
 # ---------------------------------------------------------------- profile
 if [ "$PROFILE" = 1 ] && want a && command -v perf >/dev/null; then
-  log "profile: perf record on weir, scenario a"
+  log "profile: perf record on weir, scenario a without busy polling (a0)"
   PSECS=$([ "$MODE" = full ] && echo 10 || echo 5)
-  start_weir weir-a
+  start_weir weir-a0
   $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
   measure a weir 0 1 0
   $LOAD wrk -t1 -c64 -d"$((PSECS + 2))s" "http://127.0.0.1:$WEIR_PORT/" >"$W/prof-wrk.txt" 2>&1 &
@@ -372,7 +372,7 @@ if [ "$PROFILE" = 1 ] && want a && command -v perf >/dev/null; then
   if perf record -e cpu-clock -F 4999 -p "$WPID" -o "$W/perf.data" -- sleep "$PSECS" >"$W/perf-record.out" 2>&1; then
     wait "$PWPID" || true
     {
-      echo "\`perf record -e cpu-clock -F 4999 -p <weir>\` for $PSECS s during \`wrk -t1 -c64\` on scenario (a)"
+      echo "\`perf record -e cpu-clock -F 4999 -p <weir>\` for $PSECS s during \`wrk -t1 -c64\` on scenario (a) with weir's defaults (a0: no busy polling, so the profile shows work, not spinning)"
       echo "(hardware counters are not available in this VM, so cpu-clock sampling; self time; kernel"
       echo "symbols included). Top 10 symbols:"
       echo

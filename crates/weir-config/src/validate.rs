@@ -87,6 +87,9 @@ pub(crate) fn validate(config: &Config, positions: &Positions, errors: &mut Erro
     }
 }
 
+/// Longest idle gap a worker may busy-poll through.
+const MAX_BUSY_POLL_US: u32 = 10_000;
+
 fn validate_gateway(config: &Config, errors: &mut Errors) {
     let g = &config.gateway;
     if g.listeners.is_empty() {
@@ -127,6 +130,15 @@ fn validate_gateway(config: &Config, errors: &mut Errors) {
         errors.add(
             "gateway.access_log.path",
             "must be stdout, stderr or a file path",
+        );
+    }
+    if g.busy_poll_us > MAX_BUSY_POLL_US {
+        errors.add(
+            "gateway.busy_poll_us",
+            format!(
+                "{} is too long: at most {MAX_BUSY_POLL_US} (10 ms); 0 turns busy polling off",
+                g.busy_poll_us
+            ),
         );
     }
     if g.workers == Some(0) {

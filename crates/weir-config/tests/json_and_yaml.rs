@@ -34,3 +34,20 @@ fn empty_document_is_the_defaults() {
     assert_eq!(c.gateway.listeners[0].address, "127.0.0.1:9080");
     assert!(c.routes.is_empty());
 }
+
+#[test]
+fn busy_polling_is_off_by_default_and_bounded() {
+    let c = weir_config::load_str("", "empty.yaml").unwrap();
+    assert_eq!(c.gateway.busy_poll_us, 0);
+    let c = weir_config::load_str("gateway: {busy_poll_us: 50}", "bp.yaml").unwrap();
+    assert_eq!(c.gateway.busy_poll_us, 50);
+    let err = weir_config::load_str("gateway: {busy_poll_us: 20000}", "long.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gateway.busy_poll_us"), "{err}");
+    assert!(err.contains("at most 10000"), "{err}");
+    let err = weir_config::load_str("gateway: {busy_poll_us: -1}", "neg.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gateway.busy_poll_us"), "{err}");
+}

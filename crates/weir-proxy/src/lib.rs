@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod balance;
 pub mod body;
+pub mod busy_poll;
 pub mod forward;
 pub mod h1;
 pub mod hash_input;

@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -33,17 +34,22 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `n` worker threads, each with its own current-thread runtime.
-    pub fn start(n: usize) -> std::io::Result<Workers> {
+    /// Starts `n` worker threads, each with its own current-thread runtime,
+    /// busy polling through idle gaps up to `busy_poll` when set (see
+    /// [`crate::busy_poll`]).
+    pub fn start(n: usize, busy_poll: Option<Duration>) -> std::io::Result<Workers> {
         let n = n.max(1);
         WORKERS.store(n, Ordering::Relaxed);
         let mut handles = Vec::with_capacity(n);
         let mut stops = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder.enable_all();
+            if busy_poll.is_some() {
+                crate::busy_poll::install(&mut builder);
+            }
+            let runtime = builder.build()?;
             handles.push(runtime.handle().clone());
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             stops.push(stop_tx);
@@ -53,6 +59,9 @@ impl Workers {
                     .spawn(move || {
                         CURRENT.with(|c| c.set(i));
                         runtime.block_on(async {
+                            if let Some(max) = busy_poll {
+                                tokio::spawn(crate::busy_poll::run(max));
+                            }
                             let _ = stop_rx.await;
                         });
                     })?,

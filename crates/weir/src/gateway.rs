@@ -140,9 +140,10 @@ impl GatewayCore {
             || old.gateway.control != config.gateway.control
             || old.gateway.access_log != config.gateway.access_log
             || old.gateway.workers != config.gateway.workers
+            || old.gateway.busy_poll_us != config.gateway.busy_poll_us
             || old.gateway.http != config.gateway.http
         {
-            tracing::warn!("changes to gateway.listeners, control, access_log, http or workers take effect after a restart");
+            tracing::warn!("changes to gateway.listeners, control, access_log, http, workers or busy_poll_us take effect after a restart");
         }
         // Compile first: a configuration that does not compile must not
         // touch discovery (starting watchers reconfigures the registry).
@@ -238,7 +239,12 @@ impl Gateway {
         // Workers first: per-worker connection pools are sized when nodes
         // are compiled.
         let workers = match workers {
-            Some(n) => Some(Workers::start(n).context("starting data-plane workers")?),
+            Some(n) => {
+                let busy_poll = (config.gateway.busy_poll_us > 0).then(|| {
+                    std::time::Duration::from_micros(u64::from(config.gateway.busy_poll_us))
+                });
+                Some(Workers::start(n, busy_poll).context("starting data-plane workers")?)
+            }
             None => None,
         };
         let registry = Arc::new(Registry::new());
