@@ -799,7 +799,7 @@ def cmd_report(a):
     L.append("## How to run\n")
     L.append(
         "```sh\n"
-        "bench/run.sh            # full: 3 x 10 s per target and scenario, discovery scale, profile (~15 min)\n"
+        "bench/run.sh            # full: 5 x 6 s per target and scenario, discovery scale, profile (~17 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
         "bench/run.sh --only a,c # chosen scenarios (a a0 b c d16k d1m e f g scale default)\n"

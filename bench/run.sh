@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # weir vs nginx benchmark suite. ONE command:
 #
-#   bench/run.sh            full: 3 x 10 s per target and scenario, discovery scale, profile
+#   bench/run.sh            full: 5 x 6 s per target and scenario (alternating), discovery scale, profile
 #   bench/run.sh --quick    1 x 3 s per target, everything once
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized)
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=$REPO/bench
-MODE=full RUNS=3 SECS=10 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0
+MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0
 DOC=$REPO/docs/performance.md
 ARGS="$*"
 while [ $# -gt 0 ]; do
