@@ -146,7 +146,7 @@ start_weir() { # start_weir CONFIG -> sets WPID
 
 url_for() { # url_for SCENARIO TARGET
   local port
-  if [ "$2" = weir ]; then port=$WEIR_PORT; else port=$NGINX_PORT; fi
+  case "$2" in weir) port=$WEIR_PORT ;; weir-a) port=$WEIR_AREF_PORT ;; *) port=$NGINX_PORT ;; esac
   case "$1" in
     e) [ "$2" = weir ] && port=19443 || port=18443; echo "https://localhost:$port/" ;;
     b) echo "http://127.0.0.1:$port/api/p5/x" ;;
@@ -155,11 +155,11 @@ url_for() { # url_for SCENARIO TARGET
     *) echo "http://127.0.0.1:$port/" ;;
   esac
 }
-WEIR_PORT=19080 NGINX_PORT=18080
+WEIR_PORT=19080 NGINX_PORT=18080 WEIR_AREF_PORT=19082
 
 measure() { # measure SCENARIO TARGET RUN SECS [record=1]
   local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 out hdr=()
-  if [ "$tgt" = weir ]; then pids=$WPID; else pids=$(nginx_pids "$NPID"); fi
+  case "$tgt" in weir) pids=$WPID ;; weir-a) pids=$APID ;; *) pids=$(nginx_pids "$NPID") ;; esac
   url=$(url_for "$scn" "$tgt")
   [ "$scn" = b ] && hdr=(-H "Host: h50.bench.test")
   out=$W/out-$scn-$tgt-$run.txt
@@ -222,12 +222,22 @@ for scn in a a0 b c d16k d1m e f; do
   start_nginx "nginx-$scn"
   $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
   if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; wait_port $NGINX_PORT; fi
+  # (b) and (c) are compared with (a): a second weir on (a)'s config takes
+  # turns with them, so the ratio does not straddle minutes of host drift.
+  APID="" REF=""
+  if [ "$scn" = b ] || [ "$scn" = c ]; then
+    WPID_SAVED=$WPID; start_weir weir-aref; APID=$WPID; WPID=$WPID_SAVED; REF=weir-a
+    $PY wait-ready 127.0.0.1:19092/status/ready --timeout 30 >/dev/null
+    wait_port $WEIR_AREF_PORT
+  fi
   # warm-up (not recorded): connections, pools, caches
   measure "$scn" weir 0 1 0; measure "$scn" nginx 0 1 0
+  [ -z "$REF" ] || measure "$scn" "$REF" 0 1 0
   for run in $(seq "$RUNS"); do
-    if [ $((run % 2)) = 1 ]; then order="weir nginx"; else order="nginx weir"; fi
+    if [ $((run % 2)) = 1 ]; then order="weir nginx $REF"; else order="$REF nginx weir"; fi
     for tgt in $order; do measure "$scn" "$tgt" "$run" "$SECS"; done
   done
+  [ -z "$APID" ] || stop "$APID"
   if [ "$scn" = c ]; then
     raw "access log lines: weir $(wc -l < "$W/weir-c.access.log" 2>/dev/null || echo 0), nginx $(wc -l < "$W/nginx-c.access.log" 2>/dev/null || echo 0)"
     raw "weir access log sample: $(tail -1 "$W/weir-c.access.log" 2>/dev/null)"

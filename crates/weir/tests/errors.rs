@@ -108,3 +108,56 @@ async fn retries_zero_means_one_attempt() {
     // Round robin alternates: half the requests go to the dead node first.
     assert_eq!(bad, 5);
 }
+
+/// `retry_timeout` bounds the time after the first attempt during which a
+/// retry may start: a node that times out after 0.3 s is retried on the live
+/// node under a 5 s retry budget, and answered 504 under a 0.1 s one. Run on
+/// the HTTP/1.1 fast path and on the general path.
+async fn retry_timeout_bounds_when_a_retry_may_start(general_path: bool) {
+    let slow = Backend::start("slow").await;
+    slow.set_delay(3_000);
+    let live = Backend::start("live").await;
+    let gateway_block = if general_path {
+        "gateway: {http: {fast_path: false}}\n"
+    } else {
+        ""
+    };
+    // The slow node's weight makes it every request's first pick.
+    let yaml = |retry_timeout: f64| {
+        format!(
+            "{gateway_block}routes:\n  - {{uri: \"/*\", upstream: {{retry_timeout: {retry_timeout}, \
+             timeout: {{connect: 1, send: 0.3, read: 0.3}}, nodes: {{\"{}\": 100, \"{}\": 1}}}}}}\n",
+            slow.node(),
+            live.node()
+        )
+    };
+
+    let patient = gateway(&yaml(5.0)).await;
+    let r = get(patient.proxy_addr(), None, "/").await;
+    assert_eq!(r.status, StatusCode::OK, "retried within the budget");
+    assert_eq!(r.backend(), "live");
+
+    let hasty = gateway(&yaml(0.1)).await;
+    let started = std::time::Instant::now();
+    let r = get(hasty.proxy_addr(), None, "/").await;
+    assert_eq!(
+        r.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "no retry once the budget is spent"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered after the first attempt, not the slow node"
+    );
+    assert_eq!(live.hits(), 1, "the live node saw only the patient request");
+}
+
+#[tokio::test]
+async fn retry_timeout_bounds_when_a_retry_may_start_fast_path() {
+    retry_timeout_bounds_when_a_retry_may_start(false).await;
+}
+
+#[tokio::test]
+async fn retry_timeout_bounds_when_a_retry_may_start_general_path() {
+    retry_timeout_bounds_when_a_retry_may_start(true).await;
+}
