@@ -564,6 +564,18 @@ def median(xs):
     return statistics.median(xs) if xs else 0
 
 
+def paired_ratio(results, scn, tgt, base):
+    """Median over runs of tgt/base req/s, each run paired with the run of
+    the same number (measured back to back): less sensitive to host drift
+    than the ratio of medians, which the targets use."""
+    by_run = {}
+    for r in results:
+        if r["scenario"] == scn and r["target"] in (tgt, base) and r["rps"]:
+            by_run.setdefault(r["run"], {})[r["target"]] = r["rps"]
+    ratios = [v[tgt] / v[base] for v in by_run.values() if tgt in v and base in v]
+    return (median(ratios), len(ratios)) if ratios else (None, 0)
+
+
 def summarize(results):
     rows = {}
     for r in results:
@@ -719,8 +731,10 @@ def cmd_report(a):
     wa, na = s.get(("a", "weir")), s.get(("a", "nginx"))
     if wa and na:
         r = wa["rps"] / na["rps"]
+        pr, pn = paired_ratio(results, "a", "weir", "nginx")
+        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
         L.append(
-            f"| (a) weir >= 1.05x nginx req/s, p99 <= nginx | {r:.2f}x, p99 {ms(wa['p99_us'])} vs {ms(na['p99_us'])} "
+            f"| (a) weir >= 1.05x nginx req/s, p99 <= nginx | {r:.2f}x{paired}, p99 {ms(wa['p99_us'])} vs {ms(na['p99_us'])} "
             f"| {verdict(r >= 1.05 and wa['p99_us'] <= na['p99_us'])} |"
         )
         for scn in ["c", "b"]:
@@ -738,8 +752,10 @@ def cmd_report(a):
                 L.append(f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir (a), measured minutes apart | {verdict(q >= 0.95)} |")
     w0, n0 = s.get(("a0", "weir")), s.get(("a0", "nginx"))
     if w0 and n0:
+        pr, pn = paired_ratio(results, "a0", "weir", "nginx")
+        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
         L.append(
-            f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x, "
+            f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x{paired}, "
             f"p99 {ms(w0['p99_us'])} vs {ms(n0['p99_us'])} | - |"
         )
     if scale and scale.get("routes10k"):
