@@ -1,10 +1,13 @@
 //! The downstream response body: streams the inner body, counts bytes, keeps
-//! the node's in-flight count up until the last byte, and writes the access
-//! log line when the exchange ends (completed or aborted).
+//! the node's in-flight count up until the last byte, gives the node its
+//! read timeout between body frames, and writes the access log line when the
+//! exchange ends (completed or aborted).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -44,6 +47,9 @@ pub struct Completion {
 pub struct Lease {
     /// The node's in-flight marker.
     pub in_flight: InFlight,
+    /// The node's `timeout.read`, allowed between body frames too (as on
+    /// the fast path): a node that stalls mid-body is cut off after it.
+    pub read_timeout: Duration,
     /// The upstream connection, returned to the node's pool once the body has
     /// been read to the end (a body abandoned midway closes it instead).
     pub conn: Option<(Arc<NodeState>, SendRequest<ProxyBody>, u32)>,
@@ -55,16 +61,58 @@ pub struct ResponseBody {
     completion: Option<Completion>,
     bytes: u64,
     ended: bool,
+    stall: Option<StallTimer>,
+}
+
+/// The read timeout between body frames: armed when the node has nothing
+/// ready, re-armed after each frame it sends.
+struct StallTimer {
+    limit: Duration,
+    /// The node, for the log line.
+    node: Option<Arc<str>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame arrived since the timer was last armed.
+    progressed: bool,
+}
+
+impl StallTimer {
+    /// True once the node has sent nothing for `limit`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if self.progressed {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleep
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.progressed = false;
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl ResponseBody {
     /// A body that runs `completion` when done.
     pub fn new(inner: ProxyBody, completion: Option<Completion>) -> ResponseBody {
+        let stall = completion
+            .as_ref()
+            .and_then(|c| c.lease.as_ref())
+            .map(|lease| StallTimer {
+                limit: lease.read_timeout,
+                node: lease.conn.as_ref().map(|(node, _, _)| node.key.clone()),
+                sleep: None,
+                progressed: false,
+            });
         ResponseBody {
             ended: inner.is_end_stream(),
             inner,
             completion,
             bytes: 0,
+            stall,
         }
     }
 
@@ -112,6 +160,9 @@ impl Body for ResponseBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(stall) = &mut this.stall {
+                    stall.progressed = true;
+                }
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
                 }
@@ -125,7 +176,19 @@ impl Body for ResponseBody {
                 this.finish();
             }
             Poll::Ready(Some(Err(_))) => this.finish(),
-            Poll::Pending => {}
+            Poll::Pending => {
+                let stalled = this
+                    .stall
+                    .as_mut()
+                    .and_then(|stall| stall.expired(cx).then(|| stall.node.clone()));
+                if let Some(node) = stalled {
+                    tracing::warn!(node = ?node, "node stopped sending a response body");
+                    // The connection is not reused (the body did not end)
+                    // and the client sees the response cut short.
+                    this.finish();
+                    return Poll::Ready(Some(Err("node stopped sending the response body".into())));
+                }
+            }
         }
         polled
     }

@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the wire, the client-side timeouts: a client that stops
 //! sending, between requests, in the middle of a request head, or before
-//! its TLS handshake, loses its connection after `gateway.http.header_timeout`.
+//! its TLS handshake, loses its connection after `gateway.http.header_timeout`;
+//! a node that stalls mid-body is cut off after its `timeout.read`.
 //! Same harness and same three transports as `http1_wire.rs` (see there and
 //! `common/wire.rs`).
 
@@ -96,9 +97,45 @@ async fn a_partial_request_head_times_out(t: Transport) {
     assert!(b.seen().is_empty(), "the node saw {:#?}", b.seen());
 }
 
+/// A node that sends part of a body and then nothing is cut off after its
+/// read timeout (1 s here): the client gets the head and the bytes that came,
+/// then the connection closes short of the promised length. Before, the
+/// general path waited on such a node forever.
+async fn a_node_that_stalls_mid_body_is_cut_off_after_its_read_timeout(t: Transport) {
+    let b = RawBackend::start(|_| {
+        Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec())
+    })
+    .await;
+    let route = serde_json::json!({
+        "id": "wire",
+        "uri": "/*",
+        "upstream": {"nodes": {b.node(): 1}, "timeout": {"connect": 5, "send": 5, "read": 1}},
+    });
+    let gw = gateway_with(t, &[b.node()], serde_json::json!({"routes": [route]})).await;
+    let mut c = Client::connect(&gw).await;
+    let since = Instant::now();
+    c.send(&get("/stall")).await;
+    match timeout(CLOSE_BOUND, c.try_response(false)).await {
+        Err(_) => panic!("no end after {CLOSE_BOUND:?}: the stalled body was never cut off"),
+        Ok(Ok(Some(r))) => panic!("a stalled body was passed off as complete: {r:?}"),
+        Ok(Ok(None)) => panic!("closed before the response head was relayed"),
+        Ok(Err(e)) => assert_eq!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof,
+            "expected the connection to close mid-body: {e}"
+        ),
+    }
+    let after = since.elapsed();
+    assert!(
+        after >= NOT_BEFORE,
+        "cut off after {after:?}, before the 1 s read timeout could fire"
+    );
+}
+
 every_transport!(
     an_idle_keep_alive_connection_is_closed_after_the_header_timeout,
     a_partial_request_head_times_out,
+    a_node_that_stalls_mid_body_is_cut_off_after_its_read_timeout,
 );
 
 /// A client that opens a TCP connection to a TLS listener and never starts

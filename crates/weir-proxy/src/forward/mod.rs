@@ -412,7 +412,11 @@ async fn forward(
                 }
                 route.plugins.response_headers(&mut rparts);
                 let body = route.plugins.response_body(ProxyBody::Incoming(rbody));
-                let lease = Lease { in_flight, conn };
+                let lease = Lease {
+                    in_flight,
+                    conn,
+                    read_timeout: upstream.timeouts.read,
+                };
                 return Ok((Response::from_parts(rparts, body), Some(lease)));
             }
             Err(failure) => {
