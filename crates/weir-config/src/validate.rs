@@ -528,9 +528,16 @@ fn check_uri(u: &str, at: &str, errors: &mut Errors) {
     }
 }
 
+/// Longest duration any setting may take, in seconds (a year). Beyond it a
+/// value is a typo, and far beyond it (1e20) it would overflow the clock
+/// arithmetic and panic when the configuration is applied.
+const MAX_SECONDS: f64 = 31_536_000.0;
+
 fn positive(v: f64, at: &str, errors: &mut Errors) {
     if !(v.is_finite() && v > 0.0) {
         errors.add(at, format!("must be a positive number of seconds, got {v}"));
+    } else if v > MAX_SECONDS {
+        errors.add(at, too_long(v));
     }
 }
 
@@ -540,7 +547,13 @@ fn non_negative(v: f64, at: &str, errors: &mut Errors) {
             at,
             format!("must be zero or a positive number of seconds, got {v}"),
         );
+    } else if v > MAX_SECONDS {
+        errors.add(at, too_long(v));
     }
+}
+
+fn too_long(v: f64) -> String {
+    format!("must be at most {MAX_SECONDS} seconds (a year), got {v}")
 }
 
 /// Splits a node key `host:port` (IPv6 as `[::1]:80`); the port is optional.

@@ -51,3 +51,33 @@ fn busy_polling_is_off_by_default_and_bounded() {
         .to_string();
     assert!(err.contains("gateway.busy_poll_us"), "{err}");
 }
+
+#[test]
+fn durations_beyond_a_year_are_rejected_with_their_path() {
+    // 1e20 s used to pass validation and panic (Duration overflow) when the
+    // configuration was applied: at start, or on a reload of a running
+    // gateway.
+    let yaml = r#"
+gateway: {shutdown: {timeout: 1e9}}
+routes:
+  - id: r
+    uri: /*
+    upstream: {retry_timeout: 4e7, timeout: {connect: 1, send: 1, read: 1e20}, nodes: {"10.0.0.1:80": 1}}
+"#;
+    let err = weir_config::load_str(yaml, "huge.yaml")
+        .unwrap_err()
+        .to_string();
+    for field in [
+        "gateway.shutdown.timeout",
+        "routes[0].upstream.retry_timeout",
+        "routes[0].upstream.timeout.read",
+    ] {
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+    assert!(err.contains("at most 31536000 seconds"), "{err}");
+    let ok = yaml
+        .replace("1e9", "30")
+        .replace("4e7", "5")
+        .replace("1e20", "31536000");
+    weir_config::load_str(&ok, "year.yaml").unwrap();
+}

@@ -78,17 +78,18 @@ struct StallTimer {
 impl StallTimer {
     /// True once the node has sent nothing for `limit`.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = tokio::time::Instant::now() + self.limit;
+        let limit = self.limit;
+        let deadline = || tokio::time::Instant::now() + limit;
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if self.progressed {
-                    sleep.as_mut().reset(deadline);
+                    sleep.as_mut().reset(deadline());
                 }
                 sleep
             }
             None => self
                 .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                .insert(Box::pin(tokio::time::sleep_until(deadline()))),
         };
         self.progressed = false;
         sleep.as_mut().poll(cx).is_ready()
