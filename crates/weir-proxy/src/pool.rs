@@ -188,6 +188,9 @@ impl<C: Reusable> ConnPool<C> {
     /// oldest idle connection once it has expired).
     pub fn take(&self) -> Option<(C, u32)> {
         let mut stack = self.stack();
+        if stack.is_empty() {
+            return None;
+        }
         let now = Instant::now();
         let fresh =
             |idle: &IdleConn<C>| now.duration_since(idle.idle_since) < self.limits.idle_timeout;

@@ -93,7 +93,7 @@ impl AccessLog {
     }
 
     /// Formats one line into this worker's buffer; never blocks on I/O.
-    pub fn write(&self, rec: &AccessRecord) {
+    fn write(&self, rec: &AccessRecord) {
         let Some(shared) = &self.shared else { return };
         let i = crate::workers::current() % shared.per_worker.len().max(1);
         let mut buf = match shared.per_worker[i].lock() {
