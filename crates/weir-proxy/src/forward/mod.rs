@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use weir_config::LbType;
 
-use crate::access_log::{AccessRecord, RequestFields};
+use crate::access_log::{AccessLog, AccessRecord, RequestFields};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::plugins::PluginContext;
@@ -78,9 +78,13 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = state.snapshot.load_full();
     let log_enabled = state.access_log.enabled();
-    let mut record = AccessRecord::default();
+    let mut pending = PendingRecord {
+        record: AccessRecord::default(),
+        log: &state.access_log,
+    };
+    let record = &mut pending.record;
     if log_enabled {
-        record = AccessRecord::recycled();
+        *record = AccessRecord::recycled();
         record.start = Some(Instant::now());
         record.remote = Some(conn.remote);
         record.version = version_str(req.version());
@@ -108,7 +112,7 @@ pub async fn handle(
                 StatusCode::BAD_REQUEST,
                 "400 Bad Request: an HTTP/1.1 request needs exactly one Host field",
             ),
-            record,
+            pending.take(),
             None,
         ));
     }
@@ -129,7 +133,7 @@ pub async fn handle(
         return Ok(finish(
             &state,
             error_response(StatusCode::NOT_FOUND, "404 Route Not Found"),
-            record,
+            pending.take(),
             None,
         ));
     };
@@ -149,7 +153,7 @@ pub async fn handle(
         };
         route.plugins.rewrite(&mut parts, &ctx);
         match route.plugins.access(&parts, body, &ctx).await {
-            Ok(resp) => return Ok(finish(&state, resp, record, None)),
+            Ok(resp) => return Ok(finish(&state, resp, pending.take(), None)),
             Err(body) => body,
         }
     };
@@ -158,7 +162,7 @@ pub async fn handle(
         return Ok(finish(
             &state,
             error_response(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream"),
-            record,
+            pending.take(),
             None,
         ));
     };
@@ -180,7 +184,7 @@ pub async fn handle(
         ProxyBody::Incoming(body),
         websocket,
         via,
-        &mut record,
+        record,
     ))
     .await;
     let (resp, lease) = match outcome {
@@ -196,7 +200,35 @@ pub async fn handle(
             (error_response(e.status, e.public_message), None)
         }
     };
-    Ok(finish(&state, resp, record, lease))
+    Ok(finish(&state, resp, pending.take(), lease))
+}
+
+/// The request's access record while its answer is worked out. hyper drops
+/// the request's future when the client leaves first (its connection closed
+/// or broke); the record is then logged with status 499, nginx's code for a
+/// client that closed the connection, rather than lost.
+struct PendingRecord<'a> {
+    record: AccessRecord,
+    log: &'a AccessLog,
+}
+
+impl PendingRecord<'_> {
+    /// The record, for the response to carry to its end; nothing is left
+    /// to log here.
+    fn take(&mut self) -> AccessRecord {
+        std::mem::take(&mut self.record)
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        // Only a record that was started (the log is on) and not taken.
+        if self.record.start.is_some() {
+            let mut record = self.take();
+            record.status = 499;
+            self.log.finish(record);
+        }
+    }
 }
 
 fn finish(

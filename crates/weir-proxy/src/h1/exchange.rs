@@ -3,14 +3,15 @@
 //! timeouts and access log (see [`crate::forward`] for the reference).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use weir_config::LbType;
+
+mod relay;
 
 use super::buf::{self, Buf, ClientStream, OutBuf};
 use super::chunked::ChunkedScanner;
@@ -19,7 +20,6 @@ use super::request::Request;
 use super::response::{self, ResponseHead};
 use super::BodyFraming;
 use crate::access_log::AccessRecord;
-use crate::balance::InFlight;
 use crate::forward::{self, Tried};
 use crate::pool;
 use crate::snapshot::{CompiledRoute, ProxyState};
@@ -126,6 +126,16 @@ struct Answer {
     uses: u32,
 }
 
+/// How a wait for the node's bytes ended.
+enum NodeRead {
+    /// The read's result; 0 means the node closed the connection.
+    Read(std::io::Result<usize>),
+    /// The connection's deadline passed first.
+    TimedOut,
+    /// The client closed or broke its connection first.
+    ClientGone,
+}
+
 async fn timed<F: Future>(deadline: &mut Deadline, f: F) -> Option<F::Output> {
     tokio::select! {
         biased;
@@ -198,6 +208,35 @@ impl<S: ClientStream> Exchange<'_, S> {
                 );
                 self.answer_error(&req, body, f.status, f.public, record)
                     .await
+            }
+        }
+    }
+
+    /// Reads the node's next bytes into `ubuf`, under the deadline.
+    ///
+    /// With `watch_client`, the client connection is watched meanwhile, as
+    /// nginx does while it waits on a node: bytes the client sends (a
+    /// pipelined request) are kept in the client buffer for later, and the
+    /// end of the client's stream (a close, a reset, or a half-close, which
+    /// nginx treats the same way) ends the wait with
+    /// [`NodeRead::ClientGone`]. The caller then drops the node connection,
+    /// so a node working for a client that left is cut off at once instead
+    /// of holding a connection until its answer finally comes. Watching
+    /// costs no system call while the client is quiet: its read readiness
+    /// is already cleared.
+    async fn read_node(&mut self, up: &TcpStream, ubuf: &mut Buf, watch_client: bool) -> NodeRead {
+        loop {
+            // A full client buffer cannot take more: stop watching (a read
+            // into it would return 0 and look like the end of the stream).
+            let watching = watch_client && !self.cbuf.is_full();
+            tokio::select! {
+                biased;
+                r = buf::read(up, ubuf) => return NodeRead::Read(r),
+                () = self.deadline.expired() => return NodeRead::TimedOut,
+                r = self.client.read_into(self.cbuf), if watching => match r {
+                    Ok(0) | Err(_) => return NodeRead::ClientGone,
+                    Ok(_) => {}
+                },
             }
         }
     }
@@ -464,14 +503,16 @@ impl<S: ClientStream> Exchange<'_, S> {
                 if ubuf.is_full() {
                     ubuf.grow(buf::MAX_HEAD);
                 }
-                match timed(self.deadline, buf::read(&up, &mut ubuf)).await {
-                    None => {
+                let watch_client = !matches!(body, RequestBody::Broken);
+                match self.read_node(&up, &mut ubuf, watch_client).await {
+                    NodeRead::TimedOut => {
                         return Err(Failure::timeout(
                             format!("{}: no response within {wait:?}", node.key),
                             true,
                         ))
                     }
-                    Some(Ok(0)) | Some(Err(_))
+                    NodeRead::ClientGone => return Err(Failure::client_gone()),
+                    NodeRead::Read(Ok(0)) | NodeRead::Read(Err(_))
                         if ubuf.is_empty()
                             && reused
                             && matches!(body, RequestBody::Buffered { .. })
@@ -482,7 +523,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                         // request went out: safe to send again.
                         break;
                     }
-                    Some(Ok(0)) => {
+                    NodeRead::Read(Ok(0)) => {
                         return Err(Failure::bad_gateway(
                             format!(
                                 "{}: connection closed before a complete response head",
@@ -491,10 +532,10 @@ impl<S: ClientStream> Exchange<'_, S> {
                             true,
                         ))
                     }
-                    Some(Err(e)) => {
+                    NodeRead::Read(Err(e)) => {
                         return Err(Failure::bad_gateway(format!("{}: {e}", node.key), true))
                     }
-                    Some(Ok(_)) => {}
+                    NodeRead::Read(Ok(_)) => {}
                 }
             }
         }
@@ -593,112 +634,6 @@ impl<S: ClientStream> Exchange<'_, S> {
                 Some(Ok(Written::All)) => {}
             }
             self.cbuf.consume(take);
-        }
-    }
-
-    /// Sends the node's answer to the client and settles both connections.
-    async fn relay(
-        &mut self,
-        node: &Arc<NodeState>,
-        answer: Answer,
-        in_flight: InFlight,
-        read_timeout: Duration,
-        record: &mut Option<AccessRecord>,
-    ) -> After {
-        let Answer {
-            up,
-            mut ubuf,
-            mut out,
-            status,
-            framing,
-            node_keeps_alive,
-            close_client,
-            uses,
-        } = answer;
-        let mut sent: u64 = 0;
-        let mut remaining = match framing {
-            BodyFraming::Length(n) => n,
-            _ => 0,
-        };
-        let mut scanner = ChunkedScanner::default();
-        let mut first = true;
-        let mut complete = framing == BodyFraming::Length(0);
-        let mut ok = true;
-        loop {
-            let take = if complete {
-                0
-            } else {
-                match framing {
-                    BodyFraming::Length(_) => {
-                        let n = usize::try_from(remaining)
-                            .unwrap_or(usize::MAX)
-                            .min(ubuf.len());
-                        remaining -= n as u64;
-                        complete = remaining == 0;
-                        n
-                    }
-                    BodyFraming::Chunked => match scanner.scan(ubuf.filled()) {
-                        Ok(n) => {
-                            complete = scanner.is_done();
-                            n
-                        }
-                        Err(e) => {
-                            tracing::warn!(node = %node.key, error = %e, "invalid chunked response body");
-                            ok = false;
-                            0
-                        }
-                    },
-                    BodyFraming::UntilClose => ubuf.len(),
-                }
-            };
-            let written = if first {
-                first = false;
-                out.0.extend_from_slice(&ubuf.filled()[..take]);
-                self.client.write_all(&out.0).await
-            } else if take > 0 {
-                self.client.write_all(&ubuf.filled()[..take]).await
-            } else {
-                Ok(())
-            };
-            if written.is_err() {
-                ok = false;
-            }
-            sent += take as u64;
-            ubuf.consume(take);
-            if complete || !ok {
-                break;
-            }
-            // Between body reads the node has its read timeout to send more.
-            self.deadline.set_after(read_timeout);
-            match timed(self.deadline, buf::read(&up, &mut ubuf)).await {
-                Some(Ok(0)) if framing == BodyFraming::UntilClose => {
-                    complete = true;
-                    break;
-                }
-                Some(Ok(0)) | Some(Err(_)) => {
-                    tracing::warn!(node = %node.key, "node closed the connection in the middle of a response body");
-                    ok = false;
-                    break;
-                }
-                None => {
-                    tracing::warn!(node = %node.key, "node stopped sending a response body");
-                    ok = false;
-                    break;
-                }
-                Some(Ok(_)) => {}
-            }
-        }
-        drop(in_flight);
-        if complete && ok && node_keeps_alive && ubuf.is_empty() {
-            node.h1_pool.put(up, uses + 1);
-        } else {
-            drop(up);
-        }
-        finish_record(self.state, record.take(), status, sent);
-        if complete && ok && !close_client {
-            After::KeepAlive
-        } else {
-            After::Close
         }
     }
 
