@@ -222,8 +222,8 @@ impl<S: ClientStream> Exchange<'_, S> {
     /// [`NodeRead::ClientGone`]. The caller then drops the node connection,
     /// so a node working for a client that left is cut off at once instead
     /// of holding a connection until its answer finally comes. Watching
-    /// costs no system call while the client is quiet: its read readiness
-    /// is already cleared.
+    /// costs no system call while the client is quiet (its read readiness
+    /// is already cleared), only a waker registration.
     async fn read_node(&mut self, up: &TcpStream, ubuf: &mut Buf, watch_client: bool) -> NodeRead {
         loop {
             // A full client buffer cannot take more: stop watching (a read
@@ -233,7 +233,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                 biased;
                 r = buf::read(up, ubuf) => return NodeRead::Read(r),
                 () = self.deadline.expired() => return NodeRead::TimedOut,
-                r = self.client.read_into(self.cbuf), if watching => match r {
+                r = std::future::poll_fn(|cx| self.client.poll_read_into(cx, self.cbuf)), if watching => match r {
                     Ok(0) | Err(_) => return NodeRead::ClientGone,
                     Ok(_) => {}
                 },
