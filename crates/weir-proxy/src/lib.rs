@@ -15,6 +15,7 @@ pub mod h1;
 pub mod hash_input;
 pub mod headers;
 pub mod health;
+pub mod metrics;
 pub mod plugins;
 pub mod pool;
 pub mod response_body;

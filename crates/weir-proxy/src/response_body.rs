@@ -1,13 +1,14 @@
 //! The downstream response body: streams the inner body, counts bytes, keeps
 //! the node's in-flight count up until the last byte, gives the node its
-//! read timeout between body frames, and writes the access log line when the
-//! exchange ends (completed or aborted).
+//! read timeout between body frames, and counts the request in the metrics
+//! and writes its access log line when the exchange ends (completed or
+//! aborted).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -15,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::InFlight;
 use crate::body::{BoxError, ProxyBody};
+use crate::metrics::RouteStats;
 use crate::upstream::NodeState;
 use hyper::client::conn::http1::SendRequest;
 
@@ -41,6 +43,10 @@ pub struct Completion {
     pub log: Arc<AccessLog>,
     /// What the response holds on its upstream node, if proxied.
     pub lease: Option<Lease>,
+    /// The matched route's request counters (None: no route matched).
+    pub stats: Option<Arc<RouteStats>>,
+    /// When the request arrived.
+    pub start: Instant,
 }
 
 /// What a proxied response holds on its node until its body is done.
@@ -117,18 +123,19 @@ impl ResponseBody {
         }
     }
 
-    /// A plain body with nothing to do at the end.
-    pub fn plain(inner: ProxyBody) -> ResponseBody {
-        ResponseBody::new(inner, None)
-    }
-
     fn finish(&mut self) {
         if let Some(Completion {
             mut record,
             log,
             lease,
+            stats,
+            start,
         }) = self.completion.take()
         {
+            stats
+                .as_deref()
+                .unwrap_or_else(|| crate::metrics::unmatched())
+                .observe(record.status, start.elapsed());
             record.body_bytes = self.bytes;
             if let Some(lease) = lease {
                 drop(lease.in_flight);

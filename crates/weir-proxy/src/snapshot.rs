@@ -25,6 +25,8 @@ pub struct CompiledRoute {
     pub plugins: PluginChain,
     /// Let WebSocket upgrades through.
     pub enable_websocket: bool,
+    /// Request counters (Prometheus), kept across reloads by route id.
+    pub stats: Arc<crate::metrics::RouteStats>,
 }
 
 /// Everything a request needs, immutable.
@@ -167,6 +169,7 @@ impl Compiler {
                 methods,
                 priority: route.priority,
                 value: Arc::new(CompiledRoute {
+                    stats: crate::metrics::for_route(&Arc::from(id.as_str())),
                     id: Arc::from(id.as_str()),
                     upstream,
                     plugins: PluginChain::new(plugins),

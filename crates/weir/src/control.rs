@@ -1,5 +1,6 @@
-//! The control API: status, readiness, live routes and upstreams, and the
-//! Kubernetes discovery dump. Read-only; binds to 127.0.0.1 by default.
+//! The control API: status, readiness, Prometheus metrics, live routes and
+//! upstreams, and the Kubernetes discovery dump. Read-only; binds to
+//! 127.0.0.1 by default.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +81,14 @@ fn route(core: &GatewayCore, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/v1/routes" => {
             let config = core.config.load();
             json_response(StatusCode::OK, &json!(config.routes))
+        }
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(crate::metrics::render(core))));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
         }
         "/v1/upstreams" => json_response(StatusCode::OK, &upstreams(core)),
         "/v1/healthcheck" => json_response(StatusCode::OK, &healthcheck(core)),

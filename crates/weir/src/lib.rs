@@ -7,6 +7,7 @@
 pub mod control;
 pub mod gateway;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
 
 pub use gateway::{Gateway, GatewayCore, ReloadError};

@@ -18,6 +18,7 @@ use weir_config::LbType;
 use crate::access_log::{AccessLog, AccessRecord, RequestFields};
 use crate::body::ProxyBody;
 use crate::headers;
+use crate::metrics::RouteStats;
 use crate::plugins::PluginContext;
 use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::{CompiledRoute, ProxyState};
@@ -81,11 +82,14 @@ pub async fn handle(
     let mut pending = PendingRecord {
         record: AccessRecord::default(),
         log: &state.access_log,
+        start: Instant::now(),
+        stats: None,
+        taken: false,
     };
     let record = &mut pending.record;
     if log_enabled {
         *record = AccessRecord::recycled();
-        record.start = Some(Instant::now());
+        record.start = Some(pending.start);
         record.remote = Some(conn.remote);
         record.version = version_str(req.version());
         let headers = req.headers();
@@ -140,6 +144,7 @@ pub async fn handle(
     if log_enabled {
         record.route_id = Some(route.id.clone());
     }
+    pending.stats = Some(route.stats.clone());
 
     let (mut parts, body) = req.into_parts();
     let body = if route.plugins.is_empty() {
@@ -203,28 +208,56 @@ pub async fn handle(
     Ok(finish(&state, resp, pending.take(), lease))
 }
 
-/// The request's access record while its answer is worked out. hyper drops
-/// the request's future when the client leaves first (its connection closed
-/// or broke); the record is then logged with status 499, nginx's code for a
-/// client that closed the connection, rather than lost.
+/// A request while its answer is worked out: its access record, arrival
+/// time and route counters. hyper drops the request's future when the
+/// client leaves first (its connection closed or broke); the request is
+/// then counted and logged with status 499, nginx's code for a client that
+/// closed the connection, rather than lost.
 struct PendingRecord<'a> {
     record: AccessRecord,
     log: &'a AccessLog,
+    start: Instant,
+    /// The matched route's counters (None until a route matched).
+    stats: Option<Arc<RouteStats>>,
+    taken: bool,
+}
+
+/// What a finished request leaves for its response to settle at its end.
+struct Outcome {
+    record: AccessRecord,
+    stats: Option<Arc<RouteStats>>,
+    start: Instant,
 }
 
 impl PendingRecord<'_> {
-    /// The record, for the response to carry to its end; nothing is left
-    /// to log here.
-    fn take(&mut self) -> AccessRecord {
-        std::mem::take(&mut self.record)
+    /// The request's record and counters, for the response to carry to its
+    /// end; nothing is left to count or log here.
+    fn take(&mut self) -> Outcome {
+        self.taken = true;
+        Outcome {
+            record: std::mem::take(&mut self.record),
+            stats: self.stats.take(),
+            start: self.start,
+        }
     }
 }
 
 impl Drop for PendingRecord<'_> {
     fn drop(&mut self) {
-        // Only a record that was started (the log is on) and not taken.
-        if self.record.start.is_some() {
-            let mut record = self.take();
+        if self.taken {
+            return;
+        }
+        let Outcome {
+            mut record,
+            stats,
+            start,
+        } = self.take();
+        stats
+            .as_deref()
+            .unwrap_or_else(|| crate::metrics::unmatched())
+            .observe(499, start.elapsed());
+        // Only a record that was started (the log is on).
+        if record.start.is_some() {
             record.status = 499;
             self.log.finish(record);
         }
@@ -234,23 +267,27 @@ impl Drop for PendingRecord<'_> {
 fn finish(
     state: &ProxyState,
     resp: Response<ProxyBody>,
-    mut record: AccessRecord,
+    outcome: Outcome,
     lease: Option<Lease>,
 ) -> Response<ResponseBody> {
+    let Outcome {
+        mut record,
+        stats,
+        start,
+    } = outcome;
     let (mut parts, body) = resp.into_parts();
     if state.is_draining() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if !state.access_log.enabled() && lease.is_none() {
-        return Response::from_parts(parts, ResponseBody::plain(body));
-    }
     record.status = parts.status.as_u16();
     let completion = Completion {
         record,
         log: state.access_log.clone(),
         lease,
+        stats,
+        start,
     };
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }

@@ -190,7 +190,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         {
             Ok(after) => after,
             Err(f) if f.client_gone => {
-                finish_record(self.state, record, 499, 0);
+                finish_request(self.state, &req, record, 499, 0);
                 After::Close
             }
             Err(f) if f.client_fault => {
@@ -363,7 +363,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     }
                     let read_timeout = upstream.timeouts.read;
                     return Ok(self
-                        .relay(node, answer, in_flight, read_timeout, record)
+                        .relay(req, node, answer, in_flight, read_timeout, record)
                         .await);
                 }
                 Err(f) => {
@@ -657,7 +657,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         let close = !keep || req.close || self.state.is_draining() || *self.stop.borrow();
         let resp = error_response(status, message, close);
         let written = self.client.write_all(&resp).await.is_ok();
-        finish_record(self.state, record, status.as_u16(), 0);
+        finish_request(self.state, req, record, status.as_u16(), 0);
         if written && !close {
             After::KeepAlive
         } else {
@@ -666,7 +666,19 @@ impl<S: ClientStream> Exchange<'_, S> {
     }
 }
 
-fn finish_record(state: &ProxyState, record: Option<AccessRecord>, status: u16, bytes: u64) {
+/// Counts the request in its route's metrics and writes its log line.
+fn finish_request(
+    state: &ProxyState,
+    req: &Request,
+    record: Option<AccessRecord>,
+    status: u16,
+    bytes: u64,
+) {
+    let stats: &crate::metrics::RouteStats = match req.route.as_deref() {
+        Some(route) => &route.stats,
+        None => crate::metrics::unmatched(),
+    };
+    stats.observe(status, req.start.elapsed());
     if let Some(mut r) = record {
         r.status = status;
         r.body_bytes = bytes;

@@ -58,6 +58,8 @@ pub struct Request {
     fields_end: usize,
     /// The access record, when the access log is on.
     pub record: Option<AccessRecord>,
+    /// When the head was parsed: the request's arrival, for its latency.
+    pub start: Instant,
 }
 
 impl Request {
@@ -332,6 +334,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
     let fields_end = p.len();
     p.extend_from_slice(host_value);
 
+    let start = Instant::now();
     let record = log.then(|| {
         let find = |n: &str| {
             req.headers
@@ -340,7 +343,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
                 .map(|h| h.value)
         };
         let mut r = AccessRecord::recycled();
-        r.start = Some(Instant::now());
+        r.start = Some(start);
         r.remote = Some(conn.remote);
         r.version = "HTTP/1.1";
         r.route_id = route.as_ref().map(|r| r.id.clone());
@@ -366,6 +369,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         line_end,
         fields_end,
         record,
+        start,
     }))
 }
 

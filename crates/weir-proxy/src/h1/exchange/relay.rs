@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{finish_record, After, Answer, Exchange, NodeRead};
+use super::{finish_request, After, Answer, Exchange, NodeRead};
 use crate::access_log::AccessRecord;
 use crate::balance::InFlight;
 use crate::h1::buf::ClientStream;
 use crate::h1::chunked::ChunkedScanner;
+use crate::h1::request::Request;
 use crate::h1::BodyFraming;
 use crate::upstream::NodeState;
 
@@ -18,6 +19,7 @@ impl<S: ClientStream> Exchange<'_, S> {
     /// Sends the node's answer to the client and settles both connections.
     pub(super) async fn relay(
         &mut self,
+        req: &Request,
         node: &Arc<NodeState>,
         answer: Answer,
         in_flight: InFlight,
@@ -118,7 +120,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             drop(up);
         }
-        finish_record(self.state, record.take(), status, sent);
+        finish_request(self.state, req, record.take(), status, sent);
         if complete && ok && !close_client {
             After::KeepAlive
         } else {
