@@ -14,6 +14,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
 
 use crate::body::ProxyBody;
 
@@ -96,9 +97,26 @@ pub trait Reusable {
     fn still_usable(&mut self) -> bool;
 }
 
-impl Reusable for SendRequest<ProxyBody> {
+/// A general-path HTTP/1.1 connection to a node: hyper's request sender
+/// and the task driving the connection.
+pub struct H1Client {
+    /// hyper's request sender.
+    pub sender: SendRequest<ProxyBody>,
+    task: AbortHandle,
+}
+
+impl H1Client {
+    /// Closes the connection now, whatever it is doing: e.g. still sending
+    /// a request body that the node answered without reading (and may never
+    /// read). Dropping the sender alone would let the task go on writing.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+impl Reusable for H1Client {
     fn still_usable(&mut self) -> bool {
-        self.is_ready()
+        self.sender.is_ready()
     }
 }
 
@@ -130,6 +148,8 @@ struct IdleConn<C> {
 pub struct PooledConn {
     /// hyper's request sender.
     pub sender: SendRequest<ProxyBody>,
+    /// The task driving the connection.
+    task: AbortHandle,
     /// Requests already sent on this connection (before this one).
     pub uses: u32,
     /// True when the connection was taken from the pool (it may have been
@@ -162,7 +182,7 @@ pub struct PoolLimits {
 ///
 /// `C` is hyper's request sender for the general path, or a bare
 /// `TcpStream` for the HTTP/1.1 fast path.
-pub struct ConnPool<C = SendRequest<ProxyBody>> {
+pub struct ConnPool<C = H1Client> {
     idle: Box<[Mutex<VecDeque<IdleConn<C>>>]>,
     limits: PoolLimits,
 }
@@ -232,20 +252,32 @@ impl<C: Reusable> ConnPool<C> {
     }
 }
 
-impl ConnPool<SendRequest<ProxyBody>> {
+impl PooledConn {
+    /// The connection, to hand back to the pool after its exchange (with
+    /// the count of requests it has carried).
+    pub fn into_client(self) -> H1Client {
+        H1Client {
+            sender: self.sender,
+            task: self.task,
+        }
+    }
+}
+
+impl ConnPool<H1Client> {
     /// Takes a live idle hyper connection.
     pub fn checkout(&self) -> Option<PooledConn> {
-        self.take().map(|(sender, uses)| PooledConn {
-            sender,
+        self.take().map(|(client, uses)| PooledConn {
+            sender: client.sender,
+            task: client.task,
             uses,
             reused: true,
         })
     }
 
     /// Returns a hyper connection once its previous exchange is complete.
-    pub fn give_back(&self, sender: SendRequest<ProxyBody>, uses: u32) {
-        if !sender.is_closed() {
-            self.put(sender, uses);
+    pub fn give_back(&self, client: H1Client, uses: u32) {
+        if !client.sender.is_closed() {
+            self.put(client, uses);
         }
     }
 }
@@ -336,13 +368,15 @@ where
             source,
         })?;
     let peer = display.to_owned();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(upstream = %peer, error = %e, "upstream connection ended with error");
         }
-    });
+    })
+    .abort_handle();
     Ok(PooledConn {
         sender,
+        task,
         uses: 0,
         reused: false,
     })

@@ -17,20 +17,39 @@ use crate::access_log::{AccessLog, AccessRecord};
 use crate::balance::InFlight;
 use crate::body::{BoxError, ProxyBody};
 use crate::metrics::RouteStats;
+use crate::pool::H1Client;
 use crate::upstream::NodeState;
-use hyper::client::conn::http1::SendRequest;
 
-/// Puts an upstream connection back in its node's pool. Once the body has
-/// been read to the end hyper usually reports the connection ready at once;
-/// otherwise a small task waits for it.
-fn return_to_pool(node: Arc<NodeState>, mut sender: SendRequest<ProxyBody>, uses: u32) {
-    if sender.is_ready() {
-        node.pool.give_back(sender, uses);
+/// How long a connection whose response has ended may take to become ready
+/// for the next request before it is closed instead of pooled. hyper
+/// usually reports it ready at once; one still busy after this is sending
+/// a request body that the node answered without reading all of it.
+const SETTLE_GRACE: Duration = Duration::from_secs(1);
+
+/// Puts an upstream connection back in its node's pool once its exchange
+/// is over, or closes it.
+///
+/// A node may answer before it has read the whole request body (413, 401, a
+/// redirect) and then stop reading. The connection's task would go on
+/// trying to send the rest for as long as the node keeps the connection
+/// open, holding the client's request body, which keeps the client's
+/// connection from either closing or serving its next request. Such a
+/// connection is aborted after [`SETTLE_GRACE`]: the request body is
+/// dropped, and the client's connection closes after the answer it got (as
+/// on the fast path).
+fn return_to_pool(node: Arc<NodeState>, mut client: H1Client, uses: u32) {
+    if client.sender.is_ready() {
+        node.pool.give_back(client, uses);
         return;
     }
     tokio::spawn(async move {
-        if sender.ready().await.is_ok() {
-            node.pool.give_back(sender, uses);
+        match tokio::time::timeout(SETTLE_GRACE, client.sender.ready()).await {
+            Ok(Ok(())) => node.pool.give_back(client, uses),
+            Ok(Err(_)) => {}
+            Err(_) => {
+                tracing::debug!(node = %node.key, "node answered without taking the whole request body; closing its connection");
+                client.abort();
+            }
         }
     });
 }
@@ -58,7 +77,7 @@ pub struct Lease {
     pub read_timeout: Duration,
     /// The upstream connection, returned to the node's pool once the body has
     /// been read to the end (a body abandoned midway closes it instead).
-    pub conn: Option<(Arc<NodeState>, SendRequest<ProxyBody>, u32)>,
+    pub conn: Option<(Arc<NodeState>, H1Client, u32)>,
 }
 
 /// Response body sent to clients.

@@ -697,15 +697,6 @@ every_transport!(
     chunked_request_body_reaches_the_node_intact,
     chunked_response_is_decoded_and_the_connection_stays_usable,
     one_mib_content_length_body_streamed_in_pieces_arrives_intact,
-    // The general path relays the 413 but then neither closes the client
-    // connection nor serves another request on it while the node holds its
-    // connection open unread: the request body stays tied to the stalled
-    // upstream exchange.
-    #[plain_general(
-        ignore = "general path: after a node's early answer the client connection \
-                              hangs open (not closed, not served) while the node holds its \
-                              connection without reading the body"
-    )]
     a_node_that_answers_before_the_body_is_sent_is_relayed,
     close_delimited_response_reaches_the_client_whole,
     head_response_has_headers_but_no_body,

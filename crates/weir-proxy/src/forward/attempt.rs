@@ -23,7 +23,7 @@ pub(super) struct AttemptFailure {
     pub(super) client_fault: bool,
 }
 
-pub(super) type SenderBack = Option<(hyper::client::conn::http1::SendRequest<ProxyBody>, u32)>;
+pub(super) type SenderBack = Option<(pool::H1Client, u32)>;
 
 /// One attempt on one node: a pooled or new connection, then the exchange.
 pub(super) async fn send_to_node(
@@ -74,7 +74,8 @@ pub(super) async fn send_to_node(
         match tokio::time::timeout(wait, exchange).await {
             Ok(Ok(resp)) => {
                 let keep = !is_connection_close(resp.headers());
-                let back = keep.then_some((conn.sender, conn.uses + 1));
+                let uses = conn.uses + 1;
+                let back = keep.then(|| (conn.into_client(), uses));
                 return Ok((resp, back));
             }
             Ok(Err(mut e)) => match e.take_message() {
