@@ -36,8 +36,16 @@ static SHARDS: LazyLock<usize> = LazyLock::new(|| {
         .clamp(1, MAX_SHARDS)
 });
 
-static REGISTRY: LazyLock<Mutex<HashMap<Arc<str>, Weak<RouteStats>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Every route's counters by id, weakly: the snapshots hold them.
+#[derive(Default)]
+struct Registry {
+    routes: HashMap<Arc<str>, Weak<RouteStats>>,
+    /// Dead entries are swept once the map reaches this size, so compiling
+    /// n routes costs O(n), not a sweep per route.
+    sweep_at: usize,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
 static UNMATCHED: LazyLock<Arc<RouteStats>> = LazyLock::new(|| for_route(&Arc::from("")));
 
@@ -156,12 +164,15 @@ struct Totals {
 /// route of that id had, if it still exists.
 pub fn for_route(id: &Arc<str>) -> Arc<RouteStats> {
     let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(stats) = registry.get(id).and_then(Weak::upgrade) {
+    if let Some(stats) = registry.routes.get(id).and_then(Weak::upgrade) {
         return stats;
     }
-    registry.retain(|_, w| w.strong_count() > 0);
     let stats = Arc::new(RouteStats::new(id.clone()));
-    registry.insert(id.clone(), Arc::downgrade(&stats));
+    registry.routes.insert(id.clone(), Arc::downgrade(&stats));
+    if registry.routes.len() >= registry.sweep_at {
+        registry.routes.retain(|_, w| w.strong_count() > 0);
+        registry.sweep_at = (registry.routes.len() * 2).max(1024);
+    }
     stats
 }
 
@@ -174,7 +185,7 @@ pub fn unmatched() -> &'static RouteStats {
 pub fn render(out: &mut String) {
     let mut routes: Vec<Arc<RouteStats>> = {
         let registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-        registry.values().filter_map(Weak::upgrade).collect()
+        registry.routes.values().filter_map(Weak::upgrade).collect()
     };
     routes.sort_by(|a, b| a.route.cmp(&b.route));
     let totals: Vec<(&str, Totals)> = routes.iter().map(|r| (&*r.route, r.totals())).collect();
