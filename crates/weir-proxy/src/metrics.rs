@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// Latency bucket bounds, in milliseconds (APISIX's defaults).
@@ -93,21 +93,26 @@ impl Shard {
 /// A route's request counters.
 pub struct RouteStats {
     route: Arc<str>,
-    shards: Box<[Shard]>,
+    /// Allocated at the route's first request: a route that gets none (of
+    /// thousands, say) costs no counter memory.
+    shards: OnceLock<Box<[Shard]>>,
 }
 
 impl RouteStats {
     fn new(route: Arc<str>) -> RouteStats {
         RouteStats {
             route,
-            shards: (0..*SHARDS).map(|_| Shard::default()).collect(),
+            shards: OnceLock::new(),
         }
     }
 
     /// Counts one request answered with `status` after `elapsed` (from the
     /// request's arrival to the end of its answer).
     pub fn observe(&self, status: u16, elapsed: Duration) {
-        let shard = &self.shards[crate::workers::current() % self.shards.len()];
+        let shards = self
+            .shards
+            .get_or_init(|| (0..*SHARDS).map(|_| Shard::default()).collect());
+        let shard = &shards[crate::workers::current() % shards.len()];
         shard.count_status(status);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_MS
@@ -125,7 +130,7 @@ impl RouteStats {
         let mut other = 0;
         let mut buckets = [0u64; BUCKETS_MS.len() + 1];
         let mut sum_micros = 0u64;
-        for shard in self.shards.iter() {
+        for shard in self.shards.get().map_or(&[][..], |s| &s[..]) {
             for (code, count) in shard.codes.iter().zip(&shard.counts) {
                 let code = code.load(Ordering::Relaxed);
                 if code == 0 {
