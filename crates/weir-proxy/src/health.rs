@@ -209,6 +209,7 @@ pub fn log_limited(slot: &std::sync::atomic::AtomicU64) -> bool {
 
 /// Passive check on a node's answer in real traffic (both request paths).
 pub fn observe_answer(upstream: &Upstream, node: &NodeState, status: StatusCode) {
+    node.attempts.answered(status.as_u16());
     if let Some((outcome, t)) = upstream
         .health
         .as_ref()
@@ -220,6 +221,7 @@ pub fn observe_answer(upstream: &Upstream, node: &NodeState, status: StatusCode)
 
 /// Passive check on an attempt that got no answer (both request paths).
 pub fn observe_failure(upstream: &Upstream, node: &NodeState, timed_out: bool) {
+    node.attempts.failed(timed_out);
     if let Some((outcome, t)) = upstream
         .health
         .as_ref()

@@ -165,6 +165,37 @@ struct Totals {
     sum_micros: u64,
 }
 
+/// What the attempts on one node came to: answers by status class, and
+/// attempts that got no answer (refused, reset, timed out). A node's counts
+/// live as long as some upstream routes to it (a pod gone from discovery
+/// takes its series with it).
+#[derive(Default)]
+pub struct NodeAttempts {
+    /// 1xx..5xx answers, then errors, then timeouts.
+    results: [AtomicU64; 7],
+}
+
+/// The `result` label of each [`NodeAttempts`] slot.
+pub const ATTEMPT_RESULTS: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error", "timeout"];
+
+impl NodeAttempts {
+    /// Counts an attempt the node answered with `status`.
+    pub fn answered(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.results[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an attempt that got no answer.
+    pub fn failed(&self, timed_out: bool) {
+        self.results[if timed_out { 6 } else { 5 }].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts, in [`ATTEMPT_RESULTS`] order.
+    pub fn totals(&self) -> [u64; 7] {
+        self.results.each_ref().map(|r| r.load(Ordering::Relaxed))
+    }
+}
+
 /// The counters of the route `id`: the same ones a previous configuration's
 /// route of that id had, if it still exists.
 pub fn for_route(id: &Arc<str>) -> Arc<RouteStats> {
@@ -338,6 +369,20 @@ mod tests {
         assert!(out.contains("weir_http_request_duration_seconds_bucket{route=\"metrics-unit-\\\"render\\\"\",le=\"+Inf\"} 1\n"), "{out}");
         assert!(out.contains("weir_http_request_duration_seconds_sum{route=\"metrics-unit-\\\"render\\\"\"} 0.0015\n"), "{out}");
         assert!(out.contains("weir_http_request_duration_seconds_count{route=\"metrics-unit-\\\"render\\\"\"} 1\n"), "{out}");
+    }
+
+    #[test]
+    fn node_attempts_count_by_class_and_failure() {
+        let n = NodeAttempts::default();
+        n.answered(200);
+        n.answered(204);
+        n.answered(503);
+        n.answered(99);
+        n.answered(700);
+        n.failed(false);
+        n.failed(true);
+        n.failed(true);
+        assert_eq!(n.totals(), [1, 2, 0, 0, 2, 1, 2]);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct NodeState {
     pub h1_pool: ConnPool<tokio::net::TcpStream>,
     /// Health as judged by active and passive checks.
     pub health: crate::health::NodeHealth,
+    /// What attempts on this node came to (Prometheus).
+    pub attempts: crate::metrics::NodeAttempts,
 }
 
 /// Shares [`NodeState`] between upstream generations, so that a reload or a
@@ -73,6 +75,7 @@ impl NodeStates {
             pool: ConnPool::new(limits),
             h1_pool: ConnPool::new(limits),
             health: crate::health::NodeHealth::default(),
+            attempts: crate::metrics::NodeAttempts::default(),
         });
         if states.len() > 64 && states.len().is_power_of_two() {
             states.retain(|_, w| w.strong_count() > 0);

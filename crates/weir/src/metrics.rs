@@ -5,10 +5,12 @@
 //! upstream nodes and their health, Kubernetes discovery sync state per
 //! cluster, configuration reloads, and the process itself.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::Value;
-use weir_proxy::metrics::escape_label;
+use weir_proxy::metrics::{escape_label, ATTEMPT_RESULTS};
 
 use crate::gateway::GatewayCore;
 
@@ -77,6 +79,38 @@ fn upstreams(core: &GatewayCore, out: &mut String) {
         "Requests a node is serving now.",
     );
     out.push_str(&in_flight);
+
+    // Node state is shared by every upstream routing to the node: one
+    // series per node address, summed over its states (plain and TLS).
+    let mut attempts: BTreeMap<&str, [u64; 7]> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    let sets: Vec<_> = snapshot.upstreams.values().map(|u| u.node_set()).collect();
+    for set in &sets {
+        for node in &set.nodes {
+            if !seen.insert(Arc::as_ptr(node)) {
+                continue;
+            }
+            let total = attempts.entry(&node.key).or_default();
+            for (t, n) in total.iter_mut().zip(node.attempts.totals()) {
+                *t += n;
+            }
+        }
+    }
+    header(
+        out,
+        "weir_upstream_node_attempts_total",
+        "counter",
+        "Attempts on a node (retries included), by result: the answer's status class, or error / timeout when no answer came.",
+    );
+    for (node, totals) in attempts {
+        let node = escape_label(node);
+        for (result, n) in ATTEMPT_RESULTS.iter().zip(totals) {
+            let _ = writeln!(
+                out,
+                "weir_upstream_node_attempts_total{{node=\"{node}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
 }
 
 /// A per-cluster series read from the dump's `sync` entry.

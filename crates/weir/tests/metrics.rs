@@ -195,6 +195,32 @@ async fn requests_are_counted_by_route_and_code(fast_path: bool, prefix: &str) {
         1.0,
         "{text}"
     );
+    // Attempts per node: the live node answered 2xx three times, the dead
+    // one never answered.
+    assert_eq!(
+        value(
+            &text,
+            &format!(
+                "weir_upstream_node_attempts_total{{node=\"{}\",result=\"2xx\"}}",
+                a.node()
+            )
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("weir_upstream_node_attempts_total{{node=\"{dead}\",result=\"error\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("weir_upstream_node_attempts_total{{node=\"{dead}\",result=\"5xx\"}}")
+        ),
+        0.0
+    );
     assert_eq!(
         value(&text, "weir_config_reloads_total{result=\"applied\"}"),
         0.0
