@@ -633,7 +633,13 @@ def cmd_report(a):
     L.append(
         f"Generated {meta.get('date', '?')} by `{meta.get('command', 'bench/run.sh')}` "
         f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
-        "per target and scenario, weir and nginx alternating; medians over runs).\n"
+        "per target and scenario"
+        + (
+            f", {meta['runs_headline']} for a and a0"
+            if meta.get("runs_headline", meta.get("runs")) != meta.get("runs")
+            else ""
+        )
+        + ", weir and nginx alternating; medians over runs).\n"
     )
     L.append("## Machine\n")
     L.append("```")
@@ -839,7 +845,7 @@ def cmd_report(a):
     L.append("## How to run\n")
     L.append(
         "```sh\n"
-        "bench/run.sh            # full: 5 x 6 s per target and scenario, discovery scale, profile (~17 min)\n"
+        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0), discovery scale, profile (~20 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
         "bench/run.sh --only a,c # chosen scenarios (a a0 b c d16k d1m e f g scale default)\n"
