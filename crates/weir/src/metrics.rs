@@ -2,8 +2,9 @@
 //!
 //! Request counters and latency come from the data plane
 //! ([`weir_proxy::metrics`]); this module adds what is read at scrape time:
-//! upstream nodes and their health, Kubernetes discovery sync state per
-//! cluster, configuration reloads, and the process itself.
+//! upstream nodes (health, in-flight requests, attempts), Kubernetes
+//! discovery sync state per cluster, configuration reloads, and the process
+//! itself.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +34,8 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Nodes per upstream by health state, and requests in flight per node.
+/// Nodes per upstream by health state, requests in flight per node, and
+/// attempts per node address.
 fn upstreams(core: &GatewayCore, out: &mut String) {
     let snapshot = core.proxy.snapshot.load();
     let mut ids: Vec<&String> = snapshot.upstreams.keys().collect();
