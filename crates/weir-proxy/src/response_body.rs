@@ -151,10 +151,13 @@ impl ResponseBody {
             start,
         }) = self.completion.take()
         {
+            // One clock read serves the metrics and the log line.
+            let elapsed = start.elapsed();
             stats
                 .as_deref()
                 .unwrap_or_else(|| crate::metrics::unmatched())
-                .observe(record.status, start.elapsed());
+                .observe(record.status, elapsed);
+            record.request_time = Some(elapsed);
             record.body_bytes = self.bytes;
             if let Some(lease) = lease {
                 drop(lease.in_flight);

@@ -84,7 +84,9 @@ fn host(rec: &AccessRecord) -> &[u8] {
 }
 
 fn request_time(rec: &AccessRecord) -> Duration {
-    rec.start.map(|s| s.elapsed()).unwrap_or_default()
+    rec.request_time
+        .or_else(|| rec.start.map(|s| s.elapsed()))
+        .unwrap_or_default()
 }
 
 /// Formats one text line (with its newline) into `out`.

@@ -27,6 +27,10 @@ pub struct AccessRecord {
     /// When the request arrived (the wall-clock time in the line is derived
     /// from it).
     pub start: Option<Instant>,
+    /// From arrival to the end of the answer, when the request path already
+    /// measured it (for its metrics); otherwise measured as the line is
+    /// formatted.
+    pub request_time: Option<Duration>,
     request: RequestText,
 }
 
@@ -106,6 +110,7 @@ impl AccessRecord {
         self.route_id = None;
         self.attempts.clear();
         self.start = None;
+        self.request_time = None;
         self.request.bytes.clear();
         self.request.ends = [0; FIELDS];
     }

@@ -252,12 +252,14 @@ impl Drop for PendingRecord<'_> {
             stats,
             start,
         } = self.take();
+        let elapsed = start.elapsed();
         stats
             .as_deref()
             .unwrap_or_else(|| crate::metrics::unmatched())
-            .observe(499, start.elapsed());
+            .observe(499, elapsed);
         // Only a record that was started (the log is on).
         if record.start.is_some() {
+            record.request_time = Some(elapsed);
             record.status = 499;
             self.log.finish(record);
         }

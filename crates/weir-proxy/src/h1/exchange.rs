@@ -678,8 +678,11 @@ fn finish_request(
         Some(route) => &route.stats,
         None => crate::metrics::unmatched(),
     };
-    stats.observe(status, req.start.elapsed());
+    // One clock read serves the metrics and the log line.
+    let elapsed = req.start.elapsed();
+    stats.observe(status, elapsed);
     if let Some(mut r) = record {
+        r.request_time = Some(elapsed);
         r.status = status;
         r.body_bytes = bytes;
         state.access_log.finish(r);
