@@ -10,14 +10,13 @@ Subcommands (all called by run.sh; see `bench.py -h`):
   wait-ready URL        poll until 200; print ms since --since (unix seconds)
   idle-conns ...        open N keep-alive connections, one request each, hold them
   probe ...             marker prober: propagation delay of endpoint changes
-  report ...            write docs/performance.md from a results directory
+  report ...            write docs/performance.md from a results directory (report.py)
 """
 
 import argparse
 import json
 import os
 import socket
-import statistics
 import sys
 import time
 
@@ -335,6 +334,25 @@ def common_record(a, secs):
         "proxy_cpu_s": cpu_s,
         "rss_kb": a.rss_kb,
         "loadavg": a.loadavg or loadavg(),
+        **host_deltas(a.host_before, a.host_after),
+    }
+
+
+def host_deltas(before, after):
+    """Busy % of the load-generator and proxy cores and TCP segments sent over
+    one run, from two run.sh `host_snapshot` lines (empty when none given)."""
+    try:
+        b = [int(x) for x in before.split()]
+        e = [int(x) for x in after.split()]
+    except ValueError:
+        return {}
+    if len(b) != 5 or len(e) != 5:
+        return {}
+    d = [y - x for x, y in zip(b, e)]
+    return {
+        "load_core_busy_pct": round(100.0 * d[0] / d[1], 1) if d[1] else None,
+        "proxy_core_busy_pct": round(100.0 * d[2] / d[3], 1) if d[3] else None,
+        "tcp_segs": d[4],
     }
 
 
@@ -360,6 +378,8 @@ def cmd_wrk_record(a):
         errors={k: rec[k] for k in rec if k.startswith("errors_")},
         cpu_us_per_req=round(out["proxy_cpu_s"] * 1e6 / max(rec["requests"], 1), 2),
     )
+    if "tcp_segs" in out:
+        out["tcp_segs_per_req"] = round(out["tcp_segs"] / max(rec["requests"], 1), 3)
     with open(a.results, "a") as f:
         f.write(json.dumps(out) + "\n")
     print(fmt_run(out))
@@ -413,6 +433,8 @@ def cmd_h2_record(a):
         errors={"failed": failed, "errored": errored, "timeout": timeout, "non2xx": non2xx},
         cpu_us_per_req=round(out["proxy_cpu_s"] * 1e6 / max(ok, 1), 2),
     )
+    if "tcp_segs" in out:
+        out["tcp_segs_per_req"] = round(out["tcp_segs"] / max(ok, 1), 3)
     with open(a.results, "a") as f:
         f.write(json.dumps(out) + "\n")
     print(fmt_run(out))
@@ -424,6 +446,8 @@ def fmt_run(r):
         f"  {r['scenario']:5} {r['target']:6} run {r['run']}: {r['rps']:10.0f} req/s  "
         f"p50 {ms(r['p50_us'])} p99 {ms(r['p99_us'])} p99.9 {ms(r['p999_us'])}  "
         f"cpu {r['proxy_cpu_pct']}%  rss {r['rss_kb'] / 1024:.1f} MiB  load {r['loadavg']}"
+        + (f"  load-core {r['load_core_busy_pct']}%" if r.get("load_core_busy_pct") is not None else "")
+        + (f"  segs/req {r['tcp_segs_per_req']}" if r.get("tcp_segs_per_req") is not None else "")
         + (f"  ERRORS {errs}" if errs else "")
     )
 
@@ -567,311 +591,12 @@ def propagation(events_file, probe_file):
 
 
 # --------------------------------------------------------------------------
-# Report
-
-
-def median(xs):
-    return statistics.median(xs) if xs else 0
-
-
-def paired_ratio(results, scn, tgt, base):
-    """Median over runs of tgt/base req/s, each run paired with the run of
-    the same number (measured back to back): less sensitive to host drift
-    than the ratio of medians, which the targets use."""
-    by_run = {}
-    for r in results:
-        if r["scenario"] == scn and r["target"] in (tgt, base) and r["rps"]:
-            by_run.setdefault(r["run"], {})[r["target"]] = r["rps"]
-    ratios = [v[tgt] / v[base] for v in by_run.values() if tgt in v and base in v]
-    return (median(ratios), len(ratios)) if ratios else (None, 0)
-
-
-def summarize(results):
-    rows = {}
-    for r in results:
-        rows.setdefault((r["scenario"], r["target"]), []).append(r)
-    summary = {}
-    for key, rs in rows.items():
-        summary[key] = {
-            "n": len(rs),
-            "rps": median([r["rps"] for r in rs]),
-            "p50_us": median([r["p50_us"] for r in rs]),
-            "p99_us": median([r["p99_us"] for r in rs]),
-            "p999_us": median([r["p999_us"] for r in rs]),
-            "cpu_pct": median([r["proxy_cpu_pct"] for r in rs]),
-            "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
-            "rss_kb": median([r["rss_kb"] for r in rs]),
-            "errors": sum(sum(r["errors"].values()) for r in rs),
-            "rps_runs": [round(r["rps"]) for r in rs],
-        }
-    return summary
-
-
-def read_json(path, default=None):
-    try:
-        return json.load(open(path))
-    except (OSError, ValueError):
-        return default
-
-
-def verdict(ok):
-    return "**met**" if ok else "**not met**"
 
 
 def cmd_report(a):
-    rd = a.results_dir
-    results = []
-    if os.path.exists(f"{rd}/runs.jsonl"):
-        results = [json.loads(l) for l in open(f"{rd}/runs.jsonl") if l.strip()]
-    s = summarize(results)
-    meta = read_json(f"{rd}/meta.json", {})
-    L = []
-    L.append("# Performance\n")
-    L.append(
-        "<!-- GENERATED by bench/run.sh — do not edit by hand; re-run the suite. -->\n"
-    )
-    L.append(
-        f"Generated {meta.get('date', '?')} by `{meta.get('command', 'bench/run.sh')}` "
-        f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
-        "per target and scenario"
-        + (
-            f", {meta['runs_headline']} for a and a0"
-            if meta.get("runs_headline", meta.get("runs")) != meta.get("runs")
-            else ""
-        )
-        + ", weir and nginx alternating; medians over runs).\n"
-    )
-    L.append("## Machine\n")
-    L.append("```")
-    for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc"]:
-        L.append(f"{k:12} {meta.get(k, '?')}")
-    L.append("```\n")
-    L.append(
-        "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
-        "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
-        "Proxies: weir (`gateway.workers: 1`, access log off unless stated, "
-        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0, where it "
-        "runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
-        "compare CPU µs/request with that in mind) and nginx "
-        "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
-        "the forwarding fields weir sends (`X-Forwarded-For/-Proto/-Host/-Port`, `X-Real-IP`), "
-        "downstream `keepalive_requests` raised so neither side closes client connections). "
-        f"CPU pinning: {meta.get('pinning', '?')}. Load generator: `wrk -t1 -c64 --latency` with "
-        "`bench/wrk-report.lua` (p99.9 from wrk's histogram); HTTP/2: `h2load -t1 -c64 -m10` "
-        "with per-request `--log-file` for percentiles. Proxy CPU = utime+stime delta of the proxy "
-        "process(es) over the run, in % of one core (nginx: master+worker); RSS = VmRSS after the run "
-        "(nginx: master+worker). The machine is shared: other builds may run at times; the "
-        "1-minute load average of each run is in the raw output. Compare ratios within one run of "
-        "the suite, not absolute numbers across runs.\n"
-    )
-    L.append("## Results\n")
-    L.append(
-        "| scenario | target | req/s | p50 | p99 | p99.9 | proxy CPU | CPU µs/req | proxy RSS | errors | weir/nginx |"
-    )
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    order = [k for k in SCENARIOS]
-    for scn in order:
-        for tgt in ["weir", "nginx"]:
-            r = s.get((scn, tgt))
-            if not r:
-                continue
-            ratio = ""
-            n = s.get((scn, "nginx"))
-            if tgt == "weir" and n and n["rps"]:
-                ratio = (
-                    f"**{r['rps'] / n['rps']:.2f}x** req/s, p99 {r['p99_us'] / max(n['p99_us'], 1):.2f}x"
-                )
-            L.append(
-                f"| {scn} {SCENARIOS[scn][0]} | {tgt} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} "
-                f"| {ms(r['p999_us'])} | {r['cpu_pct']:.0f}% | {r['cpu_us_per_req']:.1f} | {r['rss_kb'] / 1024:.1f} MiB "
-                f"| {r['errors']} | {ratio} |"
-            )
-    L.append("")
-    idle = read_json(f"{rd}/idle.json")
-    if idle:
-        L.append("### (g) idle keep-alive connections\n")
-        L.append("| target | connections held | closed by server | RSS before | RSS with conns | per connection |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        for tgt in ["weir", "nginx"]:
-            g = idle.get(tgt)
-            if g:
-                L.append(
-                    f"| {tgt} | {g['opened']:,} | {g['closed_by_server']} | {g['rss_before_kb'] / 1024:.1f} MiB "
-                    f"| {g['rss_after_kb'] / 1024:.1f} MiB | {g['per_conn_kb']:.1f} KiB |"
-                )
-        L.append("")
-    dflt = read_json(f"{rd}/default.json")
-    scale = read_json(f"{rd}/scale.json")
-    if scale:
-        L.append("### Discovery scale\n")
-        L.append(
-            f"Fake API server (`bench/fake-apiserver`, weir-testkit) with {SCALE_SERVICES:,} Endpoints x "
-            f"{SCALE_ENDPOINTS} ready addresses ({SCALE_SERVICES * SCALE_ENDPOINTS:,} endpoints), weir "
-            "with `workers: 1` pinned like the proxy. Time = from spawning weir to the first 200 on "
-            "`/status/ready` (polled every 5 ms).\n"
-        )
-        L.append("| weir config | ready after | RSS after sync | RSS +30 s churn |")
-        L.append("|---|---:|---:|---:|")
-        for key, label in [("routes1", "1 route (discovery of all, one subscribed)"), ("routes10k", "10,001 routes, one per service")]:
-            v = scale.get(key)
-            if v:
-                L.append(
-                    f"| {label} | {v.get('ready_ms', '?')} ms | {v.get('rss_kb', 0) / 1024:.1f} MiB "
-                    f"| {(str(round(v['rss_after_churn_kb'] / 1024, 1)) + ' MiB') if v.get('rss_after_churn_kb') else '-'} |"
-                )
-        ch = scale.get("churn")
-        if ch:
-            L.append("")
-            L.append(
-                f"Churn: {ch.get('rate')} Endpoints updates/s for {ch.get('secs')} s (each moves one endpoint of a "
-                f"service to another port; applied: {ch.get('applied', '?')}) while `wrk -c64` sends to "
-                "`s5000.scale.test` (a discovered service) and a prober polls a marker route whose single "
-                "endpoint the fake server moves between two ports every 500 ms.\n"
-            )
-            L.append(
-                f"- traffic during churn: {ch.get('rps', 0):,.0f} req/s, p99 {ms(ch.get('p99_us', 0))}, "
-                f"errors/non-2xx: {ch.get('errors')}"
-            )
-            d = ch.get("delays_ms") or []
-            if d:
-                ds = sorted(d)
-                L.append(
-                    f"- propagation delay (marker change emitted by the fake API server → first response "
-                    f"from the new port), {len(ds)} changes: p50 {pct(ds, 50):.1f} ms, p90 {pct(ds, 90):.1f} ms, "
-                    f"max {ds[-1]:.1f} ms; changes never observed: {ch.get('missed')}"
-                )
-            L.append(f"- prober: {ch.get('probe')}")
-        L.append("")
-    L.append("## Targets\n")
-    L.append("| target | measured | verdict |")
-    L.append("|---|---|---|")
-    wa, na = s.get(("a", "weir")), s.get(("a", "nginx"))
-    if wa and na:
-        r = wa["rps"] / na["rps"]
-        pr, pn = paired_ratio(results, "a", "weir", "nginx")
-        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
-        L.append(
-            f"| (a) weir >= 1.05x nginx req/s, p99 <= nginx | {r:.2f}x{paired}, p99 {ms(wa['p99_us'])} vs {ms(na['p99_us'])} "
-            f"| {verdict(r >= 1.05 and wa['p99_us'] <= na['p99_us'])} |"
-        )
-        for scn in ["c", "b"]:
-            w_ = s.get((scn, "weir"))
-            ref = s.get((scn, "weir-a"))
-            if w_ and ref:
-                q = w_["rps"] / ref["rps"]
-                L.append(
-                    f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir on (a)'s config in alternating runs "
-                    f"({w_['rps']:,.0f} vs {ref['rps']:,.0f} req/s; CPU {w_['cpu_us_per_req']:.1f} vs "
-                    f"{ref['cpu_us_per_req']:.1f} µs/req) | {verdict(q >= 0.95)} |"
-                )
-            elif w_:
-                q = w_["rps"] / wa["rps"]
-                L.append(f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir (a), measured minutes apart | {verdict(q >= 0.95)} |")
-    w0, n0 = s.get(("a0", "weir")), s.get(("a0", "nginx"))
-    if w0 and n0:
-        pr, pn = paired_ratio(results, "a0", "weir", "nginx")
-        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
-        L.append(
-            f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x{paired}, "
-            f"p99 {ms(w0['p99_us'])} vs {ms(n0['p99_us'])} | - |"
-        )
-    if scale and scale.get("routes10k"):
-        v = scale["routes10k"]
-        ok = v.get("ready_ms", 1e9) < 3000 and v.get("rss_kb", 1e12) < 300 * 1024
-        L.append(
-            f"| discovery 100k endpoints ready < 3 s, < 300 MiB | {v.get('ready_ms')} ms, {v.get('rss_kb', 0) / 1024:.0f} MiB "
-            f"(10,001 routes) | {verdict(ok)} |"
-        )
-    if dflt:
-        L.append(
-            f"| < 30 MiB RSS idle, default config | {dflt['rss_kb'] / 1024:.1f} MiB | {verdict(dflt['rss_kb'] < 30 * 1024)} |"
-        )
-    if idle and idle.get("weir"):
-        g = idle["weir"]
-        L.append(
-            f"| < 20 KiB per idle keep-alive connection | {g['per_conn_kb']:.1f} KiB | {verdict(g['per_conn_kb'] < 20)} |"
-        )
-    L.append("")
-    if dflt:
-        L.append(
-            f"Default config (`crates/weir-config/src/default.yaml` on other ports, workers = CPU count, not pinned): "
-            f"RSS {dflt['rss_kb'] / 1024:.1f} MiB, {dflt.get('threads', '?')} threads, measured {dflt.get('after', '?')}.\n"
-        )
-    L.append("Ratios between scenarios (same run):\n")
-    for tgt in ["weir", "nginx"]:
-        base = s.get(("a", tgt))
-        if base:
-            parts = [
-                f"{scn} {s[(scn, tgt)]['rps'] / base['rps']:.2f}"
-                for scn in SCENARIOS
-                if (scn, tgt) in s and scn != "a"
-            ]
-            L.append(f"- {tgt}: req/s relative to its (a): " + ", ".join(parts))
-    L.append("")
-    prof = f"{rd}/profile.txt"
-    L.append("## Profile\n")
-    if os.path.exists(prof):
-        L.append(open(prof).read().rstrip() + "\n")
-    else:
-        L.append("(not run in this mode; `bench/run.sh --profile` or a full run adds it)\n")
-    L.append("## Observations (computed from this run)\n")
-    obs = []
-    for scn in SCENARIOS:
-        wv, nv = s.get((scn, "weir")), s.get((scn, "nginx"))
-        if not (wv and nv):
-            continue
-        obs.append(
-            f"- ({scn}) CPU per request: weir {wv['cpu_us_per_req']:.1f} µs vs nginx {nv['cpu_us_per_req']:.1f} µs "
-            f"({wv['cpu_us_per_req'] / max(nv['cpu_us_per_req'], 0.01):.2f}x); proxy core busy: weir {wv['cpu_pct']:.0f}%, "
-            f"nginx {nv['cpu_pct']:.0f}%."
-        )
-        if wv["errors"] or nv["errors"]:
-            obs.append(f"- ({scn}) errors/non-2xx: weir {wv['errors']}, nginx {nv['errors']}.")
-        if wv["rss_kb"] > 1.5 * nv["rss_kb"] and wv["rss_kb"] - nv["rss_kb"] > 8 * 1024:
-            obs.append(
-                f"- ({scn}) weir RSS {wv['rss_kb'] / 1024:.0f} MiB vs nginx {nv['rss_kb'] / 1024:.0f} MiB after the runs."
-            )
-    if obs:
-        L.append(
-            "When neither proxy keeps its core busy (proxy CPU well under 100%), the shared load-generator core "
-            "(wrk + backend on CPU 0) bounds req/s and the CPU µs/request figure is the better efficiency "
-            "comparison.\n"
-        )
-        L.extend(obs)
-        L.append("")
-    notes = f"{rd}/notes.md"
-    if os.path.exists(notes) and open(notes).read().strip():
-        L.append(open(notes).read().rstrip() + "\n")
-    L.append("## How to run\n")
-    L.append(
-        "```sh\n"
-        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0), discovery scale, profile (~20 min)\n"
-        "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
-        "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a a0 b c d16k d1m e f g scale default)\n"
-        "```\n"
-        "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
-        "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "
-        "outputs go to a temporary directory (kept with `--keep`), raw results to `bench/results/`.\n"
-    )
-    L.append("## Raw output\n")
-    L.append("Every measured run (`bench/results/runs.jsonl`, latency in µs):\n")
-    L.append("```")
-    for r in results:
-        L.append(fmt_run(r))
-    L.append("```\n")
-    extra = f"{rd}/raw.txt"
-    if os.path.exists(extra):
-        L.append("Other raw output:\n")
-        L.append("```")
-        L.append(open(extra).read().rstrip())
-        L.append("```")
-    w(a.out, "\n".join(L) + "\n")
-    # Console table too
-    print("\n".join(l for l in L if l.startswith("|")))
+    import report  # bench/report.py; imported here because it imports this module
 
-
-# --------------------------------------------------------------------------
+    report.cmd_report(a)
 
 
 def main():
@@ -899,6 +624,8 @@ def main():
         p.add_argument("--cpu-after", type=int, required=True)
         p.add_argument("--rss-kb", type=int, required=True)
         p.add_argument("--loadavg", default="")
+        p.add_argument("--host-before", default="")
+        p.add_argument("--host-after", default="")
         p.add_argument("--results", required=True)
         p.set_defaults(f=fn)
     p = sub.add_parser("wait-ready")

@@ -100,10 +100,10 @@ FAKE=$B/fake-apiserver/target/release/fake-apiserver
 # ---------------------------------------------------------------- machine
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  LOAD="taskset -c 0" PROXY="taskset -c 1"
+  LOAD="taskset -c 0" PROXY="taskset -c 1" LOAD_CPU=0 PROXY_CPU=1
   PINNING="wrk/h2load + backend nginx + fake API server on CPU 0, proxy (weir or nginx) on CPU 1 (taskset)"
 else
-  LOAD="" PROXY=""
+  LOAD="" PROXY="" LOAD_CPU="" PROXY_CPU=""
   PINNING="none (fewer than 2 CPUs or no taskset)"
 fi
 $PY gen "$W" >/dev/null
@@ -160,18 +160,37 @@ url_for() { # url_for SCENARIO TARGET
 }
 WEIR_PORT=19080 NGINX_PORT=18080 WEIR_AREF_PORT=19082
 
+# host_snapshot: busy and total jiffies of the load-generator core and of the
+# proxy core (/proc/stat; all CPUs when unpinned), and the TCP segments the
+# host has sent (/proc/net/snmp). awk, not Python: the snapshots bracket the
+# load generator tightly, so start-up time does not count as idle.
+host_snapshot() {
+  awk -v l="cpu$LOAD_CPU" -v p="cpu$PROXY_CPU" '
+    FILENAME == "/proc/stat" && ($1 == l || $1 == p) {
+      busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6
+      if ($1 == l) { lb = busy; lt = total }
+      if ($1 == p) { pb = busy; pt = total }
+    }
+    FILENAME == "/proc/net/snmp" && $1 == "Tcp:" {
+      if (!col) { for (i = 2; i <= NF; i++) if ($i == "OutSegs") col = i } else segs = $col
+    }
+    END { printf "%.0f %.0f %.0f %.0f %.0f\n", lb, lt, pb, pt, segs }' /proc/stat /proc/net/snmp
+}
+
 measure() { # measure SCENARIO TARGET RUN SECS [record=1]
-  local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 out hdr=()
+  local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 h0 h1 out hdr=()
   case "$tgt" in weir) pids=$WPID ;; weir-a) pids=$APID ;; *) pids=$(nginx_pids "$NPID") ;; esac
   url=$(url_for "$scn" "$tgt")
   [ "$scn" = b ] && hdr=(-H "Host: h50.bench.test")
   out=$W/out-$scn-$tgt-$run.txt
   c0=$($PY cpu $pids)
+  h0=$(host_snapshot)
   if [ "$scn" = f ]; then
     $LOAD h2load -t1 -c64 -m10 -D "$secs" --log-file="$W/h2-$scn-$tgt-$run.log" "$url" >"$out" 2>&1 || true
   else
     $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$B/wrk-report.lua" "${hdr[@]}" "$url" >"$out" 2>&1 || true
   fi
+  h1=$(host_snapshot)
   c1=$($PY cpu $pids)
   [ "$rec" = 1 ] || return 0
   if [ "$run" = 1 ]; then
@@ -184,12 +203,13 @@ measure() { # measure SCENARIO TARGET RUN SECS [record=1]
   fi
   if [ "$scn" = f ]; then
     $PY h2-record --scenario "$scn" --target "$tgt" --run "$run" --output "$out" --log "$W/h2-$scn-$tgt-$run.log" \
-      --secs "$secs" --cpu-before "$c0" --cpu-after "$c1" --rss-kb "$($PY rss $pids)" --results "$RES/runs.jsonl"
+      --secs "$secs" --cpu-before "$c0" --cpu-after "$c1" --rss-kb "$($PY rss $pids)" --results "$RES/runs.jsonl" \
+      --host-before "$h0" --host-after "$h1"
     rm -f "$W/h2-$scn-$tgt-$run.log"
   else
     $PY wrk-record --scenario "$scn" --target "$tgt" --run "$run" --output "$out" \
       --cpu-before "$c0" --cpu-after "$c1" --rss-kb "$($PY rss $pids)" --results "$RES/runs.jsonl" \
-      || { echo "wrk failed:"; cat "$out"; } >&2
+      --host-before "$h0" --host-after "$h1" || { echo "wrk failed:"; cat "$out"; } >&2
   fi
 }
 
@@ -412,6 +432,29 @@ if [ "$PROFILE" = 1 ] && want a && command -v perf >/dev/null; then
   else
     wait "$PWPID" || true
     echo "perf record failed: $(tail -3 "$W/perf-record.out")" > "$RES/profile.txt"
+  fi
+  # The load-generator core under each proxy: when it is the busy one, it
+  # bounds req/s, and its profile shows what each proxy leaves it to do.
+  if [ -n "$LOAD_CPU" ]; then
+    log "profile: perf record on the load-generator core (CPU $LOAD_CPU), weir (a0) and nginx (a)"
+    start_nginx nginx-a
+    wait_port $NGINX_PORT
+    for tgt in weir nginx; do
+      measure a "$tgt" 0 1 0
+      $LOAD wrk -t1 -c64 -d"$((PSECS + 2))s" "$(url_for a "$tgt")" >"$W/lc-wrk-$tgt.txt" 2>&1 &
+      PWPID=$!; PIDS+=("$PWPID")
+      sleep 1
+      if perf record -a -C "$LOAD_CPU" -e cpu-clock -F 4999 -o "$W/lc-$tgt.data" -- sleep "$PSECS" >"$W/lc-record.out" 2>&1; then
+        { perf report -i "$W/lc-$tgt.data" --no-children --sort comm,dso --stdio 2>/dev/null \
+            | grep -E '^ +[0-9.]+%' > "$RES/loadcore-$tgt-dso.txt"; } || true
+        { perf report -i "$W/lc-$tgt.data" --no-children --sort symbol --stdio 2>/dev/null \
+            | grep -E '^ +[0-9.]+%' | head -60 > "$RES/loadcore-$tgt-sym.txt"; } || true
+      fi
+      wait "$PWPID" || true
+      awk '/Requests\/sec/{print $2}' "$W/lc-wrk-$tgt.txt" > "$RES/loadcore-$tgt-rps.txt"
+    done
+    echo "$PSECS" > "$RES/loadcore-secs.txt"
+    stop "$NPID"
   fi
   stop "$WPID"
 fi
