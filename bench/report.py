@@ -98,7 +98,7 @@ def cmd_report(a):
         f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
         "per target and scenario"
         + (
-            f", {meta['runs_headline']} for a and a0"
+            f", {meta['runs_headline']} for a, a0 and acap"
             if meta.get("runs_headline", meta.get("runs")) != meta.get("runs")
             else ""
         )
@@ -113,7 +113,7 @@ def cmd_report(a):
         "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
         "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
         "Proxies: weir (`gateway.workers: 1`, access log off unless stated, "
-        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0, where it "
+        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0 and acap, where it "
         "runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
         "compare CPU µs/request with that in mind) and nginx "
         "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
@@ -123,7 +123,9 @@ def cmd_report(a):
         "`bench/wrk-report.lua` (p99.9 from wrk's histogram); HTTP/2: `h2load -t1 -c64 -m10` "
         "with per-request `--log-file` for percentiles. Proxy CPU = utime+stime delta of the proxy "
         "process(es) over the run, in % of one core (nginx: master+worker); RSS = VmRSS after the run "
-        "(nginx: master+worker). The machine is shared: other builds may run at times; the "
+        "(nginx: master+worker). In acap each proxy runs in a cgroup with a CFS quota of "
+        f"{meta.get('cap_pct', '?')}% of one core per {meta.get('cap_period_us', 0) / 1000:g} ms, so that the proxy "
+        "core, not the load generator's, is the bottleneck. The machine is shared: other builds may run at times; the "
         "1-minute load average of each run is in the raw output. Compare ratios within one run of "
         "the suite, not absolute numbers across runs.\n"
     )
@@ -239,6 +241,15 @@ def cmd_report(a):
             f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x{paired}, "
             f"p99 {ms(w0['p99_us'])} vs {ms(n0['p99_us'])} | - |"
         )
+    wc, nc = s.get(("acap", "weir")), s.get(("acap", "nginx"))
+    if wc and nc:
+        pr, pn = paired_ratio(results, "acap", "weir", "nginx")
+        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
+        L.append(
+            f"| (acap) for reference: (a0) with each proxy held to {meta.get('cap_pct', '?')}% of a core, so the "
+            f"proxy bounds req/s | {wc['rps'] / nc['rps']:.2f}x{paired}; CPU {wc['cpu_us_per_req']:.1f} vs "
+            f"{nc['cpu_us_per_req']:.1f} µs/req | - |"
+        )
     if scale and scale.get("routes10k"):
         v = scale["routes10k"]
         ok = v.get("ready_ms", 1e9) < 3000 and v.get("rss_kb", 1e12) < 300 * 1024
@@ -327,10 +338,10 @@ def cmd_report(a):
     L.append("## How to run\n")
     L.append(
         "```sh\n"
-        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0), discovery scale, profile (~20 min)\n"
+        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0, acap), discovery scale, profile (~25 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a a0 b c d16k d1m e f g scale default)\n"
+        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f g scale default)\n"
         "```\n"
         "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
         "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # weir vs nginx benchmark suite. ONE command:
 #
-#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0; alternating), discovery scale, profile
+#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0, acap; alternating), discovery scale, profile
 #   bench/run.sh --quick    1 x 3 s per target, everything once
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized)
 #
-# Options: --only a,a0,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
+# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
 #
@@ -17,9 +17,11 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=$REPO/bench
 MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0
-# The headline scenarios (a, a0) take more pairs in full mode: their target
+# The headline scenarios (a, a0, acap) take more pairs in full mode: their target
 # margin (5%) is about this host's run-to-run noise.
 HEADLINE_RUNS=9
+# Scenario acap: each proxy's CFS quota, in % of one core per period.
+CAP_PCT=50 CAP_PERIOD_US=2000
 DOC=$REPO/docs/performance.md
 ARGS="$*"
 while [ $# -gt 0 ]; do
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="a a0 b c d16k d1m e f g default scale"
+ALL="a a0 acap b c d16k d1m e f g default scale"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -56,6 +58,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [ -z "${CAP_CG:-}" ] || { sleep 0.2; cap_remove; }
   if [ "$KEEP" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -120,6 +123,7 @@ cpu = sh("lscpu | sed -n 's/^Model name: *//p'")
 json.dump({
   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
   "command": "bench/run.sh $ARGS".strip(), "mode": "$MODE", "runs": $RUNS, "runs_headline": $HEADLINE_RUNS, "secs": $SECS,
+  "cap_pct": $CAP_PCT, "cap_period_us": $CAP_PERIOD_US,
   "nproc": sh("nproc"), "cpu": cpu + " (" + sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'") + " guest)",
   "kernel": platform.release(), "weir_commit": sh("cd $REPO && git rev-parse --short HEAD") + (" + uncommitted changes" if sh("cd $REPO && git status --porcelain -- crates Cargo.toml Cargo.lock") else ""),
   "nginx": sh("$NGINX -v 2>&1"), "wrk": sh("wrk -v 2>&1 | head -1"), "h2load": sh("h2load --version"),
@@ -139,12 +143,49 @@ wait_port() { # wait_port PORT [secs]
 nginx_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 
 start_nginx() { # start_nginx NAME -> sets NPID
-  $PROXY "$NGINX" -c "$W/$1.conf" -p "$W/" -e "$W/$1.error.log" &
+  "${CAP_NGINX[@]}" $PROXY "$NGINX" -c "$W/$1.conf" -p "$W/" -e "$W/$1.error.log" &
   NPID=$!; PIDS+=("$NPID")
 }
 start_weir() { # start_weir CONFIG -> sets WPID
-  $PROXY "$WEIR" --log-format json run -c "$W/$1.yaml" >"$W/$1.stdout" 2>"$W/$1.stderr" &
+  "${CAP_WEIR[@]}" $PROXY "$WEIR" --log-format json run -c "$W/$1.yaml" >"$W/$1.stdout" 2>"$W/$1.stderr" &
   WPID=$!; PIDS+=("$WPID")
+}
+
+# Scenario acap holds each proxy to CAP_PCT% of a core with a CFS bandwidth
+# quota, so that the proxy, not the shared load-generator core, bounds req/s.
+# Each proxy gets its own cgroup under CAP_CG (v2 `cpu.max`, or v1
+# `cpu.cfs_quota_us`); CAP_WEIR / CAP_NGINX prefix their commands while acap
+# starts them.
+CAP_CG="" CAP_WEIR=() CAP_NGINX=()
+cap_group() { # cap_group DIR: create one cgroup with the quota
+  mkdir "$1" 2>/dev/null || return 1
+  if [ -f "$1/cpu.max" ]; then
+    echo "$((CAP_PERIOD_US * CAP_PCT / 100)) $CAP_PERIOD_US" > "$1/cpu.max"
+  else
+    echo "$CAP_PERIOD_US" > "$1/cpu.cfs_period_us" && echo "$((CAP_PERIOD_US * CAP_PCT / 100))" > "$1/cpu.cfs_quota_us"
+  fi 2>/dev/null
+}
+cap_remove() {
+  [ -z "$CAP_CG" ] || rmdir "$CAP_CG/weir" "$CAP_CG/nginx" "$CAP_CG" 2>/dev/null || true
+  CAP_CG=""
+}
+cap_setup() { # cap_setup: create the cgroups once; false without a usable CPU controller
+  [ -z "$CAP_CG" ] || return 0
+  local root
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    root=/sys/fs/cgroup
+    echo +cpu > "$root/cgroup.subtree_control" 2>/dev/null || true
+  elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    root=/sys/fs/cgroup/cpu
+  else
+    return 1
+  fi
+  CAP_CG=$root/weir-bench-$$
+  mkdir "$CAP_CG" 2>/dev/null || { CAP_CG=""; return 1; }
+  [ ! -f "$CAP_CG/cgroup.subtree_control" ] || echo +cpu > "$CAP_CG/cgroup.subtree_control" 2>/dev/null || true
+  cap_group "$CAP_CG/weir" && cap_group "$CAP_CG/nginx" && return 0
+  cap_remove
+  return 1
 }
 
 url_for() { # url_for SCENARIO TARGET
@@ -231,10 +272,19 @@ wait_port 18100
 wait_port 18199
 
 # ---------------------------------------------------------------- throughput scenarios
-for scn in a a0 b c d16k d1m e f; do
+for scn in a a0 acap b c d16k d1m e f; do
   want "$scn" || continue
   log "scenario $scn"
   FPID=""
+  if [ "$scn" = acap ]; then
+    if ! cap_setup; then
+      log "acap: no usable CPU cgroup controller here (needs root and cgroup v1 cpu or v2 cpu.max); skipped"
+      echo "- acap skipped: no usable CPU cgroup controller on this machine." >> "$NOTES"
+      continue
+    fi
+    CAP_WEIR=(sh -c 'echo $$ > "$0" && exec "$@"' "$CAP_CG/weir/cgroup.procs")
+    CAP_NGINX=(sh -c 'echo $$ > "$0" && exec "$@"' "$CAP_CG/nginx/cgroup.procs")
+  fi
   if [ "$scn" = c ]; then
     $LOAD "$FAKE" --port 17000 --services 1 --endpoints 100 --backend-ports 18100-18199 >"$W/fake-c.out" 2>&1 &
     FPID=$!; PIDS+=("$FPID")
@@ -243,6 +293,7 @@ for scn in a a0 b c d16k d1m e f; do
   fi
   start_weir "weir-$scn"
   start_nginx "nginx-$scn"
+  CAP_WEIR=() CAP_NGINX=()
   $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
   if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; wait_port $NGINX_PORT; fi
   # (b) and (c) are compared with (a): a second weir on (a)'s config takes
@@ -257,7 +308,7 @@ for scn in a a0 b c d16k d1m e f; do
   measure "$scn" weir 0 1 0; measure "$scn" nginx 0 1 0
   [ -z "$REF" ] || measure "$scn" "$REF" 0 1 0
   runs=$RUNS
-  if [ "$scn" = a ] || [ "$scn" = a0 ]; then runs=$HEADLINE_RUNS; fi
+  case "$scn" in a | a0 | acap) runs=$HEADLINE_RUNS ;; esac
   for run in $(seq "$runs"); do
     if [ $((run % 2)) = 1 ]; then order="weir nginx $REF"; else order="$REF nginx weir"; fi
     for tgt in $order; do measure "$scn" "$tgt" "$run" "$SECS"; done
