@@ -264,13 +264,14 @@ def cmd_gen(a):
     # temp directories inside tmp-<name>.
     os.chmod(d, 0o755)
     os.chmod(f"{d}/www", 0o755)
-    for name in ["backend"] + [f"nginx-{s}" for s in SCENARIOS] + ["nginx-g"]:
+    for name in ["backend"] + [f"nginx-{s}" for s in SCENARIOS] + ["nginx-g", "nginx-g2"]:
         os.makedirs(f"{d}/tmp-{name}", mode=0o755, exist_ok=True)
     w(f"{d}/backend.conf", nginx_backend(d))
-    for scn in list(SCENARIOS) + ["g"]:
-        base = {"a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a"}.get(scn, scn)
+    # g / g2: idle HTTP/1.1 / HTTP/2 (h2c) connections
+    for scn in list(SCENARIOS) + ["g", "g2"]:
+        base = {"a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a", "g2": "f"}.get(scn, scn)
         w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
-        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in ("a0", "acap", "g")))
+        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in ("a0", "acap", "g", "g2")))
     aref = weir_config(d, "a").replace(f"127.0.0.1:{WEIR_PORT}", f"127.0.0.1:{WEIR_AREF_PORT}")
     w(f"{d}/weir-aref.yaml", aref.replace(f"127.0.0.1:{WEIR_CONTROL}", f"127.0.0.1:{WEIR_AREF_CONTROL}"))
     w(f"{d}/weir-scale.yaml", weir_scale(d, SCALE_SERVICES))
@@ -497,6 +498,42 @@ def cmd_wait_ready(a):
     sys.exit(1)
 
 
+def h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_get(path):
+    """Client preface, empty SETTINGS and one GET on stream 1 (HPACK without
+    Huffman or indexing, so no encoder is needed)."""
+    block = bytes([0x82, 0x86])  # :method GET, :scheme http
+    block += bytes([0x84]) if path == "/" else bytes([0x04, len(path)]) + path.encode()
+    block += bytes([0x01, 5]) + b"bench"  # :authority bench
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0) + h2_frame(1, 0x5, 1, block)
+
+
+def h2_exchange(s, path):
+    """One GET over HTTP/2 on socket `s`; True when stream 1 ended with :status 200."""
+    s.sendall(h2_get(path))
+    buf, status_ok = b"", False
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        n = int.from_bytes(buf[:3], "big")
+        ftype, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        payload, buf = buf[9 : 9 + n], buf[9 + n :]
+        if ftype == 4 and not flags & 1:
+            s.sendall(h2_frame(4, 1, 0))  # acknowledge the server's SETTINGS
+        if stream == 1 and ftype == 1:
+            status_ok = payload[:1] == b"\x88"  # indexed :status 200
+        if stream == 1 and ftype in (0, 1) and flags & 1:
+            return status_ok
+        if ftype == 7 or (stream == 1 and ftype == 3):  # GOAWAY, RST_STREAM
+            return False
+
+
 def cmd_idle_conns(a):
     """Open N connections, send one request on each, read the response, hold."""
     import resource
@@ -512,14 +549,18 @@ def cmd_idle_conns(a):
     for i in range(a.n):
         try:
             s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
-            s.sendall(req)
-            data = b""
-            while b"\r\n\r\n" not in data or not data.endswith(b"hello world\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            if not data.startswith(b"HTTP/1.1 200"):
+            if a.h2:
+                ok = h2_exchange(s, a.path)
+            else:
+                s.sendall(req)
+                data = b""
+                while b"\r\n\r\n" not in data or not data.endswith(b"hello world\n"):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                ok = data.startswith(b"HTTP/1.1 200")
+            if not ok:
                 failed += 1
             socks.append(s)
         except OSError:
@@ -643,6 +684,7 @@ def main():
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--path", default="/")
     p.add_argument("--hold", type=float, default=5)
+    p.add_argument("--h2", action="store_true", help="HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1")
     p.set_defaults(f=cmd_idle_conns)
     p = sub.add_parser("probe")
     p.add_argument("--port", type=int, required=True)

@@ -156,15 +156,21 @@ def cmd_report(a):
     idle = read_json(f"{rd}/idle.json")
     if idle:
         L.append("### (g) idle keep-alive connections\n")
-        L.append("| target | connections held | closed by server | RSS before | RSS with conns | per connection |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        for tgt in ["weir", "nginx"]:
-            g = idle.get(tgt)
-            if g:
-                L.append(
-                    f"| {tgt} | {g['opened']:,} | {g['closed_by_server']} | {g['rss_before_kb'] / 1024:.1f} MiB "
-                    f"| {g['rss_after_kb'] / 1024:.1f} MiB | {g['per_conn_kb']:.1f} KiB |"
-                )
+        L.append(
+            "Each connection sends one request, reads the answer and stays open. g2 does the same over "
+            "HTTP/2 with prior knowledge (h2c); its nginx listens with `http2`.\n"
+        )
+        L.append("| protocol | target | connections held | failed | closed by server | RSS before | RSS with conns | per connection |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+        for proto, suffix in [("HTTP/1.1 (g)", ""), ("HTTP/2 (g2)", "-h2")]:
+            for tgt in ["weir", "nginx"]:
+                g = idle.get(tgt + suffix)
+                if g:
+                    L.append(
+                        f"| {proto} | {tgt} | {g['opened']:,} | {g.get('failed', 0)} | {g['closed_by_server']} "
+                        f"| {g['rss_before_kb'] / 1024:.1f} MiB | {g['rss_after_kb'] / 1024:.1f} MiB "
+                        f"| {g['per_conn_kb']:.1f} KiB |"
+                    )
         L.append("")
     dflt = read_json(f"{rd}/default.json")
     scale = read_json(f"{rd}/scale.json")
@@ -264,7 +270,13 @@ def cmd_report(a):
     if idle and idle.get("weir"):
         g = idle["weir"]
         L.append(
-            f"| < 20 KiB per idle keep-alive connection | {g['per_conn_kb']:.1f} KiB | {verdict(g['per_conn_kb'] < 20)} |"
+            f"| < 20 KiB per idle keep-alive connection | {g['per_conn_kb']:.1f} KiB (HTTP/1.1) | {verdict(g['per_conn_kb'] < 20)} |"
+        )
+    if idle and idle.get("weir-h2") and idle.get("nginx-h2"):
+        g, n = idle["weir-h2"], idle["nginx-h2"]
+        L.append(
+            f"| (g2) for reference: idle HTTP/2 connection | {g['per_conn_kb']:.1f} KiB vs nginx {n['per_conn_kb']:.1f} KiB "
+            "(the h2 crate's per-connection buffers; docs/architecture.md, known gaps) | - |"
         )
     L.append("")
     if dflt:

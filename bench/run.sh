@@ -329,37 +329,42 @@ done
 
 # ---------------------------------------------------------------- (g) idle connections
 if want g; then
-  log "scenario g: 10,000 idle keep-alive connections"
-  start_weir weir-g
-  start_nginx nginx-g
-  $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
-  wait_port $NGINX_PORT
-  measure g weir 0 1 0; measure g nginx 0 1 0
   echo "{" > "$RES/idle.json"
   sep=""
-  for tgt in weir nginx; do
-    if [ "$tgt" = weir ]; then port=$WEIR_PORT pids=$WPID; else port=$NGINX_PORT pids=$(nginx_pids "$NPID"); fi
-    sleep 1
-    before=$($PY rss $pids)
-    $LOAD $PY idle-conns --port "$port" --n 10000 --hold 8 >"$W/idle-$tgt.out" 2>&1 &
-    IPID=$!; PIDS+=("$IPID")
-    for i in $(seq 600); do grep -q HELD "$W/idle-$tgt.out" && break; sleep 0.1; done
-    sleep 2
-    after=$($PY rss $pids)
-    wait "$IPID" || true
-    raw "(g) $tgt: $(tr '\n' ' ' < "$W/idle-$tgt.out") rss_before_kb=$before rss_after_kb=$after"
-    json=$(tail -1 "$W/idle-$tgt.out")
-    python3 - "$json" "$before" "$after" "$tgt" "$sep" >> "$RES/idle.json" <<'EOF'
+  # g: HTTP/1.1 keep-alive; g2: HTTP/2 (h2c, prior knowledge); one request each
+  for g in g g2; do
+    log "scenario $g: 10,000 idle $([ $g = g ] && echo HTTP/1.1 keep-alive || echo HTTP/2) connections"
+    start_weir "weir-$g"
+    start_nginx "nginx-$g"
+    $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
+    wait_port $NGINX_PORT
+    if [ "$g" = g ]; then measure g weir 0 1 0; measure g nginx 0 1 0; fi
+    for tgt in weir nginx; do
+      if [ "$tgt" = weir ]; then port=$WEIR_PORT pids=$WPID; else port=$NGINX_PORT pids=$(nginx_pids "$NPID"); fi
+      key=$tgt h2=()
+      if [ "$g" = g2 ]; then key=$tgt-h2 h2=(--h2); fi
+      sleep 1
+      before=$($PY rss $pids)
+      $LOAD $PY idle-conns --port "$port" --n 10000 --hold 8 "${h2[@]}" >"$W/idle-$key.out" 2>&1 &
+      IPID=$!; PIDS+=("$IPID")
+      for i in $(seq 600); do grep -q HELD "$W/idle-$key.out" && break; sleep 0.1; done
+      sleep 2
+      after=$($PY rss $pids)
+      wait "$IPID" || true
+      raw "($g) $tgt: $(tr '\n' ' ' < "$W/idle-$key.out") rss_before_kb=$before rss_after_kb=$after"
+      json=$(tail -1 "$W/idle-$key.out")
+      python3 - "$json" "$before" "$after" "$key" "$sep" >> "$RES/idle.json" <<'EOF'
 import json, sys
 d = json.loads(sys.argv[1]); b, a = int(sys.argv[2]), int(sys.argv[3])
 d.update(rss_before_kb=b, rss_after_kb=a, per_conn_kb=(a - b) / max(d["opened"], 1))
 print(sys.argv[5] + json.dumps(sys.argv[4]) + ": " + json.dumps(d))
 EOF
-    sep=","
+      sep=","
+    done
+    stop "$WPID"; stop "$NPID"
+    check_weir_log "weir-$g"
   done
   echo "}" >> "$RES/idle.json"
-  stop "$WPID"; stop "$NPID"
-  check_weir_log weir-g
 fi
 
 # ---------------------------------------------------------------- default config idle RSS

@@ -155,3 +155,90 @@ async fn h2c_authority_is_the_host_for_routing_and_is_passed_to_the_backend() {
     let (_, headers, _) = call(&mut s, "GET", "http://elsewhere.test/headers", "").await;
     assert_eq!(headers.get("x-backend").unwrap(), "other");
 }
+
+/// A node whose answer to any request is a body of `CHUNKS` chunks sent
+/// `GAP` apart: a response that stays in flight for a while.
+async fn dripping_node() -> std::net::SocketAddr {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    const CHUNKS: u32 = 5;
+    const GAP: Duration = Duration::from_millis(400);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let chunks = futures::stream::unfold(0u32, |i| async move {
+                        if i == CHUNKS {
+                            return None;
+                        }
+                        tokio::time::sleep(GAP).await;
+                        let frame = Frame::data(Bytes::from_static(b"drip\n"));
+                        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+                    });
+                    Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(chunks)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+const IDLE_LIMIT: &str = "gateway:\n  http: {header_timeout: 1}\n";
+
+#[tokio::test]
+async fn h2c_connection_idle_for_the_keep_alive_limit_is_closed() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&format!("{IDLE_LIMIT}{}", route_all(&b))).await;
+    let tcp = TcpStream::connect(gw.proxy_addr()).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    let conn = tokio::spawn(conn);
+    let (status, _, _) = call(&mut sender, "GET", "http://t/hello", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let answered = Instant::now();
+    // The gateway sends GOAWAY and closes; the client's connection task ends.
+    let ended = tokio::time::timeout(STEP, conn).await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection stayed open past {STEP:?} with a 1 s limit"
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before the 1 s idle limit",
+        answered.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn h2c_connection_with_a_response_still_streaming_is_not_idle() {
+    let node = dripping_node().await;
+    let yaml = format!(
+        "{IDLE_LIMIT}routes:\n  - {{id: drip, uri: \"/*\", upstream: {{nodes: {{\"{node}\": 1}}}}}}\n"
+    );
+    let gw = common::gateway(&yaml).await;
+    let mut s = h2c(gw.proxy_addr()).await;
+    // The body takes ~2 s, twice the idle limit, with no other request.
+    let started = Instant::now();
+    let (status, _, body) = call(&mut s, "GET", "http://t/drip", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "drip\n".repeat(5));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // Had the connection been judged idle mid-body, it would have sent
+    // GOAWAY and this next stream would be refused.
+    let (status, _, body) = call(&mut s, "GET", "http://t/drip", "").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "second stream on the same connection"
+    );
+    assert_eq!(body, "drip\n".repeat(5));
+}

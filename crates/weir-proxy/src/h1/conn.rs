@@ -4,17 +4,16 @@
 use std::io;
 use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncWriteExt;
 
 use super::buf::{Buf, ClientStream, MAX_HEAD};
 use super::deadline::Deadline;
 use super::exchange::{self, After};
-use super::fallback::Prefixed;
+use super::general::hand_over;
 use super::request::{self, Head};
 use super::H1Context;
-use crate::forward::{self, ConnInfo};
+use crate::forward::ConnInfo;
 
 /// Serves a client connection (plain TCP or TLS) until it closes, the listener
 /// stops, or the connection needs the general path.
@@ -179,28 +178,5 @@ impl<S: ClientStream> Conn<S> {
                 Ok(_) => {}
             }
         }
-    }
-}
-
-/// Serves the rest of the connection on the general path, `prefix` (bytes
-/// already read from it) first.
-pub async fn hand_over<S: ClientStream>(
-    stream: S,
-    prefix: Vec<u8>,
-    info: Arc<ConnInfo>,
-    ctx: &H1Context,
-    watcher: Watcher,
-) {
-    let state = ctx.state.clone();
-    let conn_info = info.clone();
-    let service = hyper::service::service_fn(move |req| {
-        forward::handle(state.clone(), conn_info.clone(), req)
-    });
-    let conn = ctx
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(prefix, stream)), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
     }
 }

@@ -28,6 +28,7 @@ mod conn;
 mod deadline;
 mod exchange;
 mod fallback;
+mod general;
 mod request;
 mod response;
 
@@ -40,7 +41,8 @@ use tokio::sync::watch;
 
 use crate::snapshot::ProxyState;
 
-pub use conn::{hand_over, serve};
+pub use conn::serve;
+pub use general::hand_over;
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,195 @@
+//! A connection served by the general (hyper) path: HTTP/2, and HTTP/1.1
+//! the fast path hands over. Closes the connection gracefully when the
+//! listener stops or when it has been idle (no request or response body in
+//! flight) for the keep-alive limit; hyper's HTTP/2 server has no idle
+//! timeout of its own, and each idle HTTP/2 connection holds the h2
+//! crate's buffers (tens of KiB).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use tokio::time::Instant;
+
+use super::buf::ClientStream;
+use super::fallback::Prefixed;
+use super::H1Context;
+use crate::forward::{self, ConnInfo};
+use crate::response_body::ResponseBody;
+
+/// Serves the rest of the connection on the general path, `prefix` (bytes
+/// already read from it) first.
+///
+/// `watcher` keeps the connection counted by the listener's graceful
+/// shutdown until it ends; the shutdown itself is started from `ctx.stop`.
+pub async fn hand_over<S: ClientStream>(
+    stream: S,
+    prefix: Vec<u8>,
+    info: Arc<ConnInfo>,
+    ctx: &H1Context,
+    watcher: Watcher,
+) {
+    let activity = Arc::new(Activity::new());
+    let state = ctx.state.clone();
+    let conn_info = info.clone();
+    let tracker = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let busy = Busy::begin(tracker.clone());
+        let handled = forward::handle(state.clone(), conn_info.clone(), req);
+        async move {
+            let response = handled.await?;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody { body, _busy: busy }))
+        }
+    });
+    let conn = ctx
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(prefix, stream)), service)
+        .into_owned();
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = ctx.stop.clone();
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = stop.wait_for(|s| *s), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = activity.idle_for(ctx.header_timeout), if !closing => {
+                tracing::debug!(client = %info.remote, "idle connection closed");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    };
+    drop(watcher);
+    if let Err(e) = result {
+        tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
+    }
+}
+
+/// Requests in flight on one connection (from the request's arrival until
+/// its response body is finished or dropped) and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` at the last change.
+    last_change_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last_change_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_change_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has been in flight for `limit`. Wakes at most
+    /// once per `limit` (plus once when the quiet spell ends), so a busy
+    /// connection costs one timer re-arm per `limit`, not one per request.
+    async fn idle_for(&self, limit: Duration) {
+        let mut deadline = self.epoch + limit;
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
+            let quiet_from = self.epoch + since;
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                deadline = Instant::now() + limit;
+            } else if quiet_from + limit <= Instant::now() {
+                return;
+            } else {
+                deadline = quiet_from + limit;
+            }
+        }
+    }
+}
+
+/// Counts one request as in flight while alive.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body, keeping its request counted as in flight until hyper
+/// has sent it (or dropped it).
+struct TrackedBody {
+    body: ResponseBody,
+    _busy: Busy,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = <ResponseBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_the_quiet_spell_after_the_last_request() {
+        let activity = Arc::new(Activity::new());
+        let limit = Duration::from_secs(10);
+        tokio::time::advance(Duration::from_secs(8)).await;
+        let busy = Busy::begin(activity.clone());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        drop(busy);
+        let started = Instant::now();
+        activity.idle_for(limit).await;
+        assert_eq!(Instant::now() - started, limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_never_fires_while_a_request_is_in_flight() {
+        let activity = Arc::new(Activity::new());
+        let _busy = Busy::begin(activity.clone());
+        let waited = tokio::time::timeout(
+            Duration::from_secs(3600),
+            activity.idle_for(Duration::from_secs(10)),
+        )
+        .await;
+        assert!(waited.is_err(), "idle fired with a request in flight");
+    }
+}
