@@ -239,23 +239,20 @@ def cmd_report(a):
             elif w_:
                 q = w_["rps"] / wa["rps"]
                 L.append(f"| ({scn}) weir within 5% of (a) | {q:.2f}x of weir (a), measured minutes apart | {verdict(q >= 0.95)} |")
-    w0, n0 = s.get(("a0", "weir")), s.get(("a0", "nginx"))
-    if w0 and n0:
-        pr, pn = paired_ratio(results, "a0", "weir", "nginx")
+    for scn, label, detail in [
+        ("a0", "(a) with weir's defaults, busy polling off", "p99"),
+        ("acap", f"(a0) with each proxy held to {meta.get('cap_pct', '?')}% of a core, so the proxy bounds req/s", "cpu"),
+    ]:
+        wv, nv = s.get((scn, "weir")), s.get((scn, "nginx"))
+        if not (wv and nv):
+            continue
+        pr, pn = paired_ratio(results, scn, "weir", "nginx")
         paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
-        L.append(
-            f"| (a0) for reference: (a) with weir's defaults, busy polling off | {w0['rps'] / n0['rps']:.2f}x{paired}, "
-            f"p99 {ms(w0['p99_us'])} vs {ms(n0['p99_us'])} | - |"
-        )
-    wc, nc = s.get(("acap", "weir")), s.get(("acap", "nginx"))
-    if wc and nc:
-        pr, pn = paired_ratio(results, "acap", "weir", "nginx")
-        paired = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
-        L.append(
-            f"| (acap) for reference: (a0) with each proxy held to {meta.get('cap_pct', '?')}% of a core, so the "
-            f"proxy bounds req/s | {wc['rps'] / nc['rps']:.2f}x{paired}; CPU {wc['cpu_us_per_req']:.1f} vs "
-            f"{nc['cpu_us_per_req']:.1f} µs/req | - |"
-        )
+        if detail == "p99":
+            extra = f", p99 {ms(wv['p99_us'])} vs {ms(nv['p99_us'])}"
+        else:
+            extra = f"; CPU {wv['cpu_us_per_req']:.1f} vs {nv['cpu_us_per_req']:.1f} µs/req"
+        L.append(f"| ({scn}) for reference: {label} | {wv['rps'] / nv['rps']:.2f}x{paired}{extra} | - |")
     if scale and scale.get("routes10k"):
         v = scale["routes10k"]
         ok = v.get("ready_ms", 1e9) < 3000 and v.get("rss_kb", 1e12) < 300 * 1024
