@@ -123,9 +123,10 @@ impl Activity {
 struct Busy(Arc<Activity>);
 
 impl Busy {
+    /// No clock read here: while a request is in flight the idle waiter
+    /// ignores the last-change time, and the drop sets it.
     fn begin(activity: Arc<Activity>) -> Busy {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
         Busy(activity)
     }
 }
