@@ -1,0 +1,265 @@
+//! What plugins see of a request and its response, and the per-request
+//! state they leave for later phases and for the transports.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use weir_http::view::ResponseView;
+use weir_http::{HeaderEdits, RequestView};
+
+use crate::Consumer;
+
+/// Facts about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// TLS-terminated.
+    pub tls: bool,
+}
+
+/// What the request phases leave behind: header edits for the upstream
+/// request and for the response, a new upstream target, the consumer. The
+/// transports apply it where they write heads. Exists only for requests on
+/// routes with plugins.
+#[derive(Debug, Default)]
+pub struct PluginState {
+    /// Changes to the request sent upstream.
+    pub upstream_headers: HeaderEdits,
+    /// Changes to the response sent to the client (a node's or weir's own).
+    pub response_headers: HeaderEdits,
+    /// A new path and query for the upstream request.
+    pub upstream_target: Option<String>,
+    /// The consumer an authentication plugin recognised.
+    pub consumer: Option<Arc<Consumer>>,
+    /// The client address `real-ip` found (trusted forwarding fields); it
+    /// replaces the connection's peer for later plugins and the log.
+    pub real_ip: Option<IpAddr>,
+}
+
+/// A request as the request phases see it: read-only head, mutable plugin
+/// state.
+pub struct RequestCtx<'a> {
+    view: &'a dyn RequestView,
+    conn: &'a Conn,
+    route_id: &'a str,
+    state: &'a mut PluginState,
+    body: Option<&'a [u8]>,
+}
+
+impl<'a> RequestCtx<'a> {
+    /// A context over a request head. `body` is the whole request body, for
+    /// routes with a plugin that declared `needs_body`.
+    pub fn new(
+        view: &'a dyn RequestView,
+        conn: &'a Conn,
+        route_id: &'a str,
+        state: &'a mut PluginState,
+        body: Option<&'a [u8]>,
+    ) -> RequestCtx<'a> {
+        RequestCtx {
+            view,
+            conn,
+            route_id,
+            state,
+            body,
+        }
+    }
+
+    /// The request head as the client sent it.
+    pub fn view(&self) -> &dyn RequestView {
+        self.view
+    }
+
+    /// The client connection.
+    pub fn conn(&self) -> &Conn {
+        self.conn
+    }
+
+    /// The matched route's id.
+    pub fn route_id(&self) -> &str {
+        self.route_id
+    }
+
+    /// The client's address: the connection's peer, or what `real-ip`
+    /// established.
+    pub fn remote_ip(&self) -> IpAddr {
+        self.state.real_ip.unwrap_or(self.conn.remote.ip())
+    }
+
+    /// Replaces the client address for later plugins and the log
+    /// (`real-ip`).
+    pub fn set_real_ip(&mut self, ip: IpAddr) {
+        self.state.real_ip = Some(ip);
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        self.view.method()
+    }
+
+    /// The first value of header field `name` as the upstream will see it:
+    /// earlier plugins' edits included.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match self.state.upstream_headers.lookup(name) {
+            Some(edited) => edited.map(HeaderValue::as_bytes),
+            None => self.view.header(name),
+        }
+    }
+
+    /// A query argument (undecoded).
+    pub fn query_arg(&self, name: &str) -> Option<&str> {
+        weir_http::view::query_arg(self.view.query(), name)
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        weir_http::view::cookie(self.view, name)
+    }
+
+    /// The whole request body (only for plugins that declared
+    /// `needs_body`; `None` otherwise).
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body
+    }
+
+    /// An APISIX variable (`arg_x`, `http_x`, `cookie_x`, `uri`,
+    /// `remote_addr`, ...); see [`crate::vars`].
+    pub fn var(&self, name: &str) -> Option<Cow<'_, str>> {
+        crate::vars::lookup(name, self.view, self.conn, self.state, self.route_id)
+    }
+
+    /// Replaces header field `name` of the upstream request.
+    pub fn set_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.upstream_headers.set(name, value);
+    }
+
+    /// Adds a value of header field `name` to the upstream request.
+    pub fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.upstream_headers.append(name, value);
+    }
+
+    /// Removes header field `name` from the upstream request.
+    pub fn remove_header(&mut self, name: HeaderName) {
+        self.state.upstream_headers.remove(name);
+    }
+
+    /// Replaces header field `name` of the response.
+    pub fn set_response_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.response_headers.set(name, value);
+    }
+
+    /// Adds a value of header field `name` to the response.
+    pub fn append_response_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.response_headers.append(name, value);
+    }
+
+    /// Sends the upstream request to this path and query instead.
+    pub fn set_upstream_target(&mut self, path_and_query: String) {
+        self.state.upstream_target = Some(path_and_query);
+    }
+
+    /// The path and query the upstream will get.
+    pub fn upstream_target(&self) -> &str {
+        self.state
+            .upstream_target
+            .as_deref()
+            .unwrap_or_else(|| self.view.path_and_query())
+    }
+
+    /// The consumer recognised so far.
+    pub fn consumer(&self) -> Option<&Arc<Consumer>> {
+        self.state.consumer.as_ref()
+    }
+
+    /// Records the consumer an authentication plugin recognised, and tells
+    /// the upstream who it is: `X-Consumer-Username`,
+    /// `X-Credential-Identifier` and `X-Consumer-Custom-ID` (APISIX's),
+    /// replacing whatever the client sent under those names.
+    pub fn authenticate(&mut self, consumer: Arc<Consumer>) {
+        let edits = &mut self.state.upstream_headers;
+        for (name, value) in [
+            ("x-consumer-username", Some(&consumer.username)),
+            ("x-credential-identifier", consumer.credential_id.as_ref()),
+            ("x-consumer-custom-id", consumer.custom_id.as_ref()),
+        ] {
+            let name = HeaderName::from_static(name);
+            match value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                Some(v) => edits.set(name, v),
+                None => edits.remove(name),
+            }
+        }
+        self.state.consumer = Some(consumer);
+    }
+}
+
+/// A response head as the response-headers phase sees it.
+pub struct ResponseCtx<'a> {
+    view: &'a dyn ResponseView,
+    state: &'a mut PluginState,
+    from_node: bool,
+}
+
+impl<'a> ResponseCtx<'a> {
+    /// A context over a response head; `from_node` is false for weir's own
+    /// replies (errors, plugin answers).
+    pub fn new(view: &'a dyn ResponseView, state: &'a mut PluginState, from_node: bool) -> Self {
+        ResponseCtx {
+            view,
+            state,
+            from_node,
+        }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.view.status()
+    }
+
+    /// The first value of header field `name` as received.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.view.header_values(name).next()
+    }
+
+    /// True for a node's response, false for one weir made.
+    pub fn from_node(&self) -> bool {
+        self.from_node
+    }
+
+    /// The consumer recognised, if any.
+    pub fn consumer(&self) -> Option<&Arc<Consumer>> {
+        self.state.consumer.as_ref()
+    }
+
+    /// Replaces header field `name`.
+    pub fn set_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.response_headers.set(name, value);
+    }
+
+    /// Adds a value of header field `name`.
+    pub fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.state.response_headers.append(name, value);
+    }
+
+    /// Removes header field `name`.
+    pub fn remove_header(&mut self, name: HeaderName) {
+        self.state.response_headers.remove(name);
+    }
+}
+
+/// A finished request as the log phase sees it.
+pub struct LogCtx<'a> {
+    /// The status sent (499: the client left first).
+    pub status: u16,
+    /// The matched route's id.
+    pub route_id: &'a str,
+    /// The consumer recognised, if any.
+    pub consumer: Option<&'a Consumer>,
+    /// From the request's arrival to its end.
+    pub duration: Duration,
+}

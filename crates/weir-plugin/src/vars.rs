@@ -1,0 +1,60 @@
+//! APISIX's request variables (nginx's `$` variables), as used by `vars`
+//! expressions, `_meta.filter` and plugins' `key` settings.
+
+use std::borrow::Cow;
+
+use weir_http::RequestView;
+
+use crate::{Conn, PluginState};
+
+/// The value of variable `name` for a request, if it has one.
+///
+/// Known: `arg_<name>`, `http_<name>` (`_` stands for `-`), `cookie_<name>`,
+/// `uri`, `request_uri`, `args` / `query_string`, `host`, `request_method`,
+/// `scheme`, `remote_addr`, `remote_port`, `server_addr`, `server_port`,
+/// `consumer_name`, `route_id`.
+pub fn lookup<'a>(
+    name: &str,
+    view: &'a dyn RequestView,
+    conn: &Conn,
+    state: &PluginState,
+    route_id: &str,
+) -> Option<Cow<'a, str>> {
+    if let Some(arg) = name.strip_prefix("arg_") {
+        return weir_http::view::query_arg(view.query(), arg).map(Cow::Borrowed);
+    }
+    if let Some(field) = name.strip_prefix("http_") {
+        let field = field.replace('_', "-");
+        return view.header(&field).map(String::from_utf8_lossy);
+    }
+    if let Some(c) = name.strip_prefix("cookie_") {
+        return weir_http::view::cookie(view, c).map(String::from_utf8_lossy);
+    }
+    let owned = |s: String| Some(Cow::Owned(s));
+    match name {
+        "uri" => Some(Cow::Borrowed(view.path())),
+        "request_uri" => Some(Cow::Borrowed(view.path_and_query())),
+        "args" | "query_string" => view.query().map(Cow::Borrowed),
+        "host" => view.host().map(|h| {
+            let h = String::from_utf8_lossy(h);
+            match h.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                    Cow::Owned(name.to_ascii_lowercase())
+                }
+                _ => Cow::Owned(h.to_ascii_lowercase()),
+            }
+        }),
+        "request_method" => Some(Cow::Borrowed(view.method())),
+        "scheme" => Some(Cow::Borrowed(if conn.tls { "https" } else { "http" })),
+        "remote_addr" => owned(state.real_ip.unwrap_or(conn.remote.ip()).to_string()),
+        "remote_port" => owned(conn.remote.port().to_string()),
+        "server_addr" => owned(conn.local.ip().to_string()),
+        "server_port" => owned(conn.local.port().to_string()),
+        "consumer_name" => state
+            .consumer
+            .as_ref()
+            .map(|c| Cow::Owned(c.username.to_string())),
+        "route_id" => owned(route_id.to_owned()),
+        _ => None,
+    }
+}
