@@ -2,14 +2,18 @@
 //! one line in [`CATALOGUE`] and its section in `docs/plugins.md`.
 #![forbid(unsafe_code)]
 
+mod auth;
+mod basic_auth;
 mod echo;
 mod key_auth;
 mod secret;
+#[cfg(test)]
+mod testing;
 
 use weir_plugin::PluginSpec;
 
 /// Every plugin weir knows.
-pub static CATALOGUE: &[&PluginSpec] = &[&echo::SPEC, &key_auth::SPEC];
+pub static CATALOGUE: &[&PluginSpec] = &[&echo::SPEC, &key_auth::SPEC, &basic_auth::SPEC];
 
 /// The catalogue entry of `name`.
 pub fn find(name: &str) -> Option<&'static PluginSpec> {
