@@ -5,6 +5,7 @@
 mod auth;
 mod basic_auth;
 mod echo;
+mod jwt_auth;
 mod key_auth;
 mod secret;
 #[cfg(test)]
@@ -13,7 +14,12 @@ mod testing;
 use weir_plugin::PluginSpec;
 
 /// Every plugin weir knows.
-pub static CATALOGUE: &[&PluginSpec] = &[&echo::SPEC, &key_auth::SPEC, &basic_auth::SPEC];
+pub static CATALOGUE: &[&PluginSpec] = &[
+    &echo::SPEC,
+    &key_auth::SPEC,
+    &basic_auth::SPEC,
+    &jwt_auth::SPEC,
+];
 
 /// The catalogue entry of `name`.
 pub fn find(name: &str) -> Option<&'static PluginSpec> {
