@@ -5,6 +5,7 @@
 mod auth;
 mod basic_auth;
 mod echo;
+mod hmac_auth;
 mod jwt_auth;
 mod key_auth;
 mod secret;
@@ -19,6 +20,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &key_auth::SPEC,
     &basic_auth::SPEC,
     &jwt_auth::SPEC,
+    &hmac_auth::SPEC,
 ];
 
 /// The catalogue entry of `name`.

@@ -106,6 +106,19 @@ impl TestReq {
         self
     }
 
+    /// The first value of field `name`.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Replaces field `name`.
+    pub fn replace(self, name: &str, value: &str) -> TestReq {
+        self.without(name).header(name, value)
+    }
+
     /// Removes every field `name`.
     pub fn without(mut self, name: &str) -> TestReq {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
