@@ -4,13 +4,18 @@
 
 mod auth;
 mod basic_auth;
+mod consumer_restriction;
 mod echo;
 mod hmac_auth;
+mod ip_restriction;
+mod ipmatch;
 mod jwt_auth;
 mod key_auth;
+mod referer_restriction;
 mod secret;
 #[cfg(test)]
 mod testing;
+mod ua_restriction;
 
 use weir_plugin::PluginSpec;
 
@@ -21,6 +26,10 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &basic_auth::SPEC,
     &jwt_auth::SPEC,
     &hmac_auth::SPEC,
+    &ip_restriction::SPEC,
+    &consumer_restriction::SPEC,
+    &ua_restriction::SPEC,
+    &referer_restriction::SPEC,
 ];
 
 /// The catalogue entry of `name`.
