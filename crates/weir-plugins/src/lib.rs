@@ -5,6 +5,7 @@
 mod auth;
 mod basic_auth;
 mod consumer_restriction;
+mod cors;
 mod echo;
 mod hmac_auth;
 mod ip_restriction;
@@ -30,6 +31,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &consumer_restriction::SPEC,
     &ua_restriction::SPEC,
     &referer_restriction::SPEC,
+    &cors::SPEC,
 ];
 
 /// The catalogue entry of `name`.
