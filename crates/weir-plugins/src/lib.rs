@@ -12,7 +12,10 @@ mod ip_restriction;
 mod ipmatch;
 mod jwt_auth;
 mod key_auth;
+mod real_ip;
+mod redirect;
 mod referer_restriction;
+mod request_id;
 mod secret;
 #[cfg(test)]
 mod testing;
@@ -32,6 +35,9 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &ua_restriction::SPEC,
     &referer_restriction::SPEC,
     &cors::SPEC,
+    &request_id::SPEC,
+    &real_ip::SPEC,
+    &redirect::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -49,6 +55,53 @@ pub fn names() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every plugin runs at APISIX's default priority (apisix/plugins/*.lua).
+    #[test]
+    fn priorities_are_apisix() {
+        let apisix = [
+            ("real-ip", 23000),
+            ("request-id", 12015),
+            ("cors", 4000),
+            ("ip-restriction", 3000),
+            ("ua-restriction", 2999),
+            ("referer-restriction", 2990),
+            ("hmac-auth", 2530),
+            ("basic-auth", 2520),
+            ("jwt-auth", 2510),
+            ("key-auth", 2500),
+            ("consumer-restriction", 2400),
+            ("redirect", 900),
+        ];
+        for spec in CATALOGUE {
+            if spec.name == "echo" {
+                continue; // weir's own
+            }
+            let expected = apisix.iter().find(|(n, _)| *n == spec.name);
+            assert_eq!(
+                expected.map(|(_, p)| *p),
+                Some(spec.priority),
+                "{}",
+                spec.name
+            );
+        }
+        for (name, _) in apisix {
+            assert!(find(name).is_some(), "{name} is not in the catalogue");
+        }
+    }
+
+    /// Authentication plugins, and only they, check consumer configurations.
+    #[test]
+    fn auth_plugins_have_consumer_checks() {
+        for spec in CATALOGUE {
+            assert_eq!(
+                spec.is_auth(),
+                spec.name.ends_with("-auth"),
+                "{}",
+                spec.name
+            );
+        }
+    }
 
     #[test]
     fn names_are_unique() {
