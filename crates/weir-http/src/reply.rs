@@ -69,15 +69,32 @@ impl LocalReply {
 
     /// Writes the reply as an HTTP/1.1 message. `head_request`: the request
     /// was `HEAD`, so the body is left out (its length is still announced).
-    /// `date` is a formatted `Date` value; `close` adds `Connection: close`.
-    pub fn write_h1(&self, head_request: bool, close: bool, date: &[u8], out: &mut Vec<u8>) {
+    /// `push_date` appends the `Date` field line; `close` adds
+    /// `Connection: close`. Header edits (`extra`) are applied on the way:
+    /// a field they set or remove is dropped, their values are added.
+    pub fn write_h1(
+        &self,
+        head_request: bool,
+        close: bool,
+        extra: Option<&crate::HeaderEdits>,
+        push_date: impl FnOnce(&mut Vec<u8>),
+        out: &mut Vec<u8>,
+    ) {
         out.reserve(128 + self.body.len());
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (name, value) in &self.headers {
+        let dropped = |name: &HeaderName| extra.is_some_and(|e| e.drops(name.as_str()));
+        let added = extra.into_iter().flat_map(|e| e.additions());
+        for (name, value) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| !dropped(n))
+            .map(|(n, v)| (n, v))
+            .chain(added)
+        {
             if is_framing(name) {
                 continue;
             }
@@ -91,11 +108,7 @@ impl LocalReply {
             out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if !date.is_empty() {
-            out.extend_from_slice(b"Date: ");
-            out.extend_from_slice(date);
-            out.extend_from_slice(b"\r\n");
-        }
+        push_date(out);
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
@@ -107,15 +120,22 @@ impl LocalReply {
 
     /// The reply as an `http` response head and body, for hyper. For `HEAD`
     /// the body is empty and `Content-Length` still announces its length.
-    pub fn into_http(self, head_request: bool) -> (http::response::Parts, Bytes) {
+    /// Header edits (`extra`) are applied after the reply's own fields.
+    pub fn into_http(
+        self,
+        head_request: bool,
+        extra: Option<&crate::HeaderEdits>,
+    ) -> (http::response::Parts, Bytes) {
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = self.status;
         for (name, value) in self.headers {
-            if is_framing(&name) {
-                continue;
-            }
             parts.headers.append(name, value);
         }
+        if let Some(e) = extra {
+            e.apply(&mut parts.headers);
+        }
+        parts.headers.remove(header::CONNECTION);
+        parts.headers.remove(header::TRANSFER_ENCODING);
         if has_body(self.status) {
             parts
                 .headers
@@ -161,9 +181,9 @@ mod tests {
     fn head_requests_get_the_length_but_not_the_body() {
         let r = LocalReply::error_msg(StatusCode::NOT_FOUND, "404 Route Not Found");
         let mut get = Vec::new();
-        r.write_h1(false, false, b"", &mut get);
+        r.write_h1(false, false, None, |_| {}, &mut get);
         let mut head = Vec::new();
-        r.write_h1(true, true, b"", &mut head);
+        r.write_h1(true, true, None, |_| {}, &mut head);
         let get = String::from_utf8(get).unwrap();
         let head = String::from_utf8(head).unwrap();
         assert!(
@@ -176,7 +196,7 @@ mod tests {
             head.contains("Content-Type: application/json\r\n"),
             "{head}"
         );
-        let (parts, body) = r.into_http(true);
+        let (parts, body) = r.into_http(true, None);
         assert!(body.is_empty());
         assert_eq!(parts.headers[header::CONTENT_LENGTH], "35");
     }
@@ -189,7 +209,7 @@ mod tests {
             b"{\"message\":\"Missing API key in request\"}\n"
         );
         let mut out = Vec::new();
-        LocalReply::empty(StatusCode::NO_CONTENT).write_h1(false, false, b"", &mut out);
+        LocalReply::empty(StatusCode::NO_CONTENT).write_h1(false, false, None, |_| {}, &mut out);
         assert!(!String::from_utf8(out).unwrap().contains("Content-Length"));
     }
 }

@@ -41,6 +41,13 @@ pub enum HeaderValues<'a, 'n> {
     },
     /// Over a header map.
     Map(http::header::ValueIter<'a, HeaderValue>),
+    /// Over a list of fields.
+    List {
+        /// The fields.
+        items: &'a [(http::HeaderName, HeaderValue)],
+        /// The name looked for.
+        name: &'n str,
+    },
 }
 
 impl<'a> Iterator for HeaderValues<'a, '_> {
@@ -56,6 +63,13 @@ impl<'a> Iterator for HeaderValues<'a, '_> {
                 }
             },
             HeaderValues::Map(it) => it.next().map(HeaderValue::as_bytes),
+            HeaderValues::List { items, name } => loop {
+                let ((n, v), rest) = items.split_first()?;
+                *items = rest;
+                if n.as_str().eq_ignore_ascii_case(name) {
+                    return Some(v.as_bytes());
+                }
+            },
         }
     }
 }
@@ -193,6 +207,19 @@ impl ResponseView for http::response::Parts {
 
     fn header_values<'a, 'n>(&'a self, name: &'n str) -> HeaderValues<'a, 'n> {
         HeaderValues::Map(self.headers.get_all(name).iter())
+    }
+}
+
+impl ResponseView for crate::LocalReply {
+    fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    fn header_values<'a, 'n>(&'a self, name: &'n str) -> HeaderValues<'a, 'n> {
+        HeaderValues::List {
+            items: &self.headers,
+            name,
+        }
     }
 }
 

@@ -176,7 +176,7 @@ pub fn run_request(
                 .filter(|e| !c.has(e.spec.name))
                 .chain(c.phase(&c.access))
                 .collect();
-            merged.sort_by(|a, b| b.priority.cmp(&a.priority));
+            merged.sort_by_key(|e| std::cmp::Reverse(e.priority));
             run_phase(merged.into_iter(), ctx, Plugin::access)
         }
     };

@@ -52,12 +52,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         let mut named: Option<Vec<HeaderName>> = None;
         for v in headers.get_all(header::CONNECTION) {
             let Ok(s) = v.to_str() else { continue };
-            for token in s.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close")
-                    || token.eq_ignore_ascii_case("keep-alive")
-                    || token.eq_ignore_ascii_case("upgrade")
-                    || token.is_empty()
-                {
+            for token in weir_http::fields::connection_tokens(s) {
+                if weir_http::fields::is_connection_option(token) {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -87,14 +83,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Hop-by-hop apart from `Connection` itself, by the one field policy
+/// both transports use ([`weir_http::fields`]).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::UPGRADE
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::PROXY_AUTHORIZATION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+    name != header::CONNECTION && weir_http::fields::is_hop_by_hop(name.as_str())
 }
 
 /// Adds X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-IP.

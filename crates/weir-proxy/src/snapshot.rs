@@ -10,10 +10,10 @@ use weir_config::{Config, FieldError, FieldErrors, Nodes, Scheme};
 use weir_discovery::registry::Registry;
 
 use crate::access_log::AccessLog;
-use crate::plugins::{Plugin, PluginChain};
 use crate::router::{RouteSpec, RouteTable};
 use crate::tls::CertTable;
 use crate::upstream::{NodeStates, Upstream, UpstreamParts};
+use weir_plugin::{BuildCtx, ConsumerPlugins, Pipeline};
 
 /// A compiled route.
 pub struct CompiledRoute {
@@ -21,8 +21,9 @@ pub struct CompiledRoute {
     pub id: Arc<str>,
     /// Where to forward (None when a plugin answers every request).
     pub upstream: Option<Arc<Upstream>>,
-    /// Plugins in phase order.
-    pub plugins: PluginChain,
+    /// The route's plugins, one ordered list per phase (empty: the request
+    /// path runs no plugin code at all).
+    pub plugins: Pipeline,
     /// Let WebSocket upgrades through.
     pub enable_websocket: bool,
     /// Request counters (Prometheus), kept across reloads by route id.
@@ -39,6 +40,36 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// TLS certificates by SNI.
     pub certs: Arc<CertTable>,
+    /// `global_rules`' plugins, run for every request besides the route's.
+    pub global: Option<Arc<Pipeline>>,
+    /// Consumers' own plugins (merged with their group's), by username.
+    pub consumers: ConsumerTable,
+}
+
+impl Snapshot {
+    /// Starts the active health checkers of this snapshot's upstreams. Kept
+    /// out of [`Compiler::compile`], so compiling (to validate, or to dry-run
+    /// a change) has no side effect; called when the snapshot goes live. A
+    /// checker stops by itself once its upstream is dropped.
+    pub fn start_health_checks(&self) {
+        for up in self.upstreams.values() {
+            if let Some(active) = up.health.as_ref().and_then(|h| h.active.clone()) {
+                crate::health::spawn_active_checker(Arc::downgrade(up), active);
+            }
+        }
+    }
+}
+
+/// Consumers' own (non-authentication) plugins, by username.
+#[derive(Default)]
+pub struct ConsumerTable {
+    by_name: HashMap<Arc<str>, Pipeline>,
+}
+
+impl ConsumerPlugins for ConsumerTable {
+    fn plugins_of(&self, username: &str) -> Option<&Pipeline> {
+        self.by_name.get(username).filter(|p| !p.is_empty())
+    }
 }
 
 /// State shared by every connection of the data plane.
@@ -110,6 +141,7 @@ impl Compiler {
                 Err(e) => errors.push(e),
             }
         }
+        let build_ctx = BuildCtx::empty();
         let mut specs = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
             if route.status == 0 {
@@ -137,15 +169,12 @@ impl Compiler {
             } else {
                 None
             };
-            let mut plugins = Vec::new();
-            for (name, conf) in &route.plugins {
-                match Plugin::build(name, conf) {
-                    Ok(p) => plugins.push(p),
-                    Err(e) => {
-                        errors.push(FieldError::new(format!("routes[{i}].plugins.{name}"), e))
-                    }
-                }
-            }
+            let plugins = crate::plugin_compile::compile(
+                &route.plugins,
+                &format!("routes[{i}].plugins"),
+                &build_ctx,
+                &mut errors,
+            );
             let uris = route
                 .uris
                 .clone()
@@ -172,7 +201,7 @@ impl Compiler {
                     stats: crate::metrics::for_route(&Arc::from(id.as_str())),
                     id: Arc::from(id.as_str()),
                     upstream,
-                    plugins: PluginChain::new(plugins),
+                    plugins,
                     enable_websocket: route.enable_websocket,
                 }),
             });
@@ -187,16 +216,13 @@ impl Compiler {
         if !errors.is_empty() {
             return Err(FieldErrors(errors));
         }
-        for up in upstreams.values() {
-            if let Some(active) = up.health.as_ref().and_then(|h| h.active.clone()) {
-                crate::health::spawn_active_checker(Arc::downgrade(up), active);
-            }
-        }
         Ok(Snapshot {
             config,
             router: RouteTable::build(specs),
             upstreams,
             certs: Arc::new(certs),
+            global: None,
+            consumers: ConsumerTable::default(),
         })
     }
 

@@ -168,6 +168,7 @@ impl GatewayCore {
             }
             *slot = new_discovery;
         }
+        snapshot.start_health_checks();
         self.proxy.swap(snapshot);
         self.config.store(config);
         Ok(())
@@ -254,6 +255,7 @@ impl Gateway {
         let snapshot = compiler
             .compile(config.clone())
             .map_err(|e| anyhow::anyhow!("configuration rejected:\n{e}"))?;
+        snapshot.start_health_checks();
         let access_log = AccessLog::start(&config.gateway.access_log)
             .with_context(|| format!("opening access log {:?}", config.gateway.access_log.path))?;
         let proxy = Arc::new(ProxyState::new(snapshot, access_log));

@@ -61,7 +61,22 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
-    match weir_config::load_file(&path.to_string_lossy()) {
+    let loaded = weir_config::load_file(&path.to_string_lossy())
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            // Compiling has no side effect: it builds every plugin, so a
+            // plugin's configuration errors show here too.
+            let compiler = weir_proxy::snapshot::Compiler::new(std::sync::Arc::new(
+                weir_discovery::registry::Registry::new(),
+            ))
+            .map_err(|e| format!("TLS client setup: {e}"))?;
+            let config = std::sync::Arc::new(config);
+            compiler
+                .compile(config.clone())
+                .map_err(|e| e.to_string())?;
+            Ok(config)
+        });
+    match loaded {
         Ok(config) => {
             println!(
                 "{}: ok ({} routes, {} upstreams, {} ssls{})",

@@ -10,18 +10,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use weir_config::LbType;
+use weir_http::LocalReply;
+use weir_plugin::{Flow, PluginState, RequestCtx};
 
 use crate::access_log::{AccessLog, AccessRecord, RequestFields};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::metrics::RouteStats;
-use crate::plugins::PluginContext;
+use crate::plugin_run::ResponsePlugins;
 use crate::response_body::{Completion, Lease, ResponseBody};
-use crate::snapshot::{CompiledRoute, ProxyState};
+use crate::snapshot::ProxyState;
 use crate::upstream::Upstream;
 
 mod attempt;
@@ -46,6 +49,8 @@ pub struct ConnInfo {
     pub remote_ip: HeaderValue,
     /// Our port as a header value (X-Forwarded-Port).
     pub local_port: HeaderValue,
+    /// The same facts as plugins see them.
+    pub plugin: weir_plugin::Conn,
 }
 
 impl ConnInfo {
@@ -59,14 +64,7 @@ impl ConnInfo {
             remote_ip: HeaderValue::from_maybe_shared(bytes::Bytes::from(ip))
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             local_port: HeaderValue::from(local.port()),
-        }
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.tls {
-            "https"
-        } else {
-            "http"
+            plugin: weir_plugin::Conn { remote, local, tls },
         }
     }
 }
@@ -107,14 +105,19 @@ pub async fn handle(
                 .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes())),
         });
     }
+    let head_request = req.method() == Method::HEAD;
     // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field.
     if req.version() == Version::HTTP_11 && req.headers().get_all(header::HOST).iter().count() != 1
     {
         return Ok(finish(
             &state,
-            error_response(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: an HTTP/1.1 request needs exactly one Host field",
+            local(
+                LocalReply::error_msg(
+                    StatusCode::BAD_REQUEST,
+                    "400 Bad Request: an HTTP/1.1 request needs exactly one Host field",
+                ),
+                head_request,
+                None,
             ),
             pending.take(),
             None,
@@ -136,7 +139,11 @@ pub async fn handle(
     let Some(route) = route else {
         return Ok(finish(
             &state,
-            error_response(StatusCode::NOT_FOUND, "404 Route Not Found"),
+            local(
+                LocalReply::error_msg(StatusCode::NOT_FOUND, "404 Route Not Found"),
+                head_request,
+                None,
+            ),
             pending.take(),
             None,
         ));
@@ -146,27 +153,69 @@ pub async fn handle(
     }
     pending.stats = Some(route.stats.clone());
 
-    let (mut parts, body) = req.into_parts();
-    let body = if route.plugins.is_empty() {
-        body
+    let (parts, body) = req.into_parts();
+    let mut body = Some(ProxyBody::Incoming(body));
+    // Plugins run on the borrowed head; only those that read the body make
+    // the request wait for it.
+    let plugin_state = if route.plugins.is_empty() {
+        None
     } else {
-        let host = request_host(&parts.uri, &parts.headers).to_owned();
-        let ctx = PluginContext {
-            remote: conn.remote,
-            scheme: conn.scheme(),
-            host: &host,
+        let mut plugin_state = PluginState::default();
+        let buffered = if route.plugins.needs_body() {
+            match read_body(body.take()).await {
+                Ok(b) => Some(b),
+                Err(reply) => {
+                    return Ok(finish(
+                        &state,
+                        local(reply, head_request, None),
+                        pending.take(),
+                        None,
+                    ))
+                }
+            }
+        } else {
+            None
         };
-        route.plugins.rewrite(&mut parts, &ctx);
-        match route.plugins.access(&parts, body, &ctx).await {
-            Ok(resp) => return Ok(finish(&state, resp, pending.take(), None)),
-            Err(body) => body,
+        let mut ctx = RequestCtx::new(
+            &parts,
+            &conn.plugin,
+            &route.id,
+            &mut plugin_state,
+            buffered.as_deref(),
+        );
+        let flow = weir_plugin::run_request(
+            &route.plugins,
+            snapshot.global.as_deref(),
+            &snapshot.consumers,
+            &mut ctx,
+        );
+        let responses = ResponsePlugins {
+            route: &route.plugins,
+            global: snapshot.global.as_deref(),
+            state: &plugin_state,
+        };
+        if let Flow::Reply(reply) = flow {
+            let edits = responses.edits(&reply, false);
+            let resp = local(reply, head_request, Some(&edits));
+            return Ok(finish(&state, resp, pending.take(), None));
         }
+        if let Some(b) = buffered {
+            body = Some(ProxyBody::full(b));
+        }
+        Some(plugin_state)
     };
+    let responses = plugin_state.as_ref().map(|s| ResponsePlugins {
+        route: &route.plugins,
+        global: snapshot.global.as_deref(),
+        state: s,
+    });
 
     let Some(upstream) = route.upstream.clone() else {
+        let reply = LocalReply::error_msg(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream");
+        let edits = responses.as_ref().map(|r| r.edits(&reply, false));
         return Ok(finish(
             &state,
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream"),
+            local(reply, head_request, edits.as_deref()),
             pending.take(),
             None,
         ));
@@ -182,14 +231,14 @@ pub async fn handle(
     // only while a request is in flight, not in every idle keep-alive
     // connection.
     let outcome = Box::pin(forward(
-        &route,
         &upstream,
         &conn,
         parts,
-        ProxyBody::Incoming(body),
+        body.unwrap_or_else(ProxyBody::empty),
         websocket,
         via,
         record,
+        responses.as_ref(),
     ))
     .await;
     let (resp, lease) = match outcome {
@@ -202,7 +251,9 @@ pub async fn handle(
                 reason = %e.reason,
                 "request failed"
             );
-            (error_response(e.status, e.public_message), None)
+            let reply = LocalReply::error_msg(e.status, e.public_message);
+            let edits = responses.as_ref().map(|r| r.edits(&reply, false));
+            (local(reply, head_request, edits.as_deref()), None)
         }
     };
     Ok(finish(&state, resp, pending.take(), lease))
@@ -315,7 +366,6 @@ type Forwarded = (Response<ProxyBody>, Option<Lease>);
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
-    route: &CompiledRoute,
     upstream: &Upstream,
     conn: &ConnInfo,
     mut parts: Parts,
@@ -323,6 +373,7 @@ async fn forward(
     websocket: Option<OnUpgrade>,
     via: bool,
     record: &mut AccessRecord,
+    plugins: Option<&ResponsePlugins<'_>>,
 ) -> Result<Forwarded, ForwardError> {
     let started = retry_clock(upstream);
     let set = upstream.node_set();
@@ -371,7 +422,14 @@ async fn forward(
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
-    route.plugins.before_proxy(&mut parts);
+    if let Some(p) = plugins {
+        p.state.upstream_headers.apply(&mut parts.headers);
+        if let Some(target) = &p.state.upstream_target {
+            if let Ok(uri) = target.parse() {
+                parts.uri = uri;
+            }
+        }
+    }
 
     let idempotent = is_idempotent(&parts.method);
     let max_attempts = 1 + upstream
@@ -481,8 +539,10 @@ async fn forward(
                         .headers
                         .append(header::VIA, headers::VIA_VALUE.clone());
                 }
-                route.plugins.response_headers(&mut rparts);
-                let body = route.plugins.response_body(ProxyBody::Incoming(rbody));
+                if let Some(p) = plugins {
+                    p.edits(&rparts, true).apply(&mut rparts.headers);
+                }
+                let body = ProxyBody::Incoming(rbody);
                 let lease = Lease {
                     in_flight,
                     conn,
@@ -517,14 +577,33 @@ async fn forward(
     Err(last_error)
 }
 
-/// A JSON error in APISIX's shape: `{"error_msg":"..."}`.
-pub fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error_msg": message }).to_string();
-    let mut resp = Response::new(ProxyBody::full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+/// A reply weir made, as a hyper response: the plugins' response edits
+/// applied, and no body for `HEAD` (over HTTP/2 too).
+fn local(
+    reply: LocalReply,
+    head_request: bool,
+    edits: Option<&weir_http::HeaderEdits>,
+) -> Response<ProxyBody> {
+    let (parts, body) = reply.into_http(head_request, edits);
+    Response::from_parts(parts, ProxyBody::full(body))
+}
+
+/// Reads a request body whole for plugins that read it (up to
+/// [`crate::h1::MAX_PLUGIN_BODY`]).
+async fn read_body(body: Option<ProxyBody>) -> Result<bytes::Bytes, LocalReply> {
+    let body = body.unwrap_or_else(ProxyBody::empty);
+    match Limited::new(body, crate::h1::MAX_PLUGIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(LocalReply::error_msg(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Request Entity Too Large",
+        )),
+        Err(_) => Err(LocalReply::error_msg(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: invalid request body",
+        )),
+    }
 }

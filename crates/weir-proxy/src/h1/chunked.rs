@@ -168,6 +168,34 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Decodes a complete chunked body (one the scanner accepted): the chunks'
+/// data, without sizes, extensions or trailers. `None` when it is not a
+/// complete, well-formed body.
+pub fn decode(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut scanner = ChunkedScanner::default();
+    let used = scanner.scan(raw).ok()?;
+    if !scanner.is_done() {
+        return None;
+    }
+    let mut rest = &raw[..used];
+    let mut out = Vec::new();
+    loop {
+        let line_end = rest.iter().position(|&b| b == b'\n')?;
+        let digits = rest[..line_end]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .map(|&b| hex_value(b).map(u64::from))
+            .try_fold(0u64, |acc, d| Some((acc << 4) | d?))?;
+        rest = &rest[line_end + 1..];
+        if digits == 0 {
+            return Some(out);
+        }
+        let n = usize::try_from(digits).ok()?;
+        out.extend_from_slice(rest.get(..n)?);
+        rest = rest.get(n + 2..)?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +207,14 @@ mod tests {
             used += s.scan(p).expect("valid body");
         }
         (s, used)
+    }
+
+    #[test]
+    fn complete_bodies_decode_to_their_data() {
+        let raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(decode(raw).as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(decode(b"0\r\n\r\n").as_deref(), Some(&b""[..]));
+        assert_eq!(decode(b"5\r\nhel"), None);
     }
 
     #[test]

@@ -114,6 +114,8 @@ impl<S: ClientStream> Conn<S> {
                 state: &ctx.state,
                 deadline: &mut self.deadline,
                 stop: &ctx.stop,
+                conn: &self.info,
+                body_timeout: ctx.header_timeout,
             };
             // Boxed: the exchange's state lives only while a request is in
             // flight, not in every idle keep-alive connection.
@@ -145,8 +147,7 @@ impl<S: ClientStream> Conn<S> {
                 Head::Fallback(why) => return Err(Ending::HandOver(why)),
                 Head::Invalid(status, why) => {
                     tracing::debug!(client = %self.info.remote, reason = why, "bad request");
-                    let resp = exchange::error_response(status, why, true);
-                    let _ = self.stream.write_all(&resp).await;
+                    let _ = self.stream.write_all(&local_error(status, why)).await;
                     let _ = self.stream.shutdown().await;
                     return Err(Ending::Closed);
                 }
@@ -164,10 +165,9 @@ impl<S: ClientStream> Conn<S> {
                 biased;
                 r = self.stream.read_into(b) => r,
                 () = self.deadline.expired() => {
-                    let resp = exchange::error_response(
+                    let resp = local_error(
                         http::StatusCode::REQUEST_TIMEOUT,
                         "request head not received in time",
-                        true,
                     );
                     let _ = self.stream.write_all(&resp).await;
                     return Err(Ending::Closed);
@@ -179,4 +179,18 @@ impl<S: ClientStream> Conn<S> {
             }
         }
     }
+}
+
+/// weir's error reply for a request it could not read (the connection then
+/// closes).
+fn local_error(status: http::StatusCode, why: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    weir_http::LocalReply::error_msg(status, why).write_h1(
+        false,
+        true,
+        None,
+        super::response::push_date,
+        &mut out,
+    );
+    out
 }

@@ -2,8 +2,9 @@
 //! answer — with the general path's retries, passive health checks,
 //! timeouts and access log (see [`crate::forward`] for the reference).
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
@@ -19,8 +20,10 @@ use super::deadline::Deadline;
 use super::request::Request;
 use super::response::{self, ResponseHead};
 use super::BodyFraming;
+use weir_http::LocalReply;
+
 use crate::access_log::AccessRecord;
-use crate::forward::{self, Tried};
+use crate::forward::{self, ConnInfo, Tried};
 use crate::pool;
 use crate::snapshot::{CompiledRoute, ProxyState};
 use crate::upstream::{NodeState, Upstream};
@@ -47,7 +50,16 @@ pub struct Exchange<'a, S> {
     pub deadline: &'a mut Deadline,
     /// The listener's stop flag.
     pub stop: &'a watch::Receiver<bool>,
+    /// The client connection's facts.
+    pub conn: &'a ConnInfo,
+    /// Time allowed between two reads of a request body weir buffers
+    /// (for plugins that read it).
+    pub body_timeout: Duration,
 }
+
+/// The largest request body weir buffers for plugins that read it; larger
+/// ones are refused with 413.
+pub const MAX_PLUGIN_BODY: usize = 1 << 20;
 
 /// Where the request body stands.
 enum RequestBody {
@@ -162,6 +174,17 @@ impl<S: ClientStream> Exchange<'_, S> {
                     .await
             }
         };
+        if req.awaiting_body() {
+            if let Err(after) = self
+                .run_plugins_with_body(&mut req, &mut body, &mut record)
+                .await
+            {
+                return after;
+            }
+        }
+        if let Some(reply) = req.take_reply() {
+            return self.answer(&req, body, reply, record).await;
+        }
         let Some(route) = req.route.clone() else {
             return self
                 .answer_error(
@@ -455,6 +478,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                 self.stream_body(req, &mut up, body, &node.key).await?;
             }
             let head_request = req.method == http::Method::HEAD;
+            let resp_plugins = req.plugins.as_deref().map(|run| run.response(route));
             let mut ubuf = Buf::take_node();
             loop {
                 out.0.clear();
@@ -469,6 +493,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     head_request,
                     close_client,
                     req.via,
+                    resp_plugins.as_ref(),
                     &mut out.0,
                 ) {
                     ResponseHead::Ready(resp) if resp.is_interim() => {
@@ -646,6 +671,19 @@ impl<S: ClientStream> Exchange<'_, S> {
         message: &str,
         record: Option<AccessRecord>,
     ) -> After {
+        self.answer(req, body, LocalReply::error_msg(status, message), record)
+            .await
+    }
+
+    /// Answers with a reply weir made (an error, a plugin's answer), with
+    /// the plugins' response edits; the body is left out for `HEAD`.
+    async fn answer(
+        &mut self,
+        req: &Request,
+        body: RequestBody,
+        reply: LocalReply,
+        record: Option<AccessRecord>,
+    ) -> After {
         let keep = match body {
             RequestBody::Buffered { len } => {
                 self.cbuf.consume(req.head_len + len);
@@ -655,13 +693,118 @@ impl<S: ClientStream> Exchange<'_, S> {
             RequestBody::Incomplete { .. } | RequestBody::Broken => false,
         };
         let close = !keep || req.close || self.state.is_draining() || *self.stop.borrow();
-        let resp = error_response(status, message, close);
-        let written = self.client.write_all(&resp).await.is_ok();
-        finish_request(self.state, req, record, status.as_u16(), 0);
+        let status = reply.status.as_u16();
+        let mut out = OutBuf::take();
+        let head_request = req.method == http::Method::HEAD;
+        match (req.plugins.as_deref(), req.route.as_deref()) {
+            (Some(run), Some(route)) => {
+                let responses = run.response(route);
+                let edits = responses.edits(&reply, false);
+                reply.write_h1(
+                    head_request,
+                    close,
+                    Some(&edits),
+                    response::push_date,
+                    &mut out.0,
+                );
+            }
+            _ => reply.write_h1(head_request, close, None, response::push_date, &mut out.0),
+        }
+        let written = self.client.write_all(&out.0).await.is_ok();
+        finish_request(self.state, req, record, status, 0);
         if written && !close {
             After::KeepAlive
         } else {
             After::Close
+        }
+    }
+
+    /// Buffers the whole request body (up to [`MAX_PLUGIN_BODY`]) for a
+    /// route whose plugins read it, then runs their request phases. `Err`:
+    /// the exchange is over (answered, or the client left).
+    async fn run_plugins_with_body(
+        &mut self,
+        req: &mut Request,
+        body: &mut RequestBody,
+        record: &mut Option<AccessRecord>,
+    ) -> Result<(), After> {
+        let mut continued = false;
+        loop {
+            match body {
+                RequestBody::Buffered { len } => {
+                    let all = self.cbuf.filled();
+                    let raw = &all[req.head_len..req.head_len + *len];
+                    let data: Cow<'_, [u8]> = if req.body == BodyFraming::Chunked {
+                        super::chunked::decode(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
+                    } else {
+                        Cow::Borrowed(raw)
+                    };
+                    req.run_plugins_with_body(&all[..req.head_len], self.conn, &data);
+                    return Ok(());
+                }
+                RequestBody::Incomplete { .. } => {}
+                RequestBody::Streamed | RequestBody::Broken => return Ok(()),
+            }
+            let limit = req.head_len + MAX_PLUGIN_BODY;
+            let too_large = match req.body {
+                BodyFraming::Length(n) => n > MAX_PLUGIN_BODY as u64,
+                _ => self.cbuf.len() >= limit,
+            };
+            if too_large {
+                let reply = LocalReply::error_msg(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "413 Request Entity Too Large",
+                );
+                let taken = std::mem::replace(body, RequestBody::Broken);
+                return Err(self.answer(req, taken, reply, record.take()).await);
+            }
+            if req.expect_continue && !continued && self.cbuf.len() == req.head_len {
+                continued = true;
+                if self
+                    .client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    finish_request(self.state, req, record.take(), 499, 0);
+                    return Err(After::Close);
+                }
+            }
+            if self.cbuf.is_full() {
+                let want = match req.body {
+                    BodyFraming::Length(n) => req.head_len + n as usize,
+                    _ => (self.cbuf.len() * 2).min(limit + 16 * 1024),
+                };
+                self.cbuf.grow(want.max(self.cbuf.len() + 1));
+            }
+            self.deadline.set_after(self.body_timeout);
+            match timed(self.deadline, self.client.read_into(self.cbuf)).await {
+                None => {
+                    let reply = LocalReply::error_msg(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received in time",
+                    );
+                    let taken = std::mem::replace(body, RequestBody::Broken);
+                    return Err(self.answer(req, taken, reply, record.take()).await);
+                }
+                Some(Ok(0)) | Some(Err(_)) => {
+                    finish_request(self.state, req, record.take(), 499, 0);
+                    return Err(After::Close);
+                }
+                Some(Ok(_)) => {}
+            }
+            match self.request_body(req) {
+                Some(b) => *body = b,
+                None => {
+                    let reply = LocalReply::error_msg(
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: invalid chunked body",
+                    );
+                    return Err(self
+                        .answer(req, RequestBody::Broken, reply, record.take())
+                        .await);
+                }
+            }
         }
     }
 }
@@ -713,24 +856,4 @@ async fn write_unless_answered(up: &TcpStream, mut data: &[u8]) -> std::io::Resu
         }
     }
     Ok(Written::All)
-}
-
-/// A complete error response in APISIX's shape: `{"error_msg":"..."}`.
-pub fn error_response(status: StatusCode, message: &str, close: bool) -> Vec<u8> {
-    let body = serde_json::json!({ "error_msg": message }).to_string();
-    let mut out = Vec::with_capacity(160 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    response::push_date(&mut out);
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out
 }

@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use crate::snapshot::ProxyState;
 
 pub use conn::serve;
+pub use exchange::MAX_PLUGIN_BODY;
 pub use general::hand_over;
 
 /// How a message body is delimited.

@@ -7,18 +7,19 @@ use std::time::Instant;
 
 use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost, Scheme};
+use weir_http::fields::{self, classify, Field, NamedFields};
+use weir_http::{LocalReply, RawHead, RequestView};
+use weir_plugin::{Flow, PluginState, RequestCtx};
 
 use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
 use crate::access_log::{AccessRecord, RequestFields};
 use crate::forward::ConnInfo;
-use crate::hash_input::RequestView;
+use crate::plugin_run::ResponsePlugins;
 use crate::snapshot::{CompiledRoute, Snapshot};
 
 /// Most header fields accepted in one message (as hyper).
 pub const MAX_HEADERS: usize = 100;
-/// Most header names a `Connection` field may list.
-const MAX_CONNECTION_TOKENS: usize = 8;
 
 /// What to do with the bytes read so far.
 pub enum Head {
@@ -60,6 +61,33 @@ pub struct Request {
     pub record: Option<AccessRecord>,
     /// When the head was parsed: the request's arrival, for its latency.
     pub start: Instant,
+    /// Routes with plugins: what the plugins decided so far.
+    pub plugins: Option<Box<PluginRun>>,
+}
+
+/// A request's plugin run: the snapshot it was routed with (for the global
+/// rules and consumers), the plugins' state, and their answer if they gave
+/// one.
+pub struct PluginRun {
+    /// The snapshot the request was routed with.
+    pub snapshot: Arc<Snapshot>,
+    /// Edits, consumer, ...
+    pub state: PluginState,
+    /// A plugin answered: no node is asked.
+    pub reply: Option<LocalReply>,
+    /// The request phases wait for the whole body (a plugin reads it).
+    pub awaiting_body: bool,
+}
+
+impl PluginRun {
+    /// The response-side edits and phases of this run.
+    pub fn response<'a>(&'a self, route: &'a CompiledRoute) -> ResponsePlugins<'a> {
+        ResponsePlugins {
+            route: &route.plugins,
+            global: self.snapshot.global.as_deref(),
+            state: &self.state,
+        }
+    }
 }
 
 impl Request {
@@ -90,49 +118,159 @@ impl Request {
         out.extend_from_slice(&p[self.line_end..self.fields_end]);
         out.extend_from_slice(b"\r\n");
     }
-}
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Host,
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    /// Hop-by-hop: dropped.
-    HopByHop,
-    /// Needs the general path.
-    Upgrade,
-    Expect,
-    XForwardedFor,
-    /// Replaced by weir's own value.
-    Replaced,
-    Other,
-}
+    /// The plugins' answer, if one answered.
+    pub fn take_reply(&mut self) -> Option<LocalReply> {
+        self.plugins.as_mut().and_then(|p| p.reply.take())
+    }
 
-fn classify(name: &str) -> Field {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is("te") => Field::HopByHop,
-        4 if is("host") => Field::Host,
-        6 if is("expect") => Field::Expect,
-        7 if is("upgrade") => Field::Upgrade,
-        7 if is("trailer") => Field::HopByHop,
-        9 if is("x-real-ip") => Field::Replaced,
-        10 if is("connection") => Field::Connection,
-        10 if is("keep-alive") => Field::HopByHop,
-        14 if is("content-length") => Field::ContentLength,
-        15 if is("x-forwarded-for") => Field::XForwardedFor,
-        16 if is("proxy-connection") => Field::HopByHop,
-        16 if is("x-forwarded-host") || is("x-forwarded-port") => Field::Replaced,
-        17 if is("transfer-encoding") => Field::TransferEncoding,
-        17 if is("x-forwarded-proto") => Field::Replaced,
-        19 if is("proxy-authorization") => Field::HopByHop,
-        _ => Field::Other,
+    /// True when the plugins wait for the whole body before they run.
+    pub fn awaiting_body(&self) -> bool {
+        self.plugins.as_ref().is_some_and(|p| p.awaiting_body)
+    }
+
+    /// Runs the request phases of a route whose plugins read the body,
+    /// now that `body` (decoded) is here; `head` is the request head as
+    /// received (the start of the read buffer). Prepares the upstream head
+    /// unless a plugin answered.
+    pub fn run_plugins_with_body(&mut self, head: &[u8], conn: &ConnInfo, body: &[u8]) {
+        let (Some(run), Some(route)) = (self.plugins.as_mut(), self.route.as_ref()) else {
+            return;
+        };
+        run.awaiting_body = false;
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        if !matches!(
+            req.parse_with_uninit_headers(head, &mut storage),
+            Ok(httparse::Status::Complete(_))
+        ) {
+            // It parsed when it arrived; it cannot fail now.
+            run.reply = Some(LocalReply::error_msg(
+                StatusCode::BAD_REQUEST,
+                "malformed request head",
+            ));
+            return;
+        }
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return;
+        };
+        let Ok(facts) = scan_fields(req.headers) else {
+            return;
+        };
+        let view = RawHead {
+            method,
+            target,
+            host: facts.host.unwrap_or_default(),
+            fields: req.headers,
+        };
+        let mut ctx = RequestCtx::new(&view, &conn.plugin, &route.id, &mut run.state, Some(body));
+        let snapshot = &run.snapshot;
+        if let Flow::Reply(r) = weir_plugin::run_request(
+            &route.plugins,
+            snapshot.global.as_deref(),
+            &snapshot.consumers,
+            &mut ctx,
+        ) {
+            run.reply = Some(r);
+            return;
+        }
+        let out = UpstreamHead {
+            method,
+            target,
+            fields: req.headers,
+            facts: &facts,
+            body: self.body,
+            conn,
+            via: self.via,
+        }
+        .write(Some(&run.state));
+        (self.parts, self.line_end, self.fields_end) = out;
     }
 }
 
+/// What the fields of a request head say about framing, routing and the
+/// connection.
+struct FieldFacts<'b> {
+    host: Option<&'b [u8]>,
+    hosts: usize,
+    content_length: Option<&'b [u8]>,
+    lengths: usize,
+    chunked: bool,
+    codings: usize,
+    close: bool,
+    xff: Option<&'b [u8]>,
+    expect_continue: bool,
+    named: NamedFields<'b>,
+}
+
+/// One pass over the fields; `Err` when the request cannot be served here.
+fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, Head> {
+    let mut f = FieldFacts {
+        host: None,
+        hosts: 0,
+        content_length: None,
+        lengths: 0,
+        chunked: false,
+        codings: 0,
+        close: false,
+        xff: None,
+        expect_continue: false,
+        named: NamedFields::default(),
+    };
+    for h in fields {
+        match classify(h.name) {
+            Field::Host => {
+                f.hosts += 1;
+                f.host = Some(h.value);
+            }
+            Field::ContentLength => {
+                f.lengths += 1;
+                f.content_length = Some(h.value);
+            }
+            Field::TransferEncoding => {
+                f.codings += 1;
+                f.chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
+            }
+            Field::Connection => {
+                let Ok(v) = std::str::from_utf8(h.value) else {
+                    return Err(Head::Invalid(
+                        StatusCode::BAD_REQUEST,
+                        "invalid Connection field",
+                    ));
+                };
+                for token in fields::connection_tokens(v) {
+                    if token.eq_ignore_ascii_case("close") {
+                        f.close = true;
+                    } else if token.eq_ignore_ascii_case("upgrade") {
+                        return Err(Head::Fallback("connection upgrade"));
+                    } else if !fields::is_connection_option(token) {
+                        f.named.push(token);
+                    }
+                }
+            }
+            Field::Upgrade => return Err(Head::Fallback("Upgrade")),
+            Field::Expect => {
+                // 100-continue is answered by weir when it starts reading
+                // the body; any other expectation goes to the general path
+                // (which answers 417).
+                if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                    return Err(Head::Fallback("Expect"));
+                }
+                f.expect_continue = true;
+            }
+            Field::XForwardedFor => {
+                if f.xff.is_none() {
+                    f.xff = Some(h.value);
+                }
+            }
+            Field::HopByHop | Field::Forwarding | Field::Date | Field::Other => {}
+        }
+    }
+    Ok(f)
+}
+
 /// Parses the head at the start of `buf` and decides how to serve it.
-pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Head {
+pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -> Head {
     // Uninitialized: zeroing 100 header slots per request shows in profiles.
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -157,98 +295,38 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
     if req.version != Some(1) {
         return Head::Fallback("HTTP/1.0 client");
     }
-    let (Some(method), Some(target)) = (req.method, req.path) else {
+    let (Some(method_str), Some(target)) = (req.method, req.path) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "malformed request line");
     };
-    if method == "CONNECT" {
+    if method_str == "CONNECT" {
         return Head::Fallback("CONNECT");
     }
     if !target.starts_with('/') {
         return Head::Fallback("absolute-form or asterisk target");
     }
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+    let Ok(method) = Method::from_bytes(method_str.as_bytes()) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "invalid method");
     };
-
-    // First pass: what the fields say about framing, routing and the
-    // connection.
-    let mut host: Option<&[u8]> = None;
-    let mut hosts = 0;
-    let mut content_length: Option<&[u8]> = None;
-    let mut lengths = 0;
-    let mut chunked = false;
-    let mut codings = 0;
-    let mut close = false;
-    let mut xff: Option<&[u8]> = None;
-    let mut expect_continue = false;
-    let mut named = [""; MAX_CONNECTION_TOKENS];
-    let mut named_len = 0;
-    for h in req.headers.iter() {
-        match classify(h.name) {
-            Field::Host => {
-                hosts += 1;
-                host = Some(h.value);
-            }
-            Field::ContentLength => {
-                lengths += 1;
-                content_length = Some(h.value);
-            }
-            Field::TransferEncoding => {
-                codings += 1;
-                chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
-            }
-            Field::Connection => {
-                let Ok(v) = std::str::from_utf8(h.value) else {
-                    return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Connection field");
-                };
-                for token in v.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case("upgrade") {
-                        return Head::Fallback("connection upgrade");
-                    } else if token.is_empty() || token.eq_ignore_ascii_case("keep-alive") {
-                    } else if named_len < MAX_CONNECTION_TOKENS {
-                        named[named_len] = token;
-                        named_len += 1;
-                    } else {
-                        return Head::Fallback("many Connection options");
-                    }
-                }
-            }
-            Field::Upgrade => return Head::Fallback("Upgrade"),
-            Field::Expect => {
-                // 100-continue is answered by weir when it starts reading
-                // the body; any other expectation goes to the general path
-                // (which answers 417).
-                if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
-                    return Head::Fallback("Expect");
-                }
-                expect_continue = true;
-            }
-            Field::XForwardedFor => {
-                if xff.is_none() {
-                    xff = Some(h.value);
-                }
-            }
-            Field::HopByHop | Field::Replaced | Field::Other => {}
-        }
-    }
-    if hosts != 1 {
+    let facts = match scan_fields(req.headers) {
+        Ok(f) => f,
+        Err(head) => return head,
+    };
+    if facts.hosts != 1 {
         return Head::Invalid(
             StatusCode::BAD_REQUEST,
             "an HTTP/1.1 request needs exactly one Host field",
         );
     }
-    let body = match (codings, lengths) {
+    let body = match (facts.codings, facts.lengths) {
         (0, 0) => BodyFraming::Length(0),
-        (0, 1) => match content_length.and_then(parse_length) {
+        (0, 1) => match facts.content_length.and_then(parse_length) {
             Some(n) => BodyFraming::Length(n),
             None => return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Content-Length"),
         },
-        (1, 0) if chunked => BodyFraming::Chunked,
+        (1, 0) if facts.chunked => BodyFraming::Chunked,
         _ => return Head::Fallback("unusual body framing"),
     };
-    let host_value = host.unwrap_or_default();
+    let host_value = facts.host.unwrap_or_default();
     let Ok(host_str) = std::str::from_utf8(host_value) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Host field");
     };
@@ -260,88 +338,69 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         .router
         .find(host_str, &match_path, &method)
         .map(|m| m.value.clone());
-    if let Some(r) = &route {
-        if !r.plugins.is_empty() {
-            return Head::Fallback("route plugins");
-        }
-        let Some(up) = &r.upstream else {
-            return Head::Fallback("route without upstream");
-        };
+    if let Some(up) = route.as_ref().and_then(|r| r.upstream.as_deref()) {
         if up.scheme == Scheme::Https {
             return Head::Fallback("https upstream");
         }
     }
+    let view = RawHead {
+        method: method_str,
+        target,
+        host: host_value,
+        fields: req.headers,
+    };
     let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
         Some(up) if up.lb == LbType::Chash => {
-            let view = RawHead {
-                target,
-                host: host_value,
-                headers: req.headers,
-            };
             crate::hash_input::chash_input(up, &view, conn.remote)
         }
         _ => 0,
     };
 
-    // Upstream head: request line, surviving fields, forwarding fields.
-    let mut parts = OutBuf::take();
-    let p = &mut parts.0;
-    p.extend_from_slice(method.as_str().as_bytes());
-    p.push(b' ');
-    p.extend_from_slice(target.as_bytes());
-    p.extend_from_slice(b" HTTP/1.1\r\n");
-    let line_end = p.len();
-    let is_named = |name: &str| {
-        named[..named_len]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
+    // Plugins: run now, on the borrowed head, unless one reads the body.
+    let plugins = match &route {
+        Some(r) if !r.plugins.is_empty() => {
+            let mut run = Box::new(PluginRun {
+                snapshot: snapshot.clone(),
+                state: PluginState::default(),
+                reply: None,
+                awaiting_body: r.plugins.needs_body(),
+            });
+            if !run.awaiting_body {
+                let mut ctx = RequestCtx::new(&view, &conn.plugin, &r.id, &mut run.state, None);
+                if let Flow::Reply(reply) = weir_plugin::run_request(
+                    &r.plugins,
+                    snapshot.global.as_deref(),
+                    &snapshot.consumers,
+                    &mut ctx,
+                ) {
+                    run.reply = Some(reply);
+                }
+            }
+            Some(run)
+        }
+        _ => None,
     };
-    for h in req.headers.iter() {
-        let keep = match classify(h.name) {
-            Field::Other => named_len == 0 || !is_named(h.name),
-            Field::ContentLength => true,
-            _ => false,
-        };
-        if keep {
-            push_field(p, h.name.as_bytes(), h.value);
+
+    // Upstream head: request line, surviving fields, forwarding fields
+    // (later, once the body is here, for plugins that read it; never for a
+    // request a plugin answered).
+    let via = snapshot.config.gateway.via;
+    let (parts, line_end, fields_end) = match &plugins {
+        Some(run) if run.awaiting_body || run.reply.is_some() => (OutBuf::take(), 0, 0),
+        _ => UpstreamHead {
+            method: method_str,
+            target,
+            fields: req.headers,
+            facts: &facts,
+            body,
+            conn,
+            via,
         }
-    }
-    let ip = conn.remote_ip.as_bytes();
-    match xff.map(trim) {
-        Some(prev) if !prev.is_empty() => {
-            p.extend_from_slice(b"X-Forwarded-For: ");
-            p.extend_from_slice(prev);
-            p.extend_from_slice(b", ");
-            p.extend_from_slice(ip);
-            p.extend_from_slice(b"\r\n");
-        }
-        _ => push_field(p, b"X-Forwarded-For", ip),
-    }
-    push_field(p, b"X-Real-IP", ip);
-    push_field(
-        p,
-        b"X-Forwarded-Proto",
-        if conn.tls { b"https" } else { b"http" },
-    );
-    push_field(p, b"X-Forwarded-Host", host_value);
-    push_field(p, b"X-Forwarded-Port", conn.local_port.as_bytes());
-    if snapshot.config.gateway.via {
-        push_field(p, b"Via", crate::headers::VIA_VALUE.as_bytes());
-    }
-    if body == BodyFraming::Chunked {
-        push_field(p, b"Transfer-Encoding", b"chunked");
-    }
-    let fields_end = p.len();
-    p.extend_from_slice(host_value);
+        .write(plugins.as_ref().map(|p| &p.state)),
+    };
 
     let start = Instant::now();
     let record = log.then(|| {
-        let find = |n: &str| {
-            req.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(n))
-                .map(|h| h.value)
-        };
         let mut r = AccessRecord::recycled();
         r.start = Some(start);
         r.remote = Some(conn.remote);
@@ -350,8 +409,8 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         r.set_request(RequestFields {
             method: method.as_str().as_bytes(),
             target: target.as_bytes(),
-            referer: find("referer"),
-            user_agent: find("user-agent"),
+            referer: view.header("referer"),
+            user_agent: view.header("user-agent"),
             host: Some(host_value),
         });
         r
@@ -360,9 +419,9 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         head_len,
         method,
         body,
-        close,
-        expect_continue,
-        via: snapshot.config.gateway.via,
+        close: facts.close,
+        expect_continue: facts.expect_continue,
+        via,
         route,
         hash,
         parts,
@@ -370,38 +429,99 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Snapshot, log: bool) -> Hea
         fields_end,
         record,
         start,
+        plugins,
     }))
 }
 
-/// The parsed head as `chash` sees it.
-struct RawHead<'a> {
+/// The inputs of the upstream request head.
+struct UpstreamHead<'a, 'b> {
+    method: &'a str,
     target: &'a str,
-    host: &'a [u8],
-    headers: &'a [httparse::Header<'a>],
+    fields: &'a [httparse::Header<'b>],
+    facts: &'a FieldFacts<'b>,
+    body: BodyFraming,
+    conn: &'a ConnInfo,
+    via: bool,
 }
 
-impl RequestView for RawHead<'_> {
-    fn path(&self) -> &str {
-        self.target.split_once('?').map_or(self.target, |(p, _)| p)
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
-    }
-
-    fn path_and_query(&self) -> &str {
-        self.target
-    }
-
-    fn host(&self) -> Option<&[u8]> {
-        Some(self.host)
-    }
-
-    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+impl UpstreamHead<'_, '_> {
+    /// Writes the request line and fields (Host last, apart): the client's
+    /// fields minus hop-by-hop ones, weir's forwarding fields, then the
+    /// plugins' edits. Returns the buffer and where the line and the fields
+    /// end.
+    fn write(&self, plugins: Option<&PluginState>) -> (OutBuf, usize, usize) {
+        let edits = plugins
+            .map(|s| &s.upstream_headers)
+            .filter(|e| !e.is_empty());
+        let dropped = |name: &str| edits.is_some_and(|e| e.drops(name));
+        let target = plugins
+            .and_then(|s| s.upstream_target.as_deref())
+            .unwrap_or(self.target);
+        let mut parts = OutBuf::take();
+        let p = &mut parts.0;
+        p.extend_from_slice(self.method.as_bytes());
+        p.push(b' ');
+        p.extend_from_slice(target.as_bytes());
+        p.extend_from_slice(b" HTTP/1.1\r\n");
+        let line_end = p.len();
+        let named = &self.facts.named;
+        for h in self.fields {
+            let keep = match classify(h.name) {
+                Field::Other | Field::Date => {
+                    (named.is_empty() || !named.contains(h.name)) && !dropped(h.name)
+                }
+                Field::ContentLength => true,
+                _ => false,
+            };
+            if keep {
+                push_field(p, h.name.as_bytes(), h.value);
+            }
+        }
+        let ip = self.conn.remote_ip.as_bytes();
+        if !dropped("x-forwarded-for") {
+            match self.facts.xff.map(trim) {
+                Some(prev) if !prev.is_empty() => {
+                    p.extend_from_slice(b"X-Forwarded-For: ");
+                    p.extend_from_slice(prev);
+                    p.extend_from_slice(b", ");
+                    p.extend_from_slice(ip);
+                    p.extend_from_slice(b"\r\n");
+                }
+                _ => push_field(p, b"X-Forwarded-For", ip),
+            }
+        }
+        let host = self.facts.host.unwrap_or_default();
+        let proto: &[u8] = if self.conn.tls { b"https" } else { b"http" };
+        for (name, value) in [
+            ("X-Real-IP", ip),
+            ("X-Forwarded-Proto", proto),
+            ("X-Forwarded-Host", host),
+            ("X-Forwarded-Port", self.conn.local_port.as_bytes()),
+        ] {
+            if !dropped(name) {
+                push_field(p, name.as_bytes(), value);
+            }
+        }
+        if self.via {
+            push_field(p, b"Via", crate::headers::VIA_VALUE.as_bytes());
+        }
+        if self.body == BodyFraming::Chunked {
+            push_field(p, b"Transfer-Encoding", b"chunked");
+        }
+        if let Some(edits) = edits {
+            for (name, value) in edits.additions() {
+                if !matches!(
+                    classify(name.as_str()),
+                    Field::ContentLength | Field::TransferEncoding | Field::Host
+                ) && !fields::is_hop_by_hop(name.as_str())
+                {
+                    push_field(p, name.as_str().as_bytes(), value.as_bytes());
+                }
+            }
+        }
+        let fields_end = p.len();
+        p.extend_from_slice(host);
+        (parts, line_end, fields_end)
     }
 }
 
@@ -454,9 +574,10 @@ mod tests {
         let mut parsed = httparse::Request::new(&mut storage);
         assert!(parsed.parse(raw).unwrap().is_complete());
         let view = RawHead {
+            method: "GET",
             target: parsed.path.unwrap(),
             host: b"shop.test:8080",
-            headers: parsed.headers,
+            fields: parsed.headers,
         };
         let parts = http::Request::get("/p/q?a=1&b=two")
             .header("host", "shop.test:8080")
@@ -498,7 +619,7 @@ mod tests {
     fn field_names_are_classified_case_insensitively() {
         assert!(classify("HOST") == Field::Host);
         assert!(classify("Transfer-Encoding") == Field::TransferEncoding);
-        assert!(classify("x-forwarded-PORT") == Field::Replaced);
+        assert!(classify("x-forwarded-PORT") == Field::Forwarding);
         assert!(classify("Proxy-Authorization") == Field::HopByHop);
         assert!(classify("x-custom") == Field::Other);
     }

@@ -4,8 +4,12 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::time::SystemTime;
 
+use weir_http::fields::{self, classify, Field, NamedFields};
+use weir_http::RawResponseHead;
+
 use super::request::{parse_length, trim, MAX_HEADERS};
 use super::BodyFraming;
+use crate::plugin_run::ResponsePlugins;
 
 /// What the node's bytes so far amount to.
 pub enum ResponseHead {
@@ -39,44 +43,20 @@ impl Response {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Connection,
-    ContentLength,
-    TransferEncoding,
-    Date,
-    HopByHop,
-    Other,
-}
-
-fn classify(name: &str) -> Field {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is("te") => Field::HopByHop,
-        4 if is("date") => Field::Date,
-        7 if is("upgrade") || is("trailer") => Field::HopByHop,
-        10 if is("connection") => Field::Connection,
-        10 if is("keep-alive") => Field::HopByHop,
-        14 if is("content-length") => Field::ContentLength,
-        16 if is("proxy-connection") => Field::HopByHop,
-        17 if is("transfer-encoding") => Field::TransferEncoding,
-        19 if is("proxy-authorization") => Field::HopByHop,
-        _ => Field::Other,
-    }
-}
-
 /// Parses the response head at the start of `buf`; on success writes the
 /// client's head (hop-by-hop fields removed, framing, `Via`, `Date` and
 /// `Connection: close` as needed) to `out`.
 ///
 /// `head_request`: the request was HEAD (no body follows whatever the head
 /// says). `close_client`: the client connection closes after this exchange
-/// anyway (the client asked, or weir is draining).
+/// anyway (the client asked, or weir is draining). `plugins`: the route's
+/// response-side edits and response-headers phase, if it has plugins.
 pub fn parse(
     buf: &[u8],
     head_request: bool,
     close_client: bool,
     via: bool,
+    plugins: Option<&ResponsePlugins<'_>>,
     out: &mut Vec<u8>,
 ) -> ResponseHead {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -103,8 +83,7 @@ pub fn parse(
     let interim = (100..200).contains(&status);
 
     let mut node_close = version == 0;
-    let mut named = [""; 8];
-    let mut named_len = 0;
+    let mut named = NamedFields::default();
     let mut lengths: Option<u64> = None;
     let mut length_conflict = false;
     let mut codings = 0;
@@ -114,16 +93,15 @@ pub fn parse(
         match classify(h.name) {
             Field::Connection => {
                 let v = std::str::from_utf8(h.value).unwrap_or("");
-                for token in v.split(',').map(str::trim) {
+                for token in fields::connection_tokens(v) {
                     if token.eq_ignore_ascii_case("close") {
                         node_close = true;
                     } else if token.eq_ignore_ascii_case("keep-alive") {
                         if version == 0 {
                             node_close = false;
                         }
-                    } else if !token.is_empty() && named_len < named.len() {
-                        named[named_len] = token;
-                        named_len += 1;
+                    } else if !fields::is_connection_option(token) {
+                        named.push(token);
                     }
                 }
             }
@@ -139,7 +117,7 @@ pub fn parse(
                     .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
             }
             Field::Date => has_date = true,
-            Field::HopByHop | Field::Other => {}
+            _ => {}
         }
     }
     let no_body = head_request || interim || status == 204 || status == 304;
@@ -167,14 +145,26 @@ pub fn parse(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let is_named = |name: &str| {
-        named[..named_len]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-    };
+    let edits = plugins.map(|p| {
+        let view = RawResponseHead {
+            status,
+            fields: resp.headers,
+        };
+        p.edits(&view, true)
+    });
+    let edits = edits.as_deref().filter(|e| !e.is_empty());
+    let dropped = |name: &str| edits.is_some_and(|e| e.drops(name));
     for h in resp.headers.iter() {
         let keep = match classify(h.name) {
-            Field::Other | Field::Date => named_len == 0 || !is_named(h.name),
+            // Request-side names mean nothing special in a response.
+            Field::Other
+            | Field::Date
+            | Field::Host
+            | Field::Expect
+            | Field::XForwardedFor
+            | Field::Forwarding => {
+                (named.is_empty() || !named.contains(h.name)) && !dropped(h.name)
+            }
             Field::ContentLength => body != BodyFraming::Chunked,
             _ => false,
         };
@@ -194,6 +184,18 @@ pub fn parse(
     }
     if via {
         out.extend_from_slice(b"Via: 1.1 weir\r\n");
+    }
+    if let Some(edits) = edits.filter(|_| !interim) {
+        for (name, value) in edits.additions() {
+            let name = name.as_str();
+            if fields::is_hop_by_hop(name) || classify(name) == Field::ContentLength {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
     if !interim {
         if !has_date {
@@ -251,7 +253,7 @@ mod tests {
 
     fn parse_ok(raw: &[u8], head: bool, close: bool) -> (Response, String) {
         let mut out = Vec::new();
-        match parse(raw, head, close, false, &mut out) {
+        match parse(raw, head, close, false, None, &mut out) {
             ResponseHead::Ready(r) => (r, String::from_utf8(out).unwrap()),
             ResponseHead::Partial => panic!("partial"),
             ResponseHead::Invalid(why) => panic!("invalid: {why}"),
@@ -330,7 +332,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         ] {
             assert!(matches!(
-                parse(raw, false, false, false, &mut out),
+                parse(raw, false, false, false, None, &mut out),
                 ResponseHead::Invalid(_)
             ));
         }
@@ -340,6 +342,7 @@ mod tests {
                 false,
                 false,
                 false,
+                None,
                 &mut out
             ),
             ResponseHead::Partial
