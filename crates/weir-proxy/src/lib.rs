@@ -7,6 +7,7 @@
 //! swapped into [`snapshot::ProxyState`]; nothing on the request path locks.
 
 pub mod access_log;
+pub mod attempts;
 pub mod balance;
 pub mod body;
 pub mod busy_poll;

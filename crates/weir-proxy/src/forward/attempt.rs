@@ -4,23 +4,21 @@
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{header, HeaderMap, Request, Response, StatusCode};
+use http::{header, HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::ForwardError;
+use crate::attempts::Failure;
 use crate::body::ProxyBody;
 use crate::pool::{self, PooledConn};
 use crate::upstream::{NodeSet, Upstream};
 
-/// A failed attempt; `unsent` holds the request when it never left weir.
+/// A failed attempt; `unsent` holds the request when it never left weir
+/// (then `failure.sent` is false).
 pub(super) struct AttemptFailure {
-    pub(super) error: ForwardError,
+    pub(super) failure: Failure,
     pub(super) unsent: Option<(Parts, ProxyBody)>,
-    /// The client's body was at fault (malformed or cut short), not the
-    /// node: answer 400, retry nothing, count nothing against the node.
-    pub(super) client_fault: bool,
 }
 
 pub(super) type SenderBack = Option<(pool::H1Client, u32)>;
@@ -43,24 +41,14 @@ pub(super) async fn send_to_node(
             None => match pool::connect(&node.endpoint, upstream.timeouts.connect).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let timeout = matches!(e, pool::ConnectError::Timeout(_));
-                    let (head, body) = req.into_parts();
+                    let failure = if matches!(e, pool::ConnectError::Timeout(_)) {
+                        Failure::timeout(e.to_string(), false)
+                    } else {
+                        Failure::bad_gateway(e.to_string(), false)
+                    };
                     return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            if timeout {
-                                StatusCode::GATEWAY_TIMEOUT
-                            } else {
-                                StatusCode::BAD_GATEWAY
-                            },
-                            if timeout {
-                                "504 Gateway Timeout"
-                            } else {
-                                "502 Bad Gateway"
-                            },
-                            e.to_string(),
-                        ),
-                        unsent: Some((head, body)),
-                        client_fault: false,
+                        failure,
+                        unsent: Some(req.into_parts()),
                     });
                 }
             },
@@ -84,61 +72,47 @@ pub(super) async fn send_to_node(
                     continue;
                 }
                 Some(unsent) => {
-                    let (head, body) = unsent.into_parts();
                     return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            StatusCode::BAD_GATEWAY,
-                            "502 Bad Gateway",
+                        failure: Failure::bad_gateway(
                             format!("{}: {}", node.key, e.error()),
+                            false,
                         ),
-                        unsent: Some((head, body)),
-                        client_fault: false,
+                        unsent: Some(unsent.into_parts()),
                     });
                 }
                 None if e.error().is_user() => {
                     return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            StatusCode::BAD_REQUEST,
+                        failure: Failure::client_fault(
                             "400 Bad Request: invalid request body",
                             format!("request body: {}", e.error()),
                         ),
                         unsent: None,
-                        client_fault: true,
                     })
                 }
                 None => {
                     return Err(AttemptFailure {
-                        error: ForwardError::new(
-                            StatusCode::BAD_GATEWAY,
-                            "502 Bad Gateway",
-                            format!("{}: {}", node.key, e.error()),
-                        ),
+                        failure: Failure::bad_gateway(format!("{}: {}", node.key, e.error()), true),
                         unsent: None,
-                        client_fault: false,
                     })
                 }
             },
             Err(_) => {
                 return Err(AttemptFailure {
-                    error: ForwardError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "504 Gateway Timeout",
+                    failure: Failure::timeout(
                         format!("{}: no response within {:?}", node.key, wait),
+                        true,
                     ),
                     unsent: None,
-                    client_fault: false,
                 })
             }
         }
     }
     Err(AttemptFailure {
-        error: ForwardError::new(
-            StatusCode::BAD_GATEWAY,
-            "502 Bad Gateway",
+        failure: Failure::bad_gateway(
             format!("{}: pooled connections kept failing", node.key),
+            true,
         ),
         unsent: None,
-        client_fault: false,
     })
 }
 

@@ -19,6 +19,7 @@ use weir_http::LocalReply;
 use weir_plugin::{Flow, PluginState, RequestCtx};
 
 use crate::access_log::{AccessLog, AccessRecord, RequestFields};
+use crate::attempts::{AttemptPlan, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::metrics::RouteStats;
@@ -30,7 +31,7 @@ use crate::upstream::Upstream;
 mod attempt;
 mod support;
 
-use attempt::{send_to_node, tunnel};
+use attempt::{send_to_node, tunnel, AttemptFailure};
 use support::{body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
 pub(crate) use support::{is_idempotent, retry_clock, retry_deadline_passed, Tried};
 
@@ -251,7 +252,7 @@ pub async fn handle(
                 reason = %e.reason,
                 "request failed"
             );
-            let reply = LocalReply::error_msg(e.status, e.public_message);
+            let reply = LocalReply::error_msg(e.status, e.public);
             let edits = responses.as_ref().map(|r| r.edits(&reply, false));
             (local(reply, head_request, edits.as_deref()), None)
         }
@@ -345,23 +346,6 @@ fn finish(
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }
 
-/// A failed forward: the status to answer and why.
-pub(crate) struct ForwardError {
-    status: StatusCode,
-    public_message: &'static str,
-    reason: String,
-}
-
-impl ForwardError {
-    fn new(status: StatusCode, public_message: &'static str, reason: impl Into<String>) -> Self {
-        ForwardError {
-            status,
-            public_message,
-            reason: reason.into(),
-        }
-    }
-}
-
 type Forwarded = (Response<ProxyBody>, Option<Lease>);
 
 #[allow(clippy::too_many_arguments)]
@@ -374,25 +358,18 @@ async fn forward(
     via: bool,
     record: &mut AccessRecord,
     plugins: Option<&ResponsePlugins<'_>>,
-) -> Result<Forwarded, ForwardError> {
-    let started = retry_clock(upstream);
+) -> Result<Forwarded, Failure> {
     let set = upstream.node_set();
-    if set.is_empty() {
-        let what = upstream.service_name().map_or_else(
-            || "no nodes configured".to_owned(),
-            |s| format!("no endpoints for {s}"),
-        );
-        return Err(ForwardError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "503 Service Unavailable: no available node",
-            what,
-        ));
-    }
     let hash = if upstream.lb == LbType::Chash {
         crate::hash_input::chash_input(upstream, &parts, conn.remote)
     } else {
         0
     };
+    // A request may go to another node after it may have reached one only
+    // when it is idempotent and has no body (and is not an upgrade).
+    let replayable = is_idempotent(&parts.method) && body_is_empty(&body) && websocket.is_none();
+    let logging = record.start.is_some();
+    let mut plan = AttemptPlan::new(upstream, &set, hash, replayable, logging)?;
 
     // Prepare the upstream request head once. An absolute-form target's
     // authority replaces the Host field (RFC 9112 §3.2.2).
@@ -431,38 +408,11 @@ async fn forward(
         }
     }
 
-    let idempotent = is_idempotent(&parts.method);
-    let max_attempts = 1 + upstream
-        .retries
-        .map_or(set.len().saturating_sub(1), |r| r as usize);
-    // A copy for retries after the request may have reached a node: only for
-    // idempotent requests without a body, and only when a retry is possible.
-    let replay = (idempotent && body_is_empty(&body) && max_attempts > 1 && websocket.is_none())
-        .then(|| RequestHead::copy(&parts));
-
-    let mut tried = Tried::default();
+    // A copy for retries after the request may have reached a node.
+    let replay = plan.replayable().then(|| RequestHead::copy(&parts));
     let mut pending = Some((parts, body));
-    let mut last_error = ForwardError::new(
-        StatusCode::BAD_GATEWAY,
-        "502 Bad Gateway",
-        "no node could be tried",
-    );
-    // Unhealthy nodes get no traffic, unless every node is unhealthy: then
-    // weir fails open and uses them all (and says so).
-    let eligible = crate::health::Eligibility::of(upstream, &set);
-    let usable = |i: usize, tried: &Tried| !tried.contains(i) && eligible.allows(&set, i);
-    while tried.len() < max_attempts {
-        if !tried.is_empty() && retry_deadline_passed(upstream, started) {
-            break;
-        }
-        let Some(idx) = set
-            .balancer
-            .pick(&set.balance_nodes, hash, &|i| !usable(i, &tried))
-        else {
-            break;
-        };
-        tried.push(idx);
-        let node = &set.nodes[idx];
+    let mut last = Failure::bad_gateway("no node could be tried".into(), false);
+    while let Some(attempt) = plan.next_node() {
         let (mut head, body) = match pending.take() {
             Some(p) => p,
             None => match &replay {
@@ -470,54 +420,33 @@ async fn forward(
                 None => break,
             },
         };
+        let node = attempt.node.clone();
         set_host(
             &mut head.headers,
             upstream,
             &node.key,
             original_host.as_ref(),
         );
-        // Attempt timing feeds ewma and the access log; skip the clock reads
-        // when neither wants it.
-        let timed = upstream.lb == LbType::Ewma || record.start.is_some();
-        let attempt_start = timed.then(Instant::now);
-        let in_flight = node.load.begin();
-        match send_to_node(upstream, &set, idx, head, body).await {
+        let log = logging.then_some(&mut *record);
+        match send_to_node(upstream, &set, attempt.index, head, body).await {
             Ok((mut resp, sender_back)) => {
-                let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
-                if upstream.lb == LbType::Ewma {
-                    node.load.observe(elapsed);
-                }
                 let status = resp.status();
-                record.push_attempt(&node.key, Some(status.as_u16()), elapsed);
-                crate::health::observe_answer(upstream, node, status);
-                // A 502/503/504 from a node is retried on another node when
-                // the request can be replayed (idempotent, no body).
-                let another =
-                    (0..set.len()).any(|i| usable(i, &tried) && set.balance_nodes[i].weight > 0);
-                if matches!(status.as_u16(), 502..=504)
-                    && replay.is_some()
-                    && tried.len() < max_attempts
-                    && another
-                    && !retry_deadline_passed(upstream, started)
-                {
-                    tracing::warn!(upstream = %upstream.id, node = %node.key, status = status.as_u16(), "node answered an error; retrying on another node");
-                    drop(in_flight);
+                if plan.answered(&attempt, status.as_u16(), log) == Verdict::Retry {
                     continue;
                 }
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
                     // Only relay a 101 we asked for: an unsolicited switch
                     // would hand the client a dead connection.
                     let Some(down) = websocket else {
-                        return Err(ForwardError::new(
-                            StatusCode::BAD_GATEWAY,
-                            "502 Bad Gateway",
+                        return Err(Failure::bad_gateway(
                             format!("{}: unsolicited 101 Switching Protocols", node.key),
+                            true,
                         ));
                     };
                     let up = hyper::upgrade::on(&mut resp);
                     tokio::spawn(tunnel(down, up, node.key.clone()));
                 }
-                let conn = if status == StatusCode::SWITCHING_PROTOCOLS {
+                let pooled = if status == StatusCode::SWITCHING_PROTOCOLS {
                     None
                 } else {
                     sender_back.map(|(sender, uses)| (node.clone(), sender, uses))
@@ -542,39 +471,25 @@ async fn forward(
                 if let Some(p) = plugins {
                     p.edits(&rparts, true).apply(&mut rparts.headers);
                 }
-                let body = ProxyBody::Incoming(rbody);
                 let lease = Lease {
-                    in_flight,
-                    conn,
+                    in_flight: attempt.in_flight,
+                    conn: pooled,
                     read_timeout: upstream.timeouts.read,
                 };
+                let body = ProxyBody::Incoming(rbody);
                 return Ok((Response::from_parts(rparts, body), Some(lease)));
             }
-            Err(failure) => {
-                let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
-                record.push_attempt(&node.key, None, elapsed);
-                if failure.client_fault {
-                    return Err(failure.error);
+            Err(AttemptFailure { failure, unsent }) => {
+                let again = plan.failed(&attempt, &failure, log);
+                if failure.client_fault || !again {
+                    return Err(failure);
                 }
-                let timed_out = failure.error.status == StatusCode::GATEWAY_TIMEOUT;
-                crate::health::observe_failure(upstream, node, timed_out);
-                tracing::warn!(
-                    upstream = %upstream.id,
-                    node = %node.key,
-                    attempt = tried.len(),
-                    error = %failure.error.reason,
-                    "upstream attempt failed"
-                );
-                let retryable = failure.unsent.is_some() || (idempotent && replay.is_some());
-                pending = failure.unsent;
-                last_error = failure.error;
-                if !retryable {
-                    break;
-                }
+                pending = unsent;
+                last = failure;
             }
         }
     }
-    Err(last_error)
+    Err(last)
 }
 
 /// A reply weir made, as a hyper response: the plugins' response edits

@@ -4,13 +4,12 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use weir_config::LbType;
 
 mod relay;
 
@@ -23,7 +22,8 @@ use super::BodyFraming;
 use weir_http::LocalReply;
 
 use crate::access_log::AccessRecord;
-use crate::forward::{self, ConnInfo, Tried};
+use crate::attempts::{AttemptPlan, Failure, Verdict};
+use crate::forward::{self, ConnInfo};
 use crate::pool;
 use crate::snapshot::{CompiledRoute, ProxyState};
 use crate::upstream::{NodeState, Upstream};
@@ -77,51 +77,6 @@ enum RequestBody {
     Streamed,
     /// Partly consumed and not finished: the connection cannot continue.
     Broken,
-}
-
-/// A failed attempt.
-struct Failure {
-    status: StatusCode,
-    public: &'static str,
-    reason: String,
-    /// The request (or part of it) may have reached the node.
-    sent: bool,
-    /// The client went away; nothing more to answer.
-    client_gone: bool,
-    /// The client's request was at fault (a malformed body), not the node:
-    /// answer `status`, retry nothing, count nothing against the node.
-    client_fault: bool,
-}
-
-impl Failure {
-    fn bad_gateway(reason: String, sent: bool) -> Failure {
-        Failure {
-            status: StatusCode::BAD_GATEWAY,
-            public: "502 Bad Gateway",
-            reason,
-            sent,
-            client_gone: false,
-            client_fault: false,
-        }
-    }
-
-    fn timeout(reason: String, sent: bool) -> Failure {
-        Failure {
-            status: StatusCode::GATEWAY_TIMEOUT,
-            public: "504 Gateway Timeout",
-            reason,
-            sent,
-            client_gone: false,
-            client_fault: false,
-        }
-    }
-
-    fn client_gone() -> Failure {
-        Failure {
-            client_gone: true,
-            ..Failure::bad_gateway("client went away".into(), true)
-        }
-    }
 }
 
 /// A node's answer, head parsed.
@@ -309,74 +264,16 @@ impl<S: ClientStream> Exchange<'_, S> {
         body: &mut RequestBody,
         record: &mut Option<AccessRecord>,
     ) -> Result<After, Failure> {
-        let started = forward::retry_clock(upstream);
         let set = upstream.node_set();
-        if set.is_empty() {
-            let what = upstream.service_name().map_or_else(
-                || "no nodes configured".to_owned(),
-                |s| format!("no endpoints for {s}"),
-            );
-            return Err(Failure {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                public: "503 Service Unavailable: no available node",
-                reason: what,
-                sent: false,
-                client_gone: false,
-                client_fault: false,
-            });
-        }
-        let idempotent = forward::is_idempotent(&req.method);
-        let max_attempts = 1 + upstream
-            .retries
-            .map_or(set.len().saturating_sub(1), |r| r as usize);
         // A request may go to another node after it may have reached one
         // only when it is idempotent and has no body (as the general path).
-        let replayable = idempotent && req.body == BodyFraming::Length(0) && max_attempts > 1;
-        let eligible = crate::health::Eligibility::of(upstream, &set);
-        let usable = |i: usize, tried: &Tried| !tried.contains(i) && eligible.allows(&set, i);
-        let mut tried = Tried::default();
+        let replayable = forward::is_idempotent(&req.method) && req.body == BodyFraming::Length(0);
+        let mut plan = AttemptPlan::new(upstream, &set, req.hash, replayable, record.is_some())?;
         let mut last = Failure::bad_gateway("no node could be tried".into(), false);
-        let mut sent = false;
-        while tried.len() < max_attempts {
-            if !tried.is_empty() && forward::retry_deadline_passed(upstream, started) {
-                break;
-            }
-            if sent && !replayable {
-                break;
-            }
-            let Some(idx) = set
-                .balancer
-                .pick(&set.balance_nodes, req.hash, &|i| !usable(i, &tried))
-            else {
-                break;
-            };
-            tried.push(idx);
-            let node = &set.nodes[idx];
-            let timed_attempt = upstream.lb == LbType::Ewma || record.is_some();
-            let attempt_start = timed_attempt.then(Instant::now);
-            let in_flight = node.load.begin();
-            let result = self.attempt(req, route, upstream, node, body).await;
-            let elapsed = attempt_start.map(|t| t.elapsed()).unwrap_or_default();
-            match result {
+        while let Some(node) = plan.next_node() {
+            match self.attempt(req, route, upstream, &node.node, body).await {
                 Ok(answer) => {
-                    if upstream.lb == LbType::Ewma {
-                        node.load.observe(elapsed);
-                    }
-                    if let Some(r) = record.as_mut() {
-                        r.push_attempt(&node.key, Some(answer.status), elapsed);
-                    }
-                    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-                    crate::health::observe_answer(upstream, node, status);
-                    let another = (0..set.len())
-                        .any(|i| usable(i, &tried) && set.balance_nodes[i].weight > 0);
-                    if matches!(answer.status, 502..=504)
-                        && replayable
-                        && tried.len() < max_attempts
-                        && another
-                        && !forward::retry_deadline_passed(upstream, started)
-                    {
-                        tracing::warn!(upstream = %upstream.id, node = %node.key, status = answer.status, "node answered an error; retrying on another node");
-                        sent = true;
+                    if plan.answered(&node, answer.status, record.as_mut()) == Verdict::Retry {
                         continue;
                     }
                     // The request is done with: drop it from the client buffer.
@@ -385,32 +282,14 @@ impl<S: ClientStream> Exchange<'_, S> {
                         *body = RequestBody::Streamed;
                     }
                     let read_timeout = upstream.timeouts.read;
-                    return Ok(self
-                        .relay(req, node, answer, in_flight, read_timeout, record)
-                        .await);
+                    return Ok(self.relay(req, node, answer, read_timeout, record).await);
                 }
                 Err(f) => {
-                    if let Some(r) = record.as_mut() {
-                        r.push_attempt(&node.key, None, elapsed);
-                    }
-                    if f.client_gone || f.client_fault {
+                    let again = plan.failed(&node, &f, record.as_mut());
+                    if f.client_gone || f.client_fault || !again {
                         return Err(f);
                     }
-                    let timed_out = f.status == StatusCode::GATEWAY_TIMEOUT;
-                    crate::health::observe_failure(upstream, node, timed_out);
-                    tracing::warn!(
-                        upstream = %upstream.id,
-                        node = %node.key,
-                        attempt = tried.len(),
-                        error = %f.reason,
-                        "upstream attempt failed"
-                    );
-                    sent |= f.sent;
-                    let retryable = !f.sent || replayable;
                     last = f;
-                    if !retryable {
-                        break;
-                    }
                 }
             }
         }
@@ -624,14 +503,10 @@ impl<S: ClientStream> Exchange<'_, S> {
                 Some(s) => match s.scan(self.cbuf.filled()) {
                     Ok(n) => n,
                     Err(e) => {
-                        return Err(Failure {
-                            status: StatusCode::BAD_REQUEST,
-                            public: "400 Bad Request: invalid chunked body",
-                            reason: format!("request body: {e}"),
-                            sent: true,
-                            client_gone: false,
-                            client_fault: true,
-                        })
+                        return Err(Failure::client_fault(
+                            "400 Bad Request: invalid chunked body",
+                            format!("request body: {e}"),
+                        ))
                     }
                 },
                 None => {
@@ -696,6 +571,11 @@ impl<S: ClientStream> Exchange<'_, S> {
         let status = reply.status.as_u16();
         let mut out = OutBuf::take();
         let head_request = req.method == http::Method::HEAD;
+        let body_bytes = if head_request {
+            0
+        } else {
+            reply.body.len() as u64
+        };
         match (req.plugins.as_deref(), req.route.as_deref()) {
             (Some(run), Some(route)) => {
                 let responses = run.response(route);
@@ -711,7 +591,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             _ => reply.write_h1(head_request, close, None, response::push_date, &mut out.0),
         }
         let written = self.client.write_all(&out.0).await.is_ok();
-        finish_request(self.state, req, record, status, 0);
+        finish_request(self.state, req, record, status, body_bytes);
         if written && !close {
             After::KeepAlive
         } else {

@@ -1,28 +1,25 @@
 //! The answer's way back: the node's response relayed to the client, and
 //! both connections settled (pooled, kept alive or closed).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
 use super::{finish_request, After, Answer, Exchange, NodeRead};
 use crate::access_log::AccessRecord;
-use crate::balance::InFlight;
+use crate::attempts::NodeTry;
 use crate::h1::buf::ClientStream;
 use crate::h1::chunked::ChunkedScanner;
 use crate::h1::request::Request;
 use crate::h1::BodyFraming;
-use crate::upstream::NodeState;
 
 impl<S: ClientStream> Exchange<'_, S> {
     /// Sends the node's answer to the client and settles both connections.
     pub(super) async fn relay(
         &mut self,
         req: &Request,
-        node: &Arc<NodeState>,
+        attempt: NodeTry,
         answer: Answer,
-        in_flight: InFlight,
         read_timeout: Duration,
         record: &mut Option<AccessRecord>,
     ) -> After {
@@ -36,6 +33,9 @@ impl<S: ClientStream> Exchange<'_, S> {
             close_client,
             uses,
         } = answer;
+        let NodeTry {
+            node, in_flight, ..
+        } = attempt;
         let mut sent: u64 = 0;
         let mut remaining = match framing {
             BodyFraming::Length(n) => n,
