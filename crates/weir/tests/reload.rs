@@ -52,11 +52,22 @@ async fn reloads_under_continuous_load_fail_no_request() {
             .reload(config(&route_to(target)))
             .await
             .expect("valid reload");
-        // Let some requests through on each generation.
+        // Let some requests through on each generation; a reload that
+        // stopped serving fails here instead of hanging.
         let seen = ok.load(Ordering::SeqCst);
-        while ok.load(Ordering::SeqCst) < seen + 20 {
-            tokio::task::yield_now().await;
-        }
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while ok.load(Ordering::SeqCst) < seen + 20 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "reload {i}: fewer than 20 requests succeeded within 15 s ({} ok, {} failed in all)",
+                ok.load(Ordering::SeqCst),
+                failed.load(Ordering::SeqCst)
+            )
+        });
     }
     stop.store(true, Ordering::SeqCst);
     for w in workers {
