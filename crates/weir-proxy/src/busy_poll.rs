@@ -18,6 +18,8 @@
 
 use std::cell::Cell;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -31,7 +33,7 @@ thread_local! {
 }
 
 /// Smallest window worth spinning for; below it the poller sleeps at once.
-const MIN_WINDOW: Duration = Duration::from_micros(5);
+pub const MIN_WINDOW: Duration = Duration::from_micros(5);
 
 /// Adds the park/unpark hooks the poller relies on to a worker's runtime.
 pub fn install(builder: &mut tokio::runtime::Builder) {
@@ -106,20 +108,72 @@ impl TurnClock {
     }
 }
 
+/// What one worker's poller is doing, as [`pollers`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollerState {
+    /// The window of its latest spin; zero when it went to sleep without
+    /// spinning at all.
+    pub window: Duration,
+    /// True while the poller waits for its worker to come back from a sleep.
+    pub asleep: bool,
+    /// Times the poller has gone to sleep.
+    pub sleeps: u64,
+    /// Turns of the event loop it has spun through so far.
+    pub spin_turns: u64,
+}
+
+/// A poller's state, published once per sleep (never from the spin loop).
+#[derive(Default)]
+struct Published {
+    window_ns: AtomicU64,
+    asleep: AtomicBool,
+    sleeps: AtomicU64,
+    spin_turns: AtomicU64,
+}
+
+/// Every running poller of the process.
+static POLLERS: Mutex<Vec<Weak<Published>>> = Mutex::new(Vec::new());
+
+/// The state of every poller running in this process (one per worker with
+/// busy polling on), for tests and diagnostics.
+pub fn pollers() -> Vec<PollerState> {
+    let mut all = POLLERS.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|p| p.strong_count() > 0);
+    all.iter()
+        .filter_map(Weak::upgrade)
+        .map(|p| PollerState {
+            window: Duration::from_nanos(p.window_ns.load(Ordering::Relaxed)),
+            asleep: p.asleep.load(Ordering::Relaxed),
+            sleeps: p.sleeps.load(Ordering::Relaxed),
+            spin_turns: p.spin_turns.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
 /// Runs forever on a worker's runtime built with [`install`] (spawn it
 /// there): spins while the worker keeps getting work, sleeps with it when the
 /// work stops. `max` is the longest idle gap it spins through.
 pub async fn run(max: Duration) {
     let mut window = Window::new(max);
     let mut turns = TurnClock::new();
+    let published = Arc::new(Published::default());
+    POLLERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::downgrade(&published));
     loop {
+        published
+            .window_ns
+            .store(window.current.as_nanos() as u64, Ordering::Relaxed);
         let mut last_work = Instant::now();
         let mut prev = last_work;
         let mut spun_idle = Duration::ZERO;
+        let mut spun = 0u64;
         // Spin: each yield lets tokio run what is ready and poll the reactor
         // with a zero timeout.
         while !window.current.is_zero() {
             tokio::task::yield_now().await;
+            spun += 1;
             let now = Instant::now();
             if turns.did_work(now - prev) {
                 last_work = now;
@@ -129,6 +183,8 @@ pub async fn run(max: Duration) {
             }
             prev = now;
         }
+        published.spin_turns.fetch_add(spun, Ordering::Relaxed);
+        published.sleeps.fetch_add(1, Ordering::Relaxed);
         // Sleep: the worker parks in the kernel once nothing else is ready,
         // and the unpark hook wakes the poller when it comes back.
         let mut asleep = false;
@@ -138,10 +194,12 @@ pub async fn run(max: Duration) {
             } else {
                 asleep = true;
                 SLEEPING.set(Some(cx.waker().clone()));
+                published.asleep.store(true, Ordering::Relaxed);
                 Poll::Pending
             }
         })
         .await;
+        published.asleep.store(false, Ordering::Relaxed);
         window.after_gap(spun_idle + LAST_SLEEP.get());
     }
 }

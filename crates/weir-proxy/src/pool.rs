@@ -456,11 +456,15 @@ mod tests {
 
         // Under steady reuse the bottom of the stack is still swept once it
         // expires: each take closes the oldest idle connection if expired.
-        let pool = ConnPool::new(limits(8, Duration::from_millis(50)));
+        // The surplus connection is made older than the idle timeout by
+        // moving its idle time back, not by waiting for it.
+        let idle_timeout = Duration::from_secs(60);
+        let pool = ConnPool::new(limits(8, idle_timeout));
         pool.put(Fake("surplus", true), 0);
-        let pooled_at = Instant::now();
-        while pooled_at.elapsed() <= Duration::from_millis(50) {
-            std::thread::yield_now();
+        for idle in pool.stack().iter_mut() {
+            idle.idle_since = Instant::now()
+                .checked_sub(idle_timeout + Duration::from_secs(1))
+                .expect("a monotonic clock older than a minute");
         }
         pool.put(Fake("hot", true), 0);
         assert_eq!(pool.take().map(|c| c.0 .0), Some("hot"));

@@ -546,26 +546,44 @@ async fn bookmarks_and_timeout() {
 
 #[tokio::test]
 async fn bookmark_just_before_timeout() {
-    // Periodic bookmarks far apart: the only bookmark is the one 2 s before the deadline.
+    // Periodic bookmarks far apart: the only bookmark is the one
+    // `pre_timeout_bookmark` (2 s) before the deadline (3 s).
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    const PRE_TIMEOUT: Duration = Duration::from_secs(2);
     let api = start(FakeApiOptions {
         bookmark_interval: Duration::from_secs(60),
+        pre_timeout_bookmark: PRE_TIMEOUT,
         ..FakeApiOptions::default()
     })
     .await;
     let mut w = Client::new(&api)
-        .watch("/api/v1/endpoints?watch=1&allowWatchBookmarks=true&timeoutSeconds=3")
+        .watch(&format!(
+            "/api/v1/endpoints?watch=1&allowWatchBookmarks=true&timeoutSeconds={}",
+            TIMEOUT.as_secs()
+        ))
         .await
         .unwrap();
     let started = Instant::now();
     let b = w.event().await;
     assert_eq!(b["type"], "BOOKMARK");
     let at = started.elapsed();
-    assert!(
-        at >= Duration::from_millis(800) && at < Duration::from_millis(2500),
-        "{at:?}"
-    );
     let (evs, end) = w.drain(T).await;
-    assert!(evs.is_empty() && matches!(end, Next::End));
+    let ended = started.elapsed();
+    assert!(
+        evs.is_empty() && matches!(end, Next::End),
+        "{evs:?} {end:?}"
+    );
+    // Not before its time (delays only make it later)...
+    assert!(
+        at >= (TIMEOUT - PRE_TIMEOUT) * 8 / 10,
+        "bookmark after {at:?}"
+    );
+    // ...and well ahead of the end of the stream, not just before it: a
+    // scheduling delay would have to eat half the 2 s lead to fail this.
+    assert!(
+        ended - at >= PRE_TIMEOUT / 2,
+        "bookmark {at:?} after the start, stream end {ended:?}"
+    );
 }
 
 #[tokio::test]

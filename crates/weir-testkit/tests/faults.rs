@@ -180,7 +180,7 @@ async fn restart_comes_back_on_the_same_port_with_an_empty_watch_cache() {
 }
 
 #[tokio::test]
-async fn stop_refuses_connections_until_resumed() {
+async fn stop_refuses_connections_and_keeps_the_port_until_resumed() {
     let api = start(FakeApiOptions::default()).await;
     let c = Client::new(&api);
     let _w = c.watch("/api/v1/endpoints?watch=1").await.unwrap();
@@ -194,6 +194,13 @@ async fn stop_refuses_connections_until_resumed() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    // Nothing else can take the port meanwhile (std binds with SO_REUSEADDR).
+    let taken = std::net::TcpListener::bind(api.addr()).map(|l| l.local_addr().unwrap());
+    assert_eq!(
+        taken.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AddrInUse),
+        "the stopped server's port was free for another listener"
+    );
     api.resume().await.unwrap();
     assert_eq!(c.get("/api/v1/endpoints").await.unwrap().status, 200);
     let seen = api

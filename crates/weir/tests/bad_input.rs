@@ -163,17 +163,36 @@ async fn undecodable_objects_are_skipped_and_other_services_keep_their_nodes() {
     // A re-list (410) cannot decode the list while the bad object is in it:
     // the gateway keeps the last synced nodes, it does not empty them.
     let lists = s["lists"].as_u64().unwrap();
+    let errors = s["errors"].as_u64().unwrap();
     api.bump_resource_version(2);
     api.compact();
     api.cut_watches();
     let want = sorted(vec![a.port(), b.port(), c.port()]);
-    let t = std::time::Instant::now();
-    while t.elapsed() < Duration::from_secs(2) {
-        assert_eq!(registry_ports(&gw, SERVICE), want, "node set kept");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let s = dump(&gw).await["sync"][0].clone();
+    // Until the failed re-list shows in the sync state (bounded), and once
+    // after it, the node set is the last synced one.
+    let s = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            assert_eq!(registry_ports(&gw, SERVICE), want, "node set kept");
+            let s = dump(&gw).await["sync"][0].clone();
+            let failed_list = s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("list failed") && e.contains("12345"));
+            if failed_list {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no failed re-list within 20 s of the 410");
     eprintln!("re-list with the bad object present: sync {s}");
+    assert!(s["errors"].as_u64().unwrap() > errors, "counted: {s}");
+    assert_eq!(
+        s["lists"].as_u64().unwrap(),
+        lists,
+        "the re-list did not complete: {s}"
+    );
+    assert_eq!(registry_ports(&gw, SERVICE), want, "node set kept");
     // Once the object is fixed, the re-list succeeds and everything converges.
     api.delete_endpoints("shop", "garbage");
     api.apply_endpoints(cart(&[&b, &c]));
@@ -466,8 +485,16 @@ async fn consecutive_garbage_lines_do_not_delay_valid_events() {
     .await;
     let took = started.elapsed();
     eprintln!("4 garbage lines in a row: valid event applied after {took:.1?}");
+    // Counted as stream errors, the 4 lines would each cost a watcher
+    // backoff (kube-runtime's default: 800 ms, doubled after each consecutive
+    // error, plus jitter): at least 0.8 + 1.6 + 3.2 + 6.4 = 12 s. Half that
+    // leaves a loaded machine seconds for what takes milliseconds.
+    let backoffs: Duration = (0..4).map(|i| KUBE_FIRST_BACKOFF * (1 << i)).sum();
     assert!(
-        took < Duration::from_secs(3),
-        "valid event delayed by {took:?}"
+        took < backoffs / 2,
+        "valid event delayed by {took:?}: the garbage lines cost a backoff ({backoffs:?} for 4)"
     );
 }
+
+/// kube-runtime's `DefaultBackoff`: the first delay after a watch error.
+const KUBE_FIRST_BACKOFF: Duration = Duration::from_millis(800);

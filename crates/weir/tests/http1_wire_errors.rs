@@ -7,15 +7,20 @@
 mod common;
 
 use std::io;
+use std::time::Duration;
 
 use common::wire::*;
+use tokio::time::timeout;
 
 // ---------------------------------------------------------------------------
 // Malformed and refused requests, and request framing a proxy and the
 // servers around it must agree on (request smuggling).
 // ---------------------------------------------------------------------------
 
-async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving(t: Transport) {
+/// docs/architecture.md: "Malformed heads get 400 (431 for heads over
+/// 64 KiB or 100 fields) and the connection closes" — an answer, not a
+/// silent close.
+async fn malformed_request_heads_get_400_then_a_close_and_the_gateway_keeps_serving(t: Transport) {
     let b = echo_target().await;
     let gw = gateway_to(t, &[b.node()]).await;
     let bad: [&[u8]; 2] = [
@@ -35,15 +40,8 @@ async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving(t: 
                 );
                 c.expect_closed(&format!("after 400 to {what:?}")).await;
             }
-            Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                panic!("{what:?}: the gateway hung: {e}")
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                panic!("{what:?}: unparseable answer: {e}")
-            }
-            // Reset: closed.
-            Err(_) => {}
+            Ok(None) => panic!("{what:?}: closed without the promised 400"),
+            Err(e) => panic!("{what:?}: no 400: {e}"),
         }
         // A fresh connection is served.
         let mut c = Client::connect(&gw).await;
@@ -59,25 +57,33 @@ async fn malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving(t: 
     );
 }
 
-async fn oversized_header_section_is_refused_and_the_gateway_keeps_serving(t: Transport) {
+/// docs/architecture.md: 431 for a head over 64 KiB or with more than 100
+/// fields, then a close.
+async fn oversized_header_section_or_too_many_fields_get_431_and_the_gateway_keeps_serving(
+    t: Transport,
+) {
     let b = echo_target().await;
     let gw = gateway_to(t, &[b.node()]).await;
-    let mut c = Client::connect(&gw).await;
-    let mut req = b"GET /huge HTTP/1.1\r\nHost: wire.test\r\nX-Huge: ".to_vec();
-    req.extend(std::iter::repeat_n(b'a', 110 * 1024));
-    req.extend_from_slice(b"\r\n\r\n");
-    // The gateway may stop reading (and close) before it has it all.
-    let _ = c.send_lenient(&req).await;
-    match c.try_response(false).await {
-        Ok(Some(r)) => {
-            assert!(
-                r.status == 431 || r.status == 400,
-                "expected 431 or 400: {r:?}"
-            );
-            c.expect_closed("after refusing a huge header").await;
+    let mut huge = b"GET /huge HTTP/1.1\r\nHost: wire.test\r\nX-Huge: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 110 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let mut many = b"GET /many HTTP/1.1\r\nHost: wire.test\r\n".to_vec();
+    for i in 0..101 {
+        many.extend_from_slice(format!("X-F{i}: {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    for (what, req) in [("a 110 KiB field", huge), ("102 fields", many)] {
+        let mut c = Client::connect(&gw).await;
+        // The gateway may stop reading (and close) before it has it all.
+        let _ = c.send_lenient(&req).await;
+        match c.try_response(false).await {
+            Ok(Some(r)) => {
+                assert_eq!(r.status, 431, "{what}: {r:?}");
+                c.expect_closed(&format!("after refusing {what}")).await;
+            }
+            Ok(None) => panic!("{what}: closed without the promised 431"),
+            Err(e) => panic!("{what}: no 431 answer: {e}"),
         }
-        Ok(None) => panic!("closed without an answer"),
-        Err(e) => panic!("no 431/400 answer: {e}"),
     }
     assert!(b.seen().is_empty(), "the node saw {:#?}", b.seen());
     let mut c = Client::connect(&gw).await;
@@ -86,15 +92,12 @@ async fn oversized_header_section_is_refused_and_the_gateway_keeps_serving(t: Tr
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-/// Sends `req` on a fresh connection and returns the final response, or
-/// `None` when the gateway closed (or reset) the connection without one.
-/// With `framing_error`, an error status must be followed by a close: the
-/// gateway cannot know where the next request would start.
-async fn refused_or_answered(
-    gw: &TestGateway,
-    req: &[u8],
-    framing_error: bool,
-) -> Option<Response> {
+/// Sends `req` on a fresh connection and returns the final response: the
+/// gateway answers every request it refuses (docs/architecture.md), so a
+/// close without one fails the test. With `framing_error`, an error status
+/// must be followed by a close: the gateway cannot know where the next
+/// request would start.
+async fn answer_to(gw: &TestGateway, req: &[u8], framing_error: bool) -> Response {
     let what = lossy(&req[..req.len().min(100)]);
     let mut c = Client::connect(gw).await;
     let _ = c.send_lenient(req).await;
@@ -104,19 +107,14 @@ async fn refused_or_answered(
                 c.expect_closed(&format!("after {} to {what:?}", r.status))
                     .await;
             }
-            Some(r)
+            r
         }
-        Ok(None) => None,
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => panic!("{what:?}: the gateway hung: {e}"),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            panic!("{what:?}: unparseable answer: {e}")
-        }
-        Err(_) => None,
+        Ok(None) => panic!("{what:?}: the gateway closed without an answer"),
+        Err(e) => panic!("{what:?}: no answer: {e}"),
     }
 }
 
-/// Asserts `req` gets one of `statuses` or a close, and never reaches the
-/// node.
+/// Asserts `req` gets one of `statuses` and never reaches the node.
 async fn assert_refused(
     gw: &TestGateway,
     b: &RawBackend,
@@ -126,12 +124,11 @@ async fn assert_refused(
 ) {
     let what = lossy(&req[..req.len().min(100)]);
     let before = b.seen().len();
-    if let Some(r) = refused_or_answered(gw, req, framing_error).await {
-        assert!(
-            statuses.contains(&r.status),
-            "{what:?} must be refused with one of {statuses:?}: {r:?}"
-        );
-    }
+    let r = answer_to(gw, req, framing_error).await;
+    assert!(
+        statuses.contains(&r.status),
+        "{what:?} must be refused with one of {statuses:?}: {r:?}"
+    );
     assert_eq!(
         b.seen().len(),
         before,
@@ -165,7 +162,7 @@ async fn request_with_content_length_and_chunked_is_refused_or_dechunked_then_cl
                 seen.head.headers
             );
         }
-        Ok(None) => {}
+        Ok(None) => panic!("closed without an answer (400, or the de-chunked request's)"),
         Err(e) => panic!("{e}"),
     }
     c.expect_closed("after a request with both Content-Length and Transfer-Encoding")
@@ -218,46 +215,132 @@ async fn invalid_request_framing_is_400_and_never_reaches_the_node(t: Transport)
     assert_eq!(c.response().await.status, 200, "still serving");
 }
 
-async fn nul_or_bare_cr_in_a_request_header_never_reaches_the_node(t: Transport) {
+async fn nul_or_bare_cr_in_a_request_header_gets_400_or_never_reaches_the_node(t: Transport) {
     let b = echo_target().await;
     let gw = gateway_to(t, &[b.node()]).await;
     for req in [
         &b"GET /nul HTTP/1.1\r\nHost: wire.test\r\nX-Bad: a\x00b\r\n\r\n"[..],
         &b"GET /cr HTTP/1.1\r\nHost: wire.test\r\nX-Bad: a\rb\r\n\r\n"[..],
     ] {
-        // RFC 9110 §5.5: reject, or replace the character with SP.
+        // RFC 9110 §5.5: reject (a malformed head: 400), or replace the
+        // character with SP.
         let before = b.seen().len();
-        let answer = refused_or_answered(&gw, req, false).await;
+        let r = answer_to(&gw, req, false).await;
         let seen = b.seen();
-        match answer {
-            Some(r) if r.status == 200 => {
-                let got = seen[before..]
-                    .iter()
-                    .find_map(|s| s.head.get("x-bad").map(str::to_owned))
-                    .unwrap_or_default();
-                assert!(!got.contains(['\0', '\r']), "the node got {got:?}");
-            }
-            refused => {
-                if let Some(r) = refused {
-                    assert_eq!(r.status, 400, "{r:?}");
-                }
-                assert_eq!(seen.len(), before, "a refused request reached the node");
-            }
+        if r.status == 200 {
+            let got = seen[before..]
+                .iter()
+                .find_map(|s| s.head.get("x-bad").map(str::to_owned))
+                .unwrap_or_default();
+            assert!(!got.contains(['\0', '\r']), "the node got {got:?}");
+        } else {
+            assert_eq!(r.status, 400, "{r:?}");
+            assert_eq!(seen.len(), before, "a refused request reached the node");
         }
     }
 }
 
-async fn malformed_chunked_request_body_is_a_client_error_not_a_gateway_error(t: Transport) {
+/// docs/operations.md: "A malformed request body (bad chunked framing) is
+/// the client's fault: 400, no retry, nothing counted against the node's
+/// health." Passive checks that would mark a node unhealthy at its first
+/// failure of any kind must find nothing to count.
+async fn malformed_chunked_request_body_is_400_with_no_retry_and_no_health_penalty(t: Transport) {
+    let a = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
-    let gw = gateway_to(t, &[b.node()]).await;
-    for req in [
-        &b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"[..],
-        &b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n"[..],
-    ] {
-        if let Some(r) = refused_or_answered(&gw, req, true).await {
+    let route = serde_json::json!({
+        "id": "wire",
+        "uri": "/*",
+        "upstream": {
+            "nodes": {a.node(): 1, b.node(): 1},
+            "checks": {"passive": {"unhealthy": {
+                "http_statuses": [400, 500, 502, 503, 504],
+                "http_failures": 1, "tcp_failures": 1, "timeouts": 1,
+            }}},
+        },
+    });
+    let gw = gateway_with(
+        t,
+        &[a.node(), b.node()],
+        serde_json::json!({"routes": [route]}),
+    )
+    .await;
+    let bad: [&[u8]; 2] = [
+        b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"POST /bad HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n",
+    ];
+    let mut requests = 0;
+    for _round in 0..2 {
+        for req in bad {
+            let r = answer_to(&gw, req, true).await;
             assert_eq!(r.status, 400, "{:?}: {r:?}", lossy(req));
+            requests += 1;
+        }
+        // The bad chunk only once the head has gone to a node: the body
+        // is then being streamed when it turns out malformed.
+        let mut c = Client::connect(&gw).await;
+        let before = a.connections() + b.connections();
+        c.send(b"POST /late HTTP/1.1\r\nHost: wire.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await;
+        let connected = timeout(IO_TIMEOUT, async {
+            while a.connections() + b.connections() == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(connected.is_ok(), "the head never went to a node");
+        let _ = c.send_lenient(b"zz\r\nabc\r\n0\r\n\r\n").await;
+        match c.try_response(false).await {
+            Ok(Some(r)) => {
+                assert_eq!(r.status, 400, "a malformed chunk mid-stream: {r:?}");
+                c.expect_closed("after 400 to a malformed chunk").await;
+            }
+            Ok(None) => panic!("a malformed chunk mid-stream: closed without the promised 400"),
+            Err(e) => panic!("a malformed chunk mid-stream: no 400: {e}"),
+        }
+        requests += 1;
+    }
+    let attempts = a.connections() + b.connections();
+    assert!(
+        attempts <= requests,
+        "a malformed body went to more than one node: {attempts} connections for \
+         {requests} requests"
+    );
+    assert!(
+        a.seen().is_empty() && b.seen().is_empty(),
+        "a malformed body was forwarded whole: {:#?} {:#?}",
+        a.seen(),
+        b.seen()
+    );
+    let health = control_json(&gw, "/v1/healthcheck").await;
+    let nodes: Vec<&serde_json::Value> = health
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|u| u["nodes"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{health:#}");
+    for n in nodes {
+        assert_eq!(n["status"], "healthy", "{health:#}");
+        for counter in ["http_failure", "tcp_failure", "timeout_failure"] {
+            assert_eq!(n["counter"][counter], 0, "{counter}: {health:#}");
         }
     }
+    // Both nodes still take traffic.
+    for i in 0..4 {
+        let mut c = Client::connect(&gw).await;
+        c.send(b"POST /good HTTP/1.1\r\nHost: wire.test\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+        let r = c.response().await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ok"),
+            "good POST {i}: {r:?}"
+        );
+    }
+    assert!(
+        !a.seen().is_empty() && !b.seen().is_empty(),
+        "a node stopped getting traffic"
+    );
 }
 
 async fn http11_request_without_host_or_with_two_hosts_is_400(t: Transport) {
@@ -469,12 +552,12 @@ async fn upstream_http10_response_reaches_an_http11_client_as_http11(t: Transpor
 // ---------------------------------------------------------------------------
 
 every_transport!(
-    malformed_requests_get_400_or_a_close_and_the_gateway_keeps_serving,
-    oversized_header_section_is_refused_and_the_gateway_keeps_serving,
+    malformed_request_heads_get_400_then_a_close_and_the_gateway_keeps_serving,
+    oversized_header_section_or_too_many_fields_get_431_and_the_gateway_keeps_serving,
     request_with_content_length_and_chunked_is_refused_or_dechunked_then_closed,
     invalid_request_framing_is_400_and_never_reaches_the_node,
-    nul_or_bare_cr_in_a_request_header_never_reaches_the_node,
-    malformed_chunked_request_body_is_a_client_error_not_a_gateway_error,
+    nul_or_bare_cr_in_a_request_header_gets_400_or_never_reaches_the_node,
+    malformed_chunked_request_body_is_400_with_no_retry_and_no_health_penalty,
     http11_request_without_host_or_with_two_hosts_is_400,
     post_to_a_node_that_hangs_up_is_502_and_never_replayed,
     get_to_a_node_that_hangs_up_is_retried_on_another_node,

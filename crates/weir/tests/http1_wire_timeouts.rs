@@ -67,13 +67,14 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout(t: Tra
     assert_closed_by_timeout(&mut c.wire.io, idle, "an idle keep-alive connection").await;
 }
 
-async fn a_partial_request_head_times_out(t: Transport) {
+/// docs/operations.md: "A client has `gateway.http.header_timeout` to
+/// finish a request head once it starts (408, then close)".
+async fn a_partial_request_head_gets_408_after_the_header_timeout_then_a_close(t: Transport) {
     let b = echo_target().await;
     let gw = gateway_with_header_timeout(t, &[b.node()]).await;
     let mut c = Client::connect(&gw).await;
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
     let sent = Instant::now();
-    // 408 Request Timeout, then a close; or a close at once.
     match timeout(CLOSE_BOUND, c.read_response(false)).await {
         Err(_) => panic!("the gateway waited more than {CLOSE_BOUND:?} for the rest of the head"),
         Ok(Ok(Some(r))) => {
@@ -82,18 +83,9 @@ async fn a_partial_request_head_times_out(t: Transport) {
             assert!(after >= NOT_BEFORE, "408 after only {after:?}");
             c.expect_closed("after 408").await;
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            panic!("unparseable answer: {e}")
-        }
-        // Reset: closed.
-        Ok(Err(_)) => {}
+        Ok(Ok(None)) => panic!("closed after {:?} without the promised 408", sent.elapsed()),
+        Ok(Err(e)) => panic!("no 408 after {:?}: {e}", sent.elapsed()),
     }
-    let after = sent.elapsed();
-    assert!(
-        after >= NOT_BEFORE,
-        "closed after {after:?}, before the 1 s header timeout could fire"
-    );
     assert!(b.seen().is_empty(), "the node saw {:#?}", b.seen());
 }
 
@@ -134,7 +126,12 @@ async fn a_node_that_stalls_mid_body_is_cut_off_after_its_read_timeout(t: Transp
 
 every_transport!(
     an_idle_keep_alive_connection_is_closed_after_the_header_timeout,
-    a_partial_request_head_times_out,
+    #[plain_general(
+        ignore = "reason: known bug: the general path (hyper's header_read_timeout) \
+                              closes a partial request head after http.header_timeout without \
+                              the 408 docs/operations.md promises"
+    )]
+    a_partial_request_head_gets_408_after_the_header_timeout_then_a_close,
     a_node_that_stalls_mid_body_is_cut_off_after_its_read_timeout,
 );
 

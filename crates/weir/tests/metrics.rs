@@ -410,3 +410,63 @@ async fn fast_path_client_gone_counts_as_499() {
 async fn general_path_client_gone_counts_as_499() {
     a_client_that_leaves_counts_as_499(false, "m-gone-general").await;
 }
+
+/// docs/configuration.md: "a route answering more than 16 distinct codes
+/// counts the rest as `code=\"other\"`". Nineteen distinct codes, one
+/// request each: the first sixteen get series of their own, the last three
+/// count as `other`; a code that has its series keeps counting there.
+async fn codes_beyond_sixteen_per_route_count_as_other(fast_path: bool, route: &str) {
+    const CODES: std::ops::RangeInclusive<u16> = 400..=418;
+    let a = Backend::start("a").await;
+    let yaml = format!(
+        "gateway:\n  http: {{fast_path: {fast_path}}}\nroutes:\n  - {{id: {route}, uri: \"/*\", upstream: {{nodes: {{\"{}\": 1}}}}}}\n",
+        a.node()
+    );
+    let gw = gateway(&yaml).await;
+    let control = gw.control_addr().expect("control listener");
+    let c = common::client();
+    for code in CODES.chain([400]) {
+        let r = common::send_with(
+            &c,
+            gw.proxy_addr(),
+            "GET",
+            None,
+            &format!("/status/{code}"),
+            common::empty(),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), code, "{}", r.body);
+    }
+    let series =
+        |code: &str| format!("weir_http_requests_total{{route=\"{route}\",code=\"{code}\"}}");
+    let text = scrape_when(control, &[(&series("other"), 3.0), (&series("400"), 2.0)]).await;
+    assert_well_formed(&text);
+    for code in 401..=415 {
+        assert_eq!(value(&text, &series(&code.to_string())), 1.0, "{code}");
+    }
+    for code in 416..=418 {
+        assert_eq!(
+            sample(&text, &series(&code.to_string())),
+            None,
+            "{code} has no series of its own:\n{text}"
+        );
+    }
+    assert_eq!(
+        value(
+            &text,
+            &format!("weir_http_request_duration_seconds_count{{route=\"{route}\"}}")
+        ),
+        20.0,
+        "every request is in the histogram"
+    );
+}
+
+#[tokio::test]
+async fn fast_path_codes_beyond_sixteen_per_route_count_as_other() {
+    codes_beyond_sixteen_per_route_count_as_other(true, "m-other-fast").await;
+}
+
+#[tokio::test]
+async fn general_path_codes_beyond_sixteen_per_route_count_as_other() {
+    codes_beyond_sixteen_per_route_count_as_other(false, "m-other-general").await;
+}

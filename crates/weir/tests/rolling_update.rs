@@ -129,11 +129,15 @@ async fn start(source: Source, upstream_extra: &str, pods: &[&Pod]) -> (Cluster,
 
 /// Replaces every pod of `old` by a new one, one at a time, under load.
 /// Returns the load report and every pod (old and new).
+/// With `passive_checks`, the upstream has passive checks that must take a
+/// killed pod out of rotation before its removal reaches weir (checked for
+/// every pod killed).
 async fn rolling_update(
     source: Source,
     stop: Stop,
     upstream_extra: &str,
     post_every: u64,
+    passive_checks: bool,
 ) -> (LoadReport, Vec<Pod>, Vec<String>) {
     let mut running: Vec<Pod> = Vec::new();
     for i in 0..3 {
@@ -190,6 +194,9 @@ async fn rolling_update(
                 old.kill();
                 killed.push(old.name.clone());
                 load.hold(PHASE).await;
+                if passive_checks {
+                    passive_checks_took_out(&gw, &load, &old).await;
+                }
                 cluster.publish(&ready, &[&old]);
                 cluster.forget(&old);
                 let want: Vec<u16> = {
@@ -210,6 +217,62 @@ async fn rolling_update(
     let report = load.finish().await;
     gone.extend(running);
     (report, gone, killed)
+}
+
+/// The killed pod `dead` is still in the endpoints: passive checks must
+/// have marked it unhealthy from the failures real traffic met on it, and
+/// from then on no attempt may go to it while the other pods are healthy.
+async fn passive_checks_took_out(gw: &Gateway, load: &Load, dead: &Pod) {
+    let control = gw.control_addr().expect("control API");
+    let node = format!("127.0.0.1:{}", dead.port());
+    // Polled (bounded): the phase of load before this sent it traffic.
+    let marked = tokio::time::timeout(Duration::from_secs(10), async {
+        while node_health(control, dead.port()).await != "unhealthy" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        marked.is_ok(),
+        "passive checks mark the killed pod {node} unhealthy before its removal arrives"
+    );
+    // A request that picked the node just before it was marked has long
+    // finished after a phase of load; from then on the count must not move.
+    load.hold(PHASE).await;
+    let before = node_attempts(control, &node).await;
+    load.hold(PHASE).await;
+    let after = node_attempts(control, &node).await;
+    assert_eq!(
+        before, after,
+        "no attempt on the unhealthy pod {node} while the others are healthy"
+    );
+}
+
+/// `status` of the node on `port` in the control API's `/v1/healthcheck`.
+async fn node_health(control: std::net::SocketAddr, port: u16) -> String {
+    let r = common::get(control, None, "/v1/healthcheck").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("healthcheck JSON");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|u| u["nodes"].as_array().cloned().unwrap_or_default())
+        .find(|n| n["port"] == port)
+        .and_then(|n| n["status"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("node :{port} not in /v1/healthcheck: {}", r.body))
+}
+
+/// Every attempt on `node` so far (all results), from `/metrics`.
+async fn node_attempts(control: std::net::SocketAddr, node: &str) -> f64 {
+    let text = common::get(control, None, "/metrics").await.body;
+    let prefix = format!("weir_upstream_node_attempts_total{{node=\"{node}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("bad sample {l:?}"))
+        })
+        .sum()
 }
 
 /// Checks the POSTs: none executed twice; each answered one executed exactly
@@ -267,7 +330,7 @@ fn print(name: &str, r: &LoadReport) {
 }
 
 async fn graceful(source: Source) {
-    let (report, pods, killed) = rolling_update(source, Stop::Graceful, "", 4).await;
+    let (report, pods, killed) = rolling_update(source, Stop::Graceful, "", 4, false).await;
     print(&format!("graceful rolling update ({source:?})"), &report);
     assert!(report.sent > 1000, "enough load: {}", report.sent);
     assert_eq!(
@@ -295,7 +358,9 @@ async fn rolling_update_endpoint_slices_loses_no_request() {
 }
 
 async fn abrupt(source: Source, upstream_extra: &str, label: &str) {
-    let (report, pods, killed) = rolling_update(source, Stop::Abrupt, upstream_extra, 4).await;
+    let passive_checks = upstream_extra.contains("passive");
+    let (report, pods, killed) =
+        rolling_update(source, Stop::Abrupt, upstream_extra, 4, passive_checks).await;
     print(&format!("abrupt pod deaths ({source:?}, {label})"), &report);
     assert_eq!(
         report.sent,

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::Backend;
+use common::{Backend, WeirProcess};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -17,54 +15,6 @@ const BODY: u64 = 256 * 1024 * 1024;
 /// Peak RSS of the gateway may grow by less than this while moving 2 x 256 MiB.
 const MAX_PEAK_GROWTH_KIB: u64 = 64 * 1024;
 const TRANSFER_LIMIT: Duration = Duration::from_secs(300);
-
-/// The gateway process; SIGTERM'd (then killed) when dropped, even on panic.
-struct Weir {
-    child: Child,
-}
-
-impl Weir {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM and wait up to `limit` for a graceful exit.
-    fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            if self.terminate(Duration::from_secs(5)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
-
-/// Two distinct ports that were free a moment ago (the subprocess binds them).
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
 
 /// `VmHWM` (peak RSS) and `VmRSS` of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
@@ -79,48 +29,19 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-/// Polls the control API until `/status/ready` answers 200 (bounded).
-async fn wait_ready(weir: &mut Weir, control: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let client = common::client();
-    loop {
-        if let Ok(Some(status)) = weir.child.try_wait() {
-            panic!("weir exited before becoming ready: {status}");
-        }
-        let req = Request::get(format!("http://{control}/status/ready"))
-            .body(common::empty())
-            .unwrap();
-        if let Ok(Ok(resp)) =
-            tokio::time::timeout(Duration::from_secs(2), client.request(req)).await
-        {
-            if resp.status() == StatusCode::OK {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "weir did not report ready within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_of_256_mib_stream_down_and_up_through_the_binary_with_peak_rss_growth_under_64_mib()
 {
     let backend = Backend::start("big").await;
-    let (proxy_port, control_port) = free_ports();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("weir.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
+    // Port 0 for both listeners, the bound addresses read back from the
+    // process's logs: no port is picked here and bound there later.
+    let mut weir = WeirProcess::start(&format!(
+        r#"
 gateway:
   listeners:
-    - address: 127.0.0.1:{proxy_port}
+    - address: 127.0.0.1:0
   control:
-    address: 127.0.0.1:{control_port}
+    address: 127.0.0.1:0
   access_log:
     enabled: false
 routes:
@@ -130,29 +51,18 @@ routes:
       nodes:
         "{node}": 1
 "#,
-            node = backend.node()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["--log-level", "warn", "run", "-c"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn weir");
-    let mut weir = Weir { child };
-    let proxy: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
-    let control: SocketAddr = format!("127.0.0.1:{control_port}").parse().unwrap();
-    wait_ready(&mut weir, control).await;
+        node = backend.node()
+    ));
+    weir.wait_log(|v| v["message"] == "ready");
+    let proxy = weir.proxy;
+    let pid = weir.child.id();
 
     // Warm up (connection pools, allocator arenas) before the baseline.
     let c = common::client();
     let warm = common::send_with(&c, proxy, "GET", None, "/bytes/1048576", common::empty()).await;
     assert_eq!(warm.status, StatusCode::OK);
     assert_eq!(warm.body.len(), 1024 * 1024);
-    let (hwm_before, rss_before) = memory_kib(weir.pid());
+    let (hwm_before, rss_before) = memory_kib(pid);
 
     // Download: count the bytes as they arrive, never holding more than a frame.
     let download = async {
@@ -173,7 +83,7 @@ routes:
         .await
         .expect("256 MiB download did not finish in time");
     assert_eq!(downloaded, BODY, "every downloaded byte arrived");
-    let (hwm_mid, rss_mid) = memory_kib(weir.pid());
+    let (hwm_mid, rss_mid) = memory_kib(pid);
 
     // Upload: generate 256 MiB on the fly in 64 KiB chunks; the node counts them.
     let upload = async {
@@ -203,7 +113,7 @@ routes:
         BODY.to_string(),
         "the node received every byte"
     );
-    let (hwm_after, rss_after) = memory_kib(weir.pid());
+    let (hwm_after, rss_after) = memory_kib(pid);
 
     eprintln!(
         "weir memory (KiB): baseline VmHWM {hwm_before} VmRSS {rss_before}; \
@@ -216,8 +126,6 @@ routes:
         "peak RSS grew by {growth} KiB (limit {MAX_PEAK_GROWTH_KIB} KiB) while streaming 2 x 256 MiB: bodies are being buffered"
     );
 
-    let status = weir
-        .terminate(Duration::from_secs(15))
-        .expect("weir did not exit within 15 s of SIGTERM");
-    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    weir.signal("TERM");
+    assert_eq!(weir.wait_exit(), Some(0), "graceful exit after SIGTERM");
 }

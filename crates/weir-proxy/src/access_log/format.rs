@@ -324,11 +324,25 @@ mod tests {
 
     #[test]
     fn the_derived_wall_clock_matches_the_system_clock() {
-        let at = Instant::now();
-        let now = SystemTime::now();
-        let derived = wall_clock(at);
-        let gap = now.duration_since(derived).unwrap_or_else(|e| e.duration());
-        assert!(gap < Duration::from_millis(50), "{gap:?}");
+        // On a thread of its own, so `wall_clock` reads both clocks afresh
+        // after `at`. Its answer must lie between a system-clock reading
+        // taken before `at` and one taken after it returns: exact, however
+        // long the thread is descheduled anywhere in between. The sleep
+        // puts `at` well before the clock reads inside, so an offset applied
+        // the wrong way would land past `after`.
+        std::thread::spawn(|| {
+            let before = SystemTime::now();
+            let at = Instant::now();
+            std::thread::sleep(Duration::from_millis(20));
+            let derived = wall_clock(at);
+            let after = SystemTime::now();
+            assert!(
+                before <= derived && derived <= after,
+                "{derived:?} not within [{before:?}, {after:?}]"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

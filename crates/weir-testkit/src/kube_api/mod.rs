@@ -155,6 +155,9 @@ pub struct FakeApiServer {
     addr: SocketAddr,
     tls: Option<tls::TlsMaterial>,
     running: Mutex<Option<Running>>,
+    /// While stopped: the port, bound but not listening, so no other socket
+    /// can take it before [`resume`](Self::resume) listens on it again.
+    held: Mutex<Option<tokio::net::TcpSocket>>,
 }
 
 impl std::fmt::Debug for FakeApiServer {
@@ -216,6 +219,7 @@ impl FakeApiServer {
             addr,
             tls,
             running: Mutex::new(Some(running)),
+            held: Mutex::new(None),
         })
     }
 
@@ -376,10 +380,17 @@ impl FakeApiServer {
     }
 
     /// Stops listening and drops every connection (the API server is down: connections
-    /// are refused) until [`resume`](Self::resume).
+    /// are refused) until [`resume`](Self::resume). The port stays bound meanwhile
+    /// (a socket that does not listen), so nothing else can take it.
     pub async fn stop(&self) {
         let running = lock(&self.running).take();
         if let Some(r) = running {
+            // Bind the placeholder before the listener closes: the port is never free.
+            match server::hold_port(self.addr) {
+                Ok(socket) => *lock(&self.held) = Some(socket),
+                Err(e) => tracing::warn!(addr = %self.addr, error = %e,
+                    "fake kube-apiserver: cannot hold the port while stopped; resume will bind it again"),
+            }
             let _ = r.shutdown.send(true);
             let _ = r.task.await;
         }
@@ -393,13 +404,18 @@ impl FakeApiServer {
         tracing::info!(addr = %self.addr, "fake kube-apiserver stopped");
     }
 
-    /// Listens again on the same address after [`stop`](Self::stop).
+    /// Listens again on the same address (on the socket that held it) after
+    /// [`stop`](Self::stop).
     pub async fn resume(&self) -> anyhow::Result<()> {
         if lock(&self.running).is_some() {
             return Ok(());
         }
-        let listener = server::bind(self.addr)
-            .with_context(|| format!("re-binding {} after stop", self.addr))?;
+        let held = lock(&self.held).take();
+        let listener = match held {
+            Some(socket) => socket.listen(1024),
+            None => server::bind(self.addr),
+        }
+        .with_context(|| format!("listening on {} again after stop", self.addr))?;
         let running = server::spawn_accept_loop(
             listener,
             self.shared.clone(),

@@ -62,16 +62,35 @@ pub(crate) struct Running {
     pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
-/// Binds `addr` (with SO_REUSEADDR so a restart can take the same port again).
+/// Binds `addr` and listens, with SO_REUSEADDR (so that a restart can take
+/// the same port again despite connections in TIME_WAIT) and SO_REUSEPORT
+/// (so that [`hold_port`] can bind it beside this listener).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(addr)?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// A socket bound to the port of a live listener from [`bind`], without
+/// listening: once that listener closes, connections are refused, and no
+/// other socket can bind the port (no SO_REUSEADDR; only an explicit
+/// SO_REUSEPORT bind by this user could) until this one listens on it.
+pub(crate) fn hold_port(addr: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = new_socket(addr)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+    socket.set_reuseport(true)?;
+    Ok(socket)
 }
 
 pub(crate) fn spawn_accept_loop(

@@ -373,10 +373,17 @@ pub async fn black_hole() -> SocketAddr {
     addr
 }
 
-/// An address nothing listens on.
+/// An address that refuses every connection for the rest of the test
+/// process: a socket bound to it (without `SO_REUSEADDR`) that never listens
+/// and is never closed. A SYN to it gets a reset, and no other socket (a
+/// parallel test's listener, a client's ephemeral port) can take the port.
 pub async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    addr
 }
 
 /// Endpoints `shop/cart` with one subset per pod (each pod listens on its own

@@ -20,53 +20,8 @@ impl WeirProcess {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("weir.yaml");
         std::fs::write(&config_path, yaml).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["--log-format", "json", "--log-level", "info", "run", "-c"])
-            .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn weir");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, logs) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let mut proc_ = WeirProcess {
-            child,
-            proxy: "0.0.0.0:0".parse().unwrap(),
-            control: "0.0.0.0:0".parse().unwrap(),
-            dir,
-            config_path,
-            logs,
-        };
-        // Both lines come early, in either order.
-        let mut proxy = None;
-        let mut control = None;
-        while proxy.is_none() || control.is_none() {
-            let v = proc_.wait_log(|v| {
-                v["message"] == "proxy listening" || v["message"] == "control API listening"
-            });
-            let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
-            if v["message"] == "proxy listening" {
-                proxy = Some(addr);
-            } else {
-                control = Some(addr);
-            }
-        }
-        proc_.proxy = proxy.unwrap();
-        proc_.control = control.unwrap();
+        let mut proc_ = WeirProcess::spawn(dir, config_path);
+        proc_.wait_listening();
         proc_
     }
 
@@ -108,5 +63,64 @@ impl Drop for WeirProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl WeirProcess {
+    /// Runs `weir run -c config_path` (a file the caller prepared, e.g. in
+    /// `dir`) without waiting for anything: `proxy` and `control` stay
+    /// `0.0.0.0:0` until [`wait_listening`](Self::wait_listening).
+    pub fn spawn(dir: tempfile::TempDir, config_path: std::path::PathBuf) -> WeirProcess {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["--log-format", "json", "--log-level", "info", "run", "-c"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        WeirProcess {
+            child,
+            proxy: "0.0.0.0:0".parse().unwrap(),
+            control: "0.0.0.0:0".parse().unwrap(),
+            dir,
+            config_path,
+            logs,
+        }
+    }
+
+    /// Reads the bound proxy and control addresses from the log lines that
+    /// announce them (both come early, in either order).
+    pub fn wait_listening(&mut self) {
+        let mut proxy = None;
+        let mut control = None;
+        while proxy.is_none() || control.is_none() {
+            let v = self.wait_log(|v| {
+                v["message"] == "proxy listening" || v["message"] == "control API listening"
+            });
+            let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
+            if v["message"] == "proxy listening" {
+                proxy = Some(addr);
+            } else {
+                control = Some(addr);
+            }
+        }
+        self.proxy = proxy.unwrap();
+        self.control = control.unwrap();
     }
 }

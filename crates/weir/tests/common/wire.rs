@@ -755,3 +755,25 @@ macro_rules! every_transport {
         }
     };
 }
+
+// ---------------------------------------------------------------------------
+// The gateway's control API, for tests that read its state.
+// ---------------------------------------------------------------------------
+
+impl TestGateway {
+    /// The control API address (`/v1/upstreams`, `/v1/healthcheck`...).
+    pub fn control_addr(&self) -> SocketAddr {
+        self.gateway
+            .control_addr()
+            .expect("the test gateway has a control listener")
+    }
+}
+
+/// `GET {path}` on the control API of `gw`, as JSON.
+pub async fn control_json(gw: &TestGateway, path: &str) -> serde_json::Value {
+    let r = timeout(IO_TIMEOUT, super::get(gw.control_addr(), None, path))
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} on the control API timed out"));
+    assert_eq!(r.status, http::StatusCode::OK, "GET {path}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("GET {path}: {e}: {}", r.body))
+}
