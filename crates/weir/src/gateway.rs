@@ -159,6 +159,10 @@ impl GatewayCore {
             None
         };
         if discovery_changed {
+            // Latch "synced once" from the discovery being replaced: its
+            // sync must count even if nobody asked for readiness yet, or
+            // the new watchers' first sync would turn readiness 503.
+            let _ = self.is_ready();
             let mut slot = self.discovery_guard();
             if let Some(old) = slot.take() {
                 old.shutdown();

@@ -145,9 +145,6 @@ async fn general_path_request_no_route_matches_is_logged_with_404_and_route_dash
 }
 
 #[tokio::test]
-#[ignore = "reason: known bug: the fast path logs body bytes 0 for every answer weir writes \
-            itself (h1/exchange.rs answer_error passes 0 to finish_request); the general \
-            path logs the body's size"]
 async fn fast_path_404_is_logged_with_the_size_of_its_error_body() {
     a_404_is_logged_with_the_size_of_its_error_body(true).await;
 }

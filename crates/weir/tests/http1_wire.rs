@@ -982,20 +982,16 @@ every_transport!(
     response_transfer_encoding_is_the_gateways_own_framing,
 );
 
-/// Outside `every_transport!`: the fast path (plain and tls) fails it.
+/// Outside `every_transport!` (the fast path once kept only eight names).
 mod response_connection_listing_nine {
     use super::*;
 
     #[tokio::test]
-    #[ignore = "reason: known bug: the HTTP/1.1 fast path (h1/response.rs) keeps at most \
-                eight Connection-named fields and forwards the ninth and later to the client"]
     async fn plain() {
         response_fields_named_by_a_connection_listing_nine_are_all_dropped(Transport::Plain).await;
     }
 
     #[tokio::test]
-    #[ignore = "reason: known bug: the HTTP/1.1 fast path (h1/response.rs) keeps at most \
-                eight Connection-named fields and forwards the ninth and later to the client"]
     async fn tls() {
         response_fields_named_by_a_connection_listing_nine_are_all_dropped(Transport::Tls).await;
     }

@@ -383,9 +383,6 @@ async fn readiness_stays_200_across_a_reload_that_restarts_discovery() {
 /// the reload: docs/operations.md promises 503 only before the first sync
 /// and from SIGTERM on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: GatewayCore::is_ready latches 'synced once' only when readiness is queried; \
-            a discovery reload before the first /status/ready query answers 503 until the new \
-            watchers sync"]
 async fn readiness_stays_200_across_a_discovery_reload_even_if_never_queried_before() {
     let fx = DiscoveryFixture::start().await;
     fx.reload_discovery_with_lists_failing().await;
