@@ -9,10 +9,12 @@
 pub mod discovery;
 pub mod discovery_resolve;
 mod error;
+pub mod ip_match;
 mod load;
 pub mod model;
 pub mod path;
 mod validate;
+pub mod vars;
 
 pub use error::{FieldError, FieldErrors, LoadError};
 pub use load::{load_default, load_file, load_str, EMBEDDED_DEFAULT};
