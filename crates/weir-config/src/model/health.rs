@@ -51,6 +51,18 @@ pub struct ActiveCheck {
     /// Verify the certificate for `type: https`.
     #[serde(default = "default_true")]
     pub https_verify_certificate: bool,
+    /// Nodes probed at the same time (APISIX's `concurrency`, default 10).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Method of HTTP probes (default `GET`).
+    #[serde(default = "default_http_method")]
+    pub http_method: String,
+    /// Body of HTTP probes (default none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub http_req_body: String,
+    /// Extra request headers of HTTP probes, as `"Name: value"` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req_headers: Option<Vec<String>>,
     /// When a node counts as healthy again.
     #[serde(default)]
     pub healthy: ActiveHealthy,
@@ -173,6 +185,14 @@ impl Default for PassiveUnhealthy {
 
 fn default_check_timeout() -> f64 {
     1.0
+}
+
+fn default_concurrency() -> u32 {
+    10
+}
+
+fn default_http_method() -> String {
+    "GET".into()
 }
 
 fn default_http_path() -> String {

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_status, Id, Upstream};
+use super::{default_status, Id, Labels, Timeout, Upstream};
+use crate::ip_match::{IpCidr, IpMatcher};
+use crate::vars::Vars;
 
 /// A route: which requests it matches and where they go.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -52,4 +54,59 @@ pub struct Route {
     /// Plugins by name with their configuration.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, serde_json::Value>,
+    /// The id of an entry in `services`: the route inherits its plugins,
+    /// upstream and hosts, and overrides them with its own
+    /// ([`crate::resolve`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<Id>,
+    /// The id of an entry in `plugin_configs`, whose plugins fill in those
+    /// the route does not configure itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_config_id: Option<Id>,
+    /// Extra conditions on request variables, parsed when loading
+    /// (evaluate with [`Vars::eval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Vars>,
+    /// One client address or CIDR block the request must come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<IpCidr>,
+    /// Several client addresses or CIDR blocks (any of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addrs: Option<Vec<IpCidr>>,
+    /// Connect/send/read timeouts for this route; they replace the upstream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+    /// Key/value labels (free-form, e.g. `version: v2`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+}
+
+impl Route {
+    /// `remote_addr` / `remote_addrs` as one matcher; `None` when the route
+    /// accepts every client.
+    pub fn remote_matcher(&self) -> Option<IpMatcher> {
+        let blocks: Vec<IpCidr> = self
+            .remote_addr
+            .iter()
+            .chain(self.remote_addrs.iter().flatten())
+            .copied()
+            .collect();
+        (!blocks.is_empty()).then(|| IpMatcher::new(blocks))
+    }
+
+    /// `uri` or `uris`, as one list.
+    pub fn uri_list(&self) -> Vec<String> {
+        self.uris
+            .clone()
+            .or_else(|| self.uri.clone().map(|u| vec![u]))
+            .unwrap_or_default()
+    }
+
+    /// `host` or `hosts`, as one list (empty: any host).
+    pub fn host_list(&self) -> Vec<String> {
+        self.hosts
+            .clone()
+            .or_else(|| self.host.clone().map(|h| vec![h]))
+            .unwrap_or_default()
+    }
 }
