@@ -22,16 +22,19 @@
 pub mod discovery;
 pub mod discovery_resolve;
 mod error;
+mod files;
 pub mod ip_match;
 mod load;
 pub mod model;
 pub mod path;
 pub mod plugin_check;
+pub mod resolve;
 pub mod standalone;
 mod validate;
 pub mod vars;
 
 pub use error::{FieldError, FieldErrors, LoadError};
+pub use files::check_files;
 pub use load::{
     load_default, load_file, load_file_with, load_str, load_str_with, standalone_body, LoadOptions,
     EMBEDDED_DEFAULT,
