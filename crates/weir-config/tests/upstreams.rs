@@ -334,3 +334,48 @@ upstreams:
     has(&e, "upstreams[3].checks", "give active");
     none_at(&e, "upstreams[0].checks.active");
 }
+
+#[test]
+fn apisix_fields_weir_lacks_say_so() {
+    let e = errors(
+        r#"
+upstreams:
+  - {id: a, scheme: https, tls: {client_cert_id: 1}, nodes: {"10.0.0.1:443": 1}}
+  - {id: b, discovery_type: kubernetes, service_name: a/b:c, discovery_args: {namespace_id: x}}
+  - {id: c, create_time: 1700000000, nodes: {"10.0.0.1:80": 1}}
+"#,
+    );
+    has(
+        &e,
+        "upstreams[0].tls.client_cert_id",
+        "not supported by weir; give tls.client_cert and tls.client_key",
+    );
+    has(
+        &e,
+        "upstreams[1].discovery_args",
+        "discovery_args (Nacos) is not supported by weir",
+    );
+    has(&e, "upstreams[2].create_time", "set by APISIX's Admin API");
+}
+
+#[test]
+fn a_field_removed_for_its_error_is_not_reported_again_as_missing() {
+    let e = errors(
+        r#"upstreams: [{id: a, timeout: {connect: fast, send: 1, read: 1}, nodes: {"10.0.0.1:80": 1}}]"#,
+    );
+    assert_eq!(
+        e,
+        ["upstreams[0].timeout.connect: invalid type: string \"fast\", expected f64"],
+        "no \"missing field `connect`\" echo"
+    );
+}
+
+#[test]
+fn an_inline_ssl_key_is_not_shown_by_debug_either() {
+    let c = load(&format!(
+        "ssls:\n  - {{snis: [a.test], cert: {CERT:?}, key: {KEY:?}}}\n"
+    ));
+    let shown = format!("{:?}", c.ssls[0]);
+    assert!(!shown.contains(KEY.lines().nth(1).unwrap()), "{shown}");
+    assert!(shown.contains("key: Some(\"<redacted>\")"), "{shown}");
+}
