@@ -50,7 +50,10 @@ fn example_files() -> Vec<PathBuf> {
 /// configurations are not checked until they are, everything else is.
 fn load_any(file: &Path) -> Result<Config, weir_config::LoadError> {
     let name = file.to_str().unwrap();
-    if file.file_name().is_some_and(|n| n == "apisix-standalone.yaml") {
+    if file
+        .file_name()
+        .is_some_and(|n| n == "apisix-standalone.yaml")
+    {
         let options = weir_config::LoadOptions {
             plugins: &weir_config::AnyPlugin,
             ..Default::default()
