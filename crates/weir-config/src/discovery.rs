@@ -98,6 +98,11 @@ pub struct ApiServerService {
     /// Port number or `${ENV}` (string or integer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<PortValue>,
+    /// APISIX's switch for verifying the API server's certificate. Unlike
+    /// APISIX (unset means no verification), weir verifies unless this (or
+    /// `client.ssl_verify`) is explicitly `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_verify: Option<bool>,
 }
 
 /// A port given as a number or a string (possibly `${ENV}`).

@@ -125,7 +125,9 @@ pub struct ResolvedCluster {
     pub id: Option<String>,
     /// How to reach the API server.
     pub api_server: ApiServer,
-    /// `false` only if `client.ssl_verify: false` was written.
+    /// Verify the API server's certificate: `false` only if
+    /// `service.ssl_verify: false` (APISIX) or `client.ssl_verify: false`
+    /// (weir) was written.
     pub ssl_verify: bool,
     /// Weight of each discovered endpoint.
     pub default_weight: u32,
@@ -331,8 +333,8 @@ fn resolve_cluster(
     let before = errors.0.len();
     let single = id.is_none();
     let c = with_defaults(raw, single);
-    let client = c.client.clone().unwrap_or_default();
-    let api_server = resolve_api_server(raw, &c, single, at, env, errors);
+    let ssl_verify = resolve_ssl_verify(&c, at, errors);
+    let api_server = resolve_api_server(raw, &c, single, ssl_verify, at, env, errors);
 
     let namespace_filter = c
         .namespace_selector
@@ -373,7 +375,7 @@ fn resolve_cluster(
     Some(ResolvedCluster {
         id: id.map(str::to_owned),
         api_server: api_server?,
-        ssl_verify: client.ssl_verify != Some(false),
+        ssl_verify,
         default_weight: c.default_weight.unwrap_or(DEFAULT_WEIGHT),
         namespace_filter,
         label_selector,
@@ -383,10 +385,27 @@ fn resolve_cluster(
     })
 }
 
+/// `service.ssl_verify` (APISIX) or `client.ssl_verify` (weir); verifying
+/// unless one is explicitly `false`. Both given and different is an error.
+fn resolve_ssl_verify(c: &KubernetesCluster, at: &str, errors: &mut Errors) -> bool {
+    let service = c.service.as_ref().and_then(|s| s.ssl_verify);
+    let client = c.client.as_ref().and_then(|c| c.ssl_verify);
+    if let (Some(a), Some(b)) = (service, client) {
+        if a != b {
+            errors.add(
+                path::field(&path::field(at, "client"), "ssl_verify"),
+                format!("{b} contradicts service.ssl_verify: {a}; give one of them"),
+            );
+        }
+    }
+    service.or(client) != Some(false)
+}
+
 fn resolve_api_server(
     raw: &KubernetesCluster,
     c: &KubernetesCluster,
     single: bool,
+    ssl_verify: bool,
     at: &str,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
@@ -523,9 +542,7 @@ fn resolve_api_server(
 
     let ca_file = match (&client.ca_file, schema) {
         (Some(f), _) => expand(f, &path::field(&client_at, "ca_file"), errors).map(PathBuf::from),
-        (None, "https") if single && client.ssl_verify != Some(false) => {
-            Some(PathBuf::from(IN_CLUSTER_CA_FILE))
-        }
+        (None, "https") if single && ssl_verify => Some(PathBuf::from(IN_CLUSTER_CA_FILE)),
         (None, _) => None,
     };
     let host = host?;

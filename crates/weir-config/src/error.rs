@@ -50,6 +50,13 @@ impl fmt::Display for FieldErrors {
 
 impl std::error::Error for FieldErrors {}
 
+impl FieldErrors {
+    /// True when there is no error.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -68,6 +75,13 @@ pub enum LoadError {
         origin: String,
         /// Parser message with line/column.
         message: String,
+    },
+    /// An APISIX standalone-style file without its `#END` marker: probably
+    /// caught while being written, so nothing of it is applied.
+    #[error("{origin}: incomplete file (no #END marker): an APISIX standalone file ends with a line #END; nothing was applied")]
+    Incomplete {
+        /// File name.
+        origin: String,
     },
     /// The document parsed but has errors.
     #[error("{origin}: {count} error(s):\n{errors}", count = errors.0.len())]

@@ -186,8 +186,27 @@ impl<'a> AttemptPlan<'a> {
         self.replayable
     }
 
-    fn usable(&self, i: usize) -> bool {
+    /// Not tried yet, and healthy (or every node is unhealthy).
+    fn available(&self, i: usize) -> bool {
         !self.tried.contains(i) && self.eligible.allows(self.set, i)
+    }
+
+    /// The highest priority among available nodes: only that group gets
+    /// traffic (APISIX's node `priority`: lower groups are backups, used
+    /// once every higher node has failed for this request or is unhealthy).
+    fn top_priority(&self) -> i64 {
+        if self.set.priorities.is_empty() {
+            return 0;
+        }
+        (0..self.set.len())
+            .filter(|&i| self.available(i))
+            .map(|i| self.set.priority(i))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn usable(&self, i: usize, top: i64) -> bool {
+        self.available(i) && self.set.priority(i) == top
     }
 
     /// The next node to try, or `None` when no more attempt is allowed
@@ -203,10 +222,13 @@ impl<'a> AttemptPlan<'a> {
         if self.sent && !self.replayable {
             return None;
         }
+        let top = self.top_priority();
         let index = self
             .set
             .balancer
-            .pick(&self.set.balance_nodes, self.hash, &|i| !self.usable(i))?;
+            .pick(&self.set.balance_nodes, self.hash, &|i| {
+                !self.usable(i, top)
+            })?;
         self.tried.push(index);
         let node = self.set.nodes[index].clone();
         let in_flight = node.load.begin();
@@ -240,7 +262,7 @@ impl<'a> AttemptPlan<'a> {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         crate::health::observe_answer(self.upstream, &t.node, code);
         let another =
-            (0..self.set.len()).any(|i| self.usable(i) && self.set.balance_nodes[i].weight > 0);
+            (0..self.set.len()).any(|i| self.available(i) && self.set.balance_nodes[i].weight > 0);
         if matches!(status, 502..=504)
             && self.replayable
             && self.tried.len() < self.max_attempts

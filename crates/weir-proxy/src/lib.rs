@@ -11,6 +11,7 @@ pub mod attempts;
 pub mod balance;
 pub mod body;
 pub mod busy_poll;
+pub mod compile;
 pub mod forward;
 pub mod h1;
 pub mod hash_input;

@@ -17,6 +17,17 @@ pub fn compile(
     ctx: &BuildCtx<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Pipeline {
+    Pipeline::new(compile_entries(plugins, at, ctx, errors))
+}
+
+/// The built plugins of a `plugins` map, unordered (for pipelines gathered
+/// from several maps).
+pub fn compile_entries(
+    plugins: &BTreeMap<String, Value>,
+    at: &str,
+    ctx: &BuildCtx<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Entry> {
     let mut entries = Vec::with_capacity(plugins.len());
     for (name, conf) in plugins {
         let path = format!("{at}.{name}");
@@ -66,7 +77,7 @@ pub fn compile(
             Err(e) => errors.push(FieldError::new(format!("{path}.{}", e.path), e.message)),
         }
     }
-    Pipeline::new(entries)
+    entries
 }
 
 /// A plugin's `_meta` block (and the legacy top-level `disable`).

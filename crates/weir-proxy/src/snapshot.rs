@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use weir_config::{Config, FieldError, FieldErrors, Nodes, Scheme};
-use weir_discovery::registry::Registry;
+use weir_config::Config;
 
 use crate::access_log::AccessLog;
-use crate::router::{RouteSpec, RouteTable};
+use crate::router::RouteTable;
 use crate::tls::CertTable;
-use crate::upstream::{NodeStates, Upstream, UpstreamParts};
-use weir_plugin::{BuildCtx, ConsumerPlugins, Pipeline};
+use crate::upstream::Upstream;
+use weir_plugin::{ConsumerPlugins, Pipeline};
 
 /// A compiled route.
 pub struct CompiledRoute {
@@ -28,6 +27,66 @@ pub struct CompiledRoute {
     pub enable_websocket: bool,
     /// Request counters (Prometheus), kept across reloads by route id.
     pub stats: Arc<crate::metrics::RouteStats>,
+    /// `vars` and `remote_addrs`: further conditions a request must meet
+    /// (None: host, path and method decide).
+    pub conditions: Option<Box<RouteConditions>>,
+}
+
+impl CompiledRoute {
+    /// True when the request meets the route's `vars` and `remote_addrs`.
+    pub fn admits(&self, view: &dyn weir_http::RequestView, conn: &weir_plugin::Conn) -> bool {
+        self.conditions
+            .as_ref()
+            .is_none_or(|c| c.admits(view, conn))
+    }
+}
+
+/// A route's conditions beyond host, path and method.
+pub struct RouteConditions {
+    /// APISIX `vars` expressions.
+    pub vars: Option<weir_config::vars::Vars>,
+    /// `remote_addr` / `remote_addrs`.
+    pub remote: Option<weir_config::ip_match::IpMatcher>,
+}
+
+impl RouteConditions {
+    fn admits(&self, view: &dyn weir_http::RequestView, conn: &weir_plugin::Conn) -> bool {
+        if let Some(m) = &self.remote {
+            if !m.contains(conn.remote.ip()) {
+                return false;
+            }
+        }
+        match &self.vars {
+            Some(v) => v.eval(&RequestVars { view, conn }),
+            None => true,
+        }
+    }
+}
+
+/// A request's APISIX variables, for `vars` expressions.
+pub(crate) struct RequestVars<'a> {
+    pub(crate) view: &'a dyn weir_http::RequestView,
+    pub(crate) conn: &'a weir_plugin::Conn,
+}
+
+impl weir_config::vars::VarLookup for RequestVars<'_> {
+    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let state = weir_plugin::PluginState::default();
+        weir_plugin::vars::lookup(name, self.view, self.conn, &state, "")
+            .map(|v| std::borrow::Cow::Owned(v.into_owned()))
+    }
+
+    fn var_values(&self, name: &str) -> Vec<std::borrow::Cow<'_, str>> {
+        if let Some(field) = name.strip_prefix("http_") {
+            let field = field.replace('_', "-");
+            return self
+                .view
+                .header_values(&field)
+                .map(|v| std::borrow::Cow::Owned(String::from_utf8_lossy(v).into_owned()))
+                .collect();
+        }
+        self.var(name).into_iter().collect()
+    }
 }
 
 /// Everything a request needs, immutable.
@@ -60,10 +119,11 @@ impl Snapshot {
     }
 }
 
-/// Consumers' own (non-authentication) plugins, by username.
+/// Consumers' own (non-authentication) plugins, merged with their
+/// group's, by username.
 #[derive(Default)]
 pub struct ConsumerTable {
-    by_name: HashMap<Arc<str>, Pipeline>,
+    pub(crate) by_name: HashMap<Arc<str>, Pipeline>,
 }
 
 impl ConsumerPlugins for ConsumerTable {
@@ -106,171 +166,4 @@ impl ProxyState {
         self.draining.load(Ordering::Acquire)
     }
 }
-
-/// Long-lived inputs to compilation.
-pub struct Compiler {
-    /// Discovery registry (for `discovery_type` upstreams).
-    pub registry: Arc<Registry>,
-    /// Node state shared across generations.
-    pub node_states: Arc<NodeStates>,
-    /// TLS client configuration for `scheme: https` upstreams.
-    pub upstream_tls: Arc<rustls::ClientConfig>,
-}
-
-impl Compiler {
-    /// A compiler with default upstream TLS (webpki roots, ALPN http/1.1).
-    pub fn new(registry: Arc<Registry>) -> Result<Compiler, rustls::Error> {
-        Ok(Compiler {
-            registry,
-            node_states: Arc::new(NodeStates::default()),
-            upstream_tls: crate::tls::upstream_client_config()?,
-        })
-    }
-
-    /// Compiles a validated configuration into a snapshot. Errors that only
-    /// show at this stage (unreadable certificate files...) name their field.
-    pub fn compile(&self, config: Arc<Config>) -> Result<Snapshot, FieldErrors> {
-        let mut errors = Vec::new();
-        let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
-        for (i, up) in config.upstreams.iter().enumerate() {
-            let Some(id) = &up.id else { continue };
-            match self.upstream(id.0.clone(), up, &format!("upstreams[{i}]")) {
-                Ok(built) => {
-                    upstreams.insert(id.0.clone(), Arc::new(built));
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        let build_ctx = BuildCtx::empty();
-        let mut specs = Vec::with_capacity(config.routes.len());
-        for (i, route) in config.routes.iter().enumerate() {
-            if route.status == 0 {
-                continue;
-            }
-            let id = route
-                .id
-                .as_ref()
-                .map_or_else(|| i.to_string(), |id| id.0.clone());
-            let upstream = if let Some(up) = &route.upstream {
-                let key = format!("route:{id}");
-                match self.upstream(key.clone(), up, &format!("routes[{i}].upstream")) {
-                    Ok(built) => {
-                        let built = Arc::new(built);
-                        upstreams.insert(key, built.clone());
-                        Some(built)
-                    }
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                }
-            } else if let Some(uid) = &route.upstream_id {
-                upstreams.get(&uid.0).cloned()
-            } else {
-                None
-            };
-            let plugins = crate::plugin_compile::compile(
-                &route.plugins,
-                &format!("routes[{i}].plugins"),
-                &build_ctx,
-                &mut errors,
-            );
-            let uris = route
-                .uris
-                .clone()
-                .or_else(|| route.uri.clone().map(|u| vec![u]))
-                .unwrap_or_default();
-            let hosts = route
-                .hosts
-                .clone()
-                .or_else(|| route.host.clone().map(|h| vec![h]))
-                .unwrap_or_default();
-            let methods = route
-                .methods
-                .iter()
-                .flatten()
-                .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
-                .collect();
-            specs.push(RouteSpec {
-                id: id.clone(),
-                uris,
-                hosts,
-                methods,
-                priority: route.priority,
-                value: Arc::new(CompiledRoute {
-                    stats: crate::metrics::for_route(&Arc::from(id.as_str())),
-                    id: Arc::from(id.as_str()),
-                    upstream,
-                    plugins,
-                    enable_websocket: route.enable_websocket,
-                }),
-            });
-        }
-        let certs = match CertTable::build(&config.ssls) {
-            Ok(t) => t,
-            Err(mut e) => {
-                errors.append(&mut e.0);
-                CertTable::default()
-            }
-        };
-        if !errors.is_empty() {
-            return Err(FieldErrors(errors));
-        }
-        Ok(Snapshot {
-            config,
-            router: RouteTable::build(specs),
-            upstreams,
-            certs: Arc::new(certs),
-            global: None,
-            consumers: ConsumerTable::default(),
-        })
-    }
-
-    fn upstream(
-        &self,
-        id: String,
-        up: &weir_config::Upstream,
-        at: &str,
-    ) -> Result<Upstream, FieldError> {
-        let default_port = match up.scheme {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        };
-        let static_nodes = match &up.nodes {
-            None => Vec::new(),
-            Some(Nodes::Map(m)) => m
-                .iter()
-                .filter_map(|(k, w)| {
-                    let (host, port) = weir_config::parse_node_key(k).ok()?;
-                    Some((host, port.unwrap_or(default_port), *w))
-                })
-                .collect(),
-            Some(Nodes::List(l)) => l
-                .iter()
-                .map(|n| (n.host.clone(), n.port.unwrap_or(default_port), n.weight))
-                .collect(),
-        };
-        let discovered = match (&up.discovery_type, &up.service_name) {
-            (Some(_), Some(name)) => Some(self.registry.subscribe(name)),
-            _ => None,
-        };
-        let tls = match (up.scheme, &up.tls) {
-            (Scheme::Http, _) => None,
-            (Scheme::Https, None) => Some(self.upstream_tls.clone()),
-            (Scheme::Https, Some(settings)) => Some(
-                crate::tls::upstream_client_config_for(settings)
-                    .map_err(|e| FieldError::new(format!("{at}.tls"), e))?,
-            ),
-        };
-        Ok(Upstream::build(
-            UpstreamParts {
-                id,
-                config: up.clone(),
-                static_nodes,
-                discovered,
-            },
-            self.node_states.clone(),
-            tls,
-        ))
-    }
-}
+pub use crate::compile::Compiler;

@@ -93,6 +93,9 @@ pub struct NodeSet {
     pub balance_nodes: Vec<BalanceNode>,
     /// The balancing algorithm's state.
     pub balancer: Balancer,
+    /// Node priorities (APISIX's `priority`), index-aligned with `nodes`;
+    /// empty when every node has the default priority 0.
+    pub priorities: Vec<i64>,
     /// The discovery list this set was built from (None for static nodes).
     source: Option<Arc<NodeList>>,
 }
@@ -106,6 +109,11 @@ impl NodeSet {
     /// True when there is no node at all.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// The priority of node `i` (0 unless configured).
+    pub fn priority(&self, i: usize) -> i64 {
+        self.priorities.get(i).copied().unwrap_or(0)
     }
 }
 
@@ -167,8 +175,8 @@ pub struct UpstreamParts {
     pub id: String,
     /// Parsed configuration.
     pub config: weir_config::Upstream,
-    /// Static nodes `(host, port, weight)` (empty for discovery).
-    pub static_nodes: Vec<(String, u16, u32)>,
+    /// Static nodes `(host, port, weight, priority)` (empty for discovery).
+    pub static_nodes: Vec<(String, u16, u32, i64)>,
     /// Discovery subscription, if any.
     pub discovered: Option<Arc<ServiceNodes>>,
 }
@@ -221,6 +229,7 @@ impl Upstream {
                 nodes: Vec::new(),
                 balance_nodes: Vec::new(),
                 balancer: Balancer::new(c.lb_type, &[]),
+                priorities: Vec::new(),
                 source: None,
             }),
             rebuilding: AtomicBool::new(false),
@@ -239,7 +248,7 @@ impl Upstream {
                 let nodes: Vec<_> = list
                     .nodes
                     .iter()
-                    .map(|n| (n.host.clone(), n.port, n.weight))
+                    .map(|n| (n.host.clone(), n.port, n.weight, 0))
                     .collect();
                 up.build_set(&nodes, Some(list))
             }
@@ -275,7 +284,7 @@ impl Upstream {
         let nodes: Vec<_> = latest
             .nodes
             .iter()
-            .map(|n| (n.host.clone(), n.port, n.weight))
+            .map(|n| (n.host.clone(), n.port, n.weight, 0))
             .collect();
         let owner = self
             .rebuilding
@@ -298,10 +307,15 @@ impl Upstream {
         set
     }
 
-    fn build_set(&self, nodes: &[(String, u16, u32)], source: Option<Arc<NodeList>>) -> NodeSet {
+    fn build_set(
+        &self,
+        nodes: &[(String, u16, u32, i64)],
+        source: Option<Arc<NodeList>>,
+    ) -> NodeSet {
         let mut states = Vec::with_capacity(nodes.len());
         let mut balance_nodes = Vec::with_capacity(nodes.len());
-        for (host, port, weight) in nodes {
+        let mut priorities = Vec::with_capacity(nodes.len());
+        for (host, port, weight, priority) in nodes {
             let tls = self.tls.as_ref().and_then(|config| {
                 let name = self.upstream_host_str.as_deref().unwrap_or(host);
                 ServerName::try_from(name.to_owned())
@@ -324,11 +338,16 @@ impl Upstream {
                 load: state.load.clone(),
             });
             states.push(state);
+            priorities.push(*priority);
+        }
+        if priorities.iter().all(|p| *p == 0) {
+            priorities = Vec::new();
         }
         NodeSet {
             balancer: Balancer::new(self.lb, &balance_nodes),
             nodes: states,
             balance_nodes,
+            priorities,
             source,
         }
     }

@@ -60,8 +60,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads a file and checks the files it names (CA bundles, certificates,
+/// the access log), so `validate` refuses what `run` would.
+fn load_checked(path: &std::path::Path) -> Result<weir_config::Config, weir_config::LoadError> {
+    let origin = path.to_string_lossy();
+    let config = weir_config::load_file(&origin)?;
+    weir_config::check_files(&config).map_err(|errors| weir_config::LoadError::Invalid {
+        origin: origin.into_owned(),
+        errors,
+    })?;
+    Ok(config)
+}
+
 fn validate(path: &std::path::Path) -> ExitCode {
-    let loaded = weir_config::load_file(&path.to_string_lossy())
+    let loaded = load_checked(path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
             // Compiling has no side effect: it builds every plugin, so a
@@ -101,7 +113,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
 
 fn run(path: Option<PathBuf>) -> ExitCode {
     let loaded = match &path {
-        Some(p) => weir_config::load_file(&p.to_string_lossy()),
+        Some(p) => load_checked(p),
         None => weir_config::load_default(),
     };
     let config = match loaded {

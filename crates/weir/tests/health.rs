@@ -75,7 +75,10 @@ async fn active_tcp_checks_notice_a_dead_node() {
 async fn passive_checks_stop_traffic_to_a_node_answering_errors() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     b.set_fail_status(500);
-    let checks = "{passive: {unhealthy: {http_statuses: [500], http_failures: 2}}}";
+    // APISIX (and weir) require active checks beside passive ones; these
+    // probes judge nothing (their statuses are in neither list), so only
+    // live traffic counts here.
+    let checks = "{active: {healthy: {http_statuses: [299]}, unhealthy: {http_statuses: [599]}}, passive: {unhealthy: {http_statuses: [500], http_failures: 2}}}";
     let gw = gateway(&yaml(&a, &b, checks)).await;
     let mut errors = 0;
     for _ in 0..20 {

@@ -407,7 +407,9 @@ async fn abrupt_pod_death_endpoints_idempotent_requests_all_succeed() {
 async fn abrupt_pod_death_endpoint_slices_with_passive_checks() {
     abrupt(
         Source::Slices,
-        "      checks: {passive: {unhealthy: {tcp_failures: 1}}}",
+        "      checks: {active: {healthy: {http_statuses: [299]}, unhealthy: {http_statuses: [599]}}, passive: {unhealthy: {tcp_failures: 1}}}",
+        // Active probes are required beside passive checks; these judge
+        // no status, only unreachable pods.
         "passive checks",
     )
     .await;
@@ -439,7 +441,7 @@ async fn config_reload_and_route_change_under_load_lose_nothing() {
     //    explicit retries, passive checks.
     let v2 = base.replace("uri: \"/*\"", "uri: \"/api/*\"").replace(
         "      service_name:",
-        "      type: least_conn\n      retries: 2\n      checks: {passive: {unhealthy: {tcp_failures: 2}}}\n      service_name:",
+        "      type: least_conn\n      retries: 2\n      checks: {active: {healthy: {http_statuses: [299]}, unhealthy: {http_statuses: [599]}}, passive: {unhealthy: {tcp_failures: 2}}}\n      service_name:",
     );
     gw.core.reload(common::config(&v2)).await.unwrap();
     load.hold(PHASE).await;

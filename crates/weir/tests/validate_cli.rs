@@ -288,12 +288,14 @@ upstreams:
   - {id: real, pass_host: rewrite, nodes: {"10.0.0.2:80": 1}}
 "#,
         &[
-            "7 error(s)",
+            // routes[2] has a parse error, and its reference is still checked.
+            "8 error(s)",
             r#"gateway.listeners[0].address: "nowhere" is not an ip:port address"#,
             r#"routes[0].uri: "no-slash" must start with /"#,
             r#"routes[0].upstream.nodes["10.0.0.1:80x"]: invalid port"#,
             "routes[1].upstream.key: type chash needs a key",
             "routes[2].enable_websockets: unknown field `enable_websockets`",
+            r#"routes[2].upstream_id: no upstream with id "ghost""#,
             r#"routes[3].upstream_id: no upstream with id "ghost""#,
             "upstreams[0].upstream_host: required when pass_host is rewrite",
         ],
@@ -386,4 +388,35 @@ routes:
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn validate_and_run_refuse_missing_ca_files_and_unwritable_access_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "files.yaml",
+        r#"
+gateway:
+  listeners:
+    - address: 127.0.0.1:0
+  control: {address: "127.0.0.1:0"}
+  access_log: {path: /nonexistent-dir/access.log}
+upstreams:
+  - {id: u, scheme: https, tls: {ca_file: /nonexistent/ca.pem}, nodes: {"10.0.0.1:443": 1}}
+routes:
+  - {uri: /, upstream_id: u}
+"#,
+    );
+    for command in ["validate", "run"] {
+        let out = weir(&[command, "-c", &file]);
+        assert_eq!(out.code, Some(1), "{command}: stderr: {}", out.stderr);
+        for expected in [
+            "gateway.access_log.path: cannot create /nonexistent-dir/access.log: directory /nonexistent-dir does not exist",
+            "upstreams[0].tls.ca_file: cannot read /nonexistent/ca.pem",
+        ] {
+            assert!(out.stderr.contains(expected), "{command}: {}", out.stderr);
+        }
+        assert!(!out.stdout.contains("ok"), "{}", out.stdout);
+    }
 }

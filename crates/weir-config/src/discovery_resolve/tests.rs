@@ -383,3 +383,48 @@ fn validate_reports_through_the_document_loader() {
     let err = crate::load_str(text, "t.yaml").unwrap_err().to_string();
     assert!(err.contains("discovery.kubernetes[0].id"), "{err}");
 }
+
+#[test]
+fn apisix_service_ssl_verify_turns_verification_off_or_on() {
+    let off = ok(
+        "kubernetes: {service: {host: 10.0.0.1, port: 6443, ssl_verify: false}, client: {token: t}}",
+        &[],
+    );
+    assert!(!off[0].ssl_verify, "APISIX's service.ssl_verify: false");
+    assert_eq!(
+        off[0].api_server,
+        ApiServer::Direct {
+            url: "https://10.0.0.1:6443".into(),
+            credentials: Credentials::Token(Secret::new("t")),
+            ca_file: None,
+        },
+        "no in-cluster CA default when not verifying"
+    );
+    let on = ok(
+        "kubernetes: {service: {host: 10.0.0.1, port: 6443, ssl_verify: true}, client: {token: t}}",
+        &[],
+    );
+    assert!(on[0].ssl_verify);
+    let unset = ok(
+        "kubernetes: {service: {host: 10.0.0.1, port: 6443}, client: {token: t}}",
+        &[],
+    );
+    assert!(
+        unset[0].ssl_verify,
+        "weir verifies unless told otherwise (APISIX does not)"
+    );
+    let multi = ok(
+        "kubernetes: [{id: a, service: {host: h, port: 1, ssl_verify: false}, client: {token: t}}]",
+        &[],
+    );
+    assert!(!multi[0].ssl_verify);
+    let e = errs(
+        "kubernetes: {service: {host: h, port: 1, ssl_verify: false}, client: {token: t, ssl_verify: true}}",
+        &[],
+    );
+    has(
+        &e,
+        "discovery.kubernetes.client.ssl_verify",
+        "contradicts service.ssl_verify: false",
+    );
+}

@@ -127,16 +127,19 @@ pub async fn handle(
     let upgrade_requested = headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
 
-    let match_path = crate::uri_normalize::match_path(req.uri().path());
+    let (head, body) = req.into_parts();
+    let match_path = crate::uri_normalize::match_path(head.uri.path());
     let route = snapshot
         .router
-        .find(
-            request_host(req.uri(), req.headers()),
+        .find_where(
+            request_host(&head.uri, &head.headers),
             &match_path,
-            req.method(),
+            &head.method,
+            |r| r.admits(&head, &conn.plugin),
         )
         .map(|m| m.value.clone());
     drop(match_path);
+    let req = Request::from_parts(head, body);
     let Some(route) = route else {
         return Ok(finish(
             &state,

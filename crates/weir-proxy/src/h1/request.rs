@@ -332,23 +332,25 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     };
 
     // Route.
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let match_path = crate::uri_normalize::match_path(path);
-    let route = snapshot
-        .router
-        .find(host_str, &match_path, &method)
-        .map(|m| m.value.clone());
-    if let Some(up) = route.as_ref().and_then(|r| r.upstream.as_deref()) {
-        if up.scheme == Scheme::Https {
-            return Head::Fallback("https upstream");
-        }
-    }
     let view = RawHead {
         method: method_str,
         target,
         host: host_value,
         fields: req.headers,
     };
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let match_path = crate::uri_normalize::match_path(path);
+    let route = snapshot
+        .router
+        .find_where(host_str, &match_path, &method, |r| {
+            r.admits(&view, &conn.plugin)
+        })
+        .map(|m| m.value.clone());
+    if let Some(up) = route.as_ref().and_then(|r| r.upstream.as_deref()) {
+        if up.scheme == Scheme::Https {
+            return Head::Fallback("https upstream");
+        }
+    }
     let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
         Some(up) if up.lb == LbType::Chash => {
             crate::hash_input::chash_input(up, &view, conn.remote)

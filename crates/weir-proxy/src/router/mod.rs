@@ -151,23 +151,37 @@ impl<T> RouteTable<T> {
         path: &'a str,
         method: &Method,
     ) -> Option<RouteMatch<'a, T>> {
+        self.find_where(host, path, method, |_| true)
+    }
+
+    /// Like [`RouteTable::find`], skipping routes whose value `admits`
+    /// refuses (a route's `vars` or `remote_addrs` not met): the search goes
+    /// on to the next candidate, as APISIX's router does.
+    pub fn find_where<'a>(
+        &'a self,
+        host: &str,
+        path: &'a str,
+        method: &Method,
+        admits: impl Fn(&T) -> bool,
+    ) -> Option<RouteMatch<'a, T>> {
+        let admits = &admits;
         let host = host_name(host);
         if host.len() <= MAX_HOST_LEN {
             let mut buffer = [0u8; MAX_HOST_LEN];
             if let Some(index) = lowercase(host, &mut buffer).and_then(|h| self.exact_hosts.get(h))
             {
-                if let Some(found) = index.find(self, path, method) {
+                if let Some(found) = index.find(self, path, method, admits) {
                     return Some(found);
                 }
             }
         }
         let reversed = host.bytes().rev().map(|b| b.to_ascii_lowercase());
         for index in self.wildcard_hosts.prefixes_of(reversed) {
-            if let Some(found) = index.find(self, path, method) {
+            if let Some(found) = index.find(self, path, method, admits) {
                 return Some(found);
             }
         }
-        self.any_host.find(self, path, method)
+        self.any_host.find(self, path, method, admits)
     }
 
     /// Number of routes in the table.
@@ -276,16 +290,22 @@ impl PathIndex {
         table: &'a RouteTable<T>,
         path: &'a str,
         method: &Method,
+        admits: &impl Fn(&T) -> bool,
     ) -> Option<RouteMatch<'a, T>> {
         if let Some(bucket) = self.exact.get(path) {
-            if let Some(found) = bucket.iter().find_map(|&c| table.accept(c, path, method)) {
-                return Some(found);
+            let found = bucket.iter().find_map(|&c| {
+                table
+                    .accept(c, path, method)
+                    .filter(|found| admits(found.value))
+            });
+            if found.is_some() {
+                return found;
             }
         }
         self.prefixes.prefixes_of(path.bytes()).find_map(|bucket| {
             bucket.iter().find_map(|&c| {
                 let found = table.accept(c, path, method)?;
-                found.pattern.matches(path).then_some(found)
+                (found.pattern.matches(path) && admits(found.value)).then_some(found)
             })
         })
     }

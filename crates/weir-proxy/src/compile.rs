@@ -1,0 +1,401 @@
+//! Compiling a validated configuration into a [`Snapshot`]: routes resolved
+//! with their services and plugin configs (APISIX's merge), every plugin
+//! built from the catalogue, consumers indexed, global rules gathered,
+//! upstreams built. Pure: nothing starts here (health checkers start when
+//! the snapshot goes live, [`Snapshot::start_health_checks`]), so a
+//! configuration can be compiled to validate it or to dry-run a change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+use weir_config::resolve::{resolve_routes, EffectiveRoute};
+use weir_config::{Config, FieldError, FieldErrors, Scheme};
+use weir_discovery::registry::Registry;
+use weir_plugin::{BuildCtx, Consumer, ConsumerConf, Pipeline};
+
+use crate::plugin_compile;
+use crate::router::{RouteSpec, RouteTable};
+use crate::snapshot::{CompiledRoute, ConsumerTable, RouteConditions, Snapshot};
+use crate::tls::CertTable;
+use crate::upstream::{NodeStates, Upstream, UpstreamParts};
+
+/// Long-lived inputs to compilation.
+pub struct Compiler {
+    /// Discovery registry (for `discovery_type` upstreams).
+    pub registry: Arc<Registry>,
+    /// Node state shared across generations.
+    pub node_states: Arc<NodeStates>,
+    /// TLS client configuration for `scheme: https` upstreams.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+}
+
+impl Compiler {
+    /// A compiler with default upstream TLS (webpki roots, ALPN http/1.1).
+    pub fn new(registry: Arc<Registry>) -> Result<Compiler, rustls::Error> {
+        Ok(Compiler {
+            registry,
+            node_states: Arc::new(NodeStates::default()),
+            upstream_tls: crate::tls::upstream_client_config()?,
+        })
+    }
+
+    /// Compiles a validated configuration into a snapshot. Every error is
+    /// reported, each naming its field (plugin settings, consumer keys used
+    /// twice, unreadable certificate files...).
+    pub fn compile(&self, config: Arc<Config>) -> Result<Snapshot, FieldErrors> {
+        let mut errors = Vec::new();
+        let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
+        for (i, up) in config.upstreams.iter().enumerate() {
+            let Some(id) = &up.id else { continue };
+            match self.upstream(id.0.clone(), up, &format!("upstreams[{i}]")) {
+                Ok(built) => {
+                    upstreams.insert(id.0.clone(), Arc::new(built));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let consumers = consumer_confs(&config);
+        let metadata = |name: &str| config.plugin_metadata.get(name);
+        let ctx = BuildCtx::new(consumers.all.clone(), consumers.auth, &metadata);
+        check_consumers(&config, &ctx, &mut errors);
+        let consumer_table = consumer_plugins(&config, &ctx, &mut errors);
+        let global = global_rules(&config, &ctx, &mut errors);
+
+        let routes = match resolve_routes(&config) {
+            Ok(r) => r,
+            Err(mut e) => {
+                errors.append(&mut e.0);
+                Vec::new()
+            }
+        };
+        let mut specs = Vec::with_capacity(routes.len());
+        for route in &routes {
+            if route.status == 0 {
+                continue;
+            }
+            let upstream = self.route_upstream(route, &mut upstreams, &mut errors);
+            let plugins = plugin_compile::compile(
+                &route.plugins,
+                &plugins_path(&config, route),
+                &ctx,
+                &mut errors,
+            );
+            let conditions = (route.vars.is_some() || route.remote_addrs.is_some()).then(|| {
+                Box::new(RouteConditions {
+                    vars: route.vars.clone(),
+                    remote: route.remote_addrs.clone(),
+                })
+            });
+            let methods = route
+                .methods
+                .iter()
+                .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                .collect();
+            let id: Arc<str> = Arc::from(route.id.as_str());
+            specs.push(RouteSpec {
+                id: route.id.clone(),
+                uris: route.uris.clone(),
+                hosts: route.hosts.clone(),
+                methods,
+                priority: route.priority,
+                value: Arc::new(CompiledRoute {
+                    stats: crate::metrics::for_route(&id),
+                    id,
+                    upstream,
+                    plugins,
+                    enable_websocket: route.enable_websocket,
+                    conditions,
+                }),
+            });
+        }
+        let certs = match CertTable::build(&config.ssls) {
+            Ok(t) => t,
+            Err(mut e) => {
+                errors.append(&mut e.0);
+                CertTable::default()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(FieldErrors(errors));
+        }
+        Ok(Snapshot {
+            config,
+            router: RouteTable::build(specs),
+            upstreams,
+            certs: Arc::new(certs),
+            global: global.map(Arc::new),
+            consumers: consumer_table,
+        })
+    }
+
+    /// The compiled upstream of a route: a shared one by key, or one of its
+    /// own when the route sets `timeout` (its timeouts replace the
+    /// upstream's; node state, pools included, is still shared).
+    fn route_upstream(
+        &self,
+        route: &EffectiveRoute,
+        upstreams: &mut HashMap<String, Arc<Upstream>>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Arc<Upstream>> {
+        let eff = route.upstream.as_ref()?;
+        let (key, config) = match route.timeout {
+            Some(t) => {
+                let mut up = eff.upstream.clone();
+                up.timeout = Some(t);
+                (format!("route:{}", route.id), up)
+            }
+            None => (eff.key.clone(), eff.upstream.clone()),
+        };
+        if let Some(up) = upstreams.get(&key) {
+            return Some(up.clone());
+        }
+        let at = match &eff.source {
+            weir_config::resolve::UpstreamSource::Service(id) => format!("services[{id}].upstream"),
+            _ => format!("routes[{}].upstream", route.index),
+        };
+        match self.upstream(key.clone(), &config, &at) {
+            Ok(built) => {
+                let built = Arc::new(built);
+                upstreams.insert(key, built.clone());
+                Some(built)
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    }
+
+    fn upstream(
+        &self,
+        id: String,
+        up: &weir_config::Upstream,
+        at: &str,
+    ) -> Result<Upstream, FieldError> {
+        let static_nodes = up
+            .static_nodes()
+            .into_iter()
+            .map(|n| (n.host, n.port, n.weight, n.priority))
+            .collect();
+        let discovered = match (&up.discovery_type, &up.service_name) {
+            (Some(_), Some(name)) => Some(self.registry.subscribe(name)),
+            _ => None,
+        };
+        let tls = match (up.scheme, &up.tls) {
+            (Scheme::Http, _) => None,
+            (Scheme::Https, None) => Some(self.upstream_tls.clone()),
+            (Scheme::Https, Some(settings)) => Some(
+                crate::tls::upstream_client_config_for(settings)
+                    .map_err(|e| FieldError::new(format!("{at}.tls"), e))?,
+            ),
+        };
+        Ok(Upstream::build(
+            UpstreamParts {
+                id,
+                config: up.clone(),
+                static_nodes,
+                discovered,
+            },
+            self.node_states.clone(),
+            tls,
+        ))
+    }
+}
+
+/// Where a route's merged plugins are reported: the route's own `plugins`
+/// (plugins from its service or plugin config are checked at their source
+/// too, but their errors surface on every route using them).
+fn plugins_path(_config: &Config, route: &EffectiveRoute) -> String {
+    format!("routes[{}].plugins", route.index)
+}
+
+/// Every consumer, and every authentication plugin configuration held by a
+/// consumer or a credential.
+struct Consumers<'a> {
+    all: Vec<Arc<Consumer>>,
+    auth: Vec<ConsumerConf<'a>>,
+}
+
+fn consumer_confs(config: &Config) -> Consumers<'_> {
+    let mut all = Vec::with_capacity(config.consumers.len());
+    let mut auth = Vec::new();
+    let mut by_name: HashMap<&str, Arc<Consumer>> = HashMap::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let consumer = Arc::new(Consumer {
+            username: Arc::from(c.username.as_str()),
+            custom_id: c.labels.get("custom_id").map(|v| Arc::from(v.as_str())),
+            group_id: c.group_id.as_ref().map(|g| Arc::from(g.0.as_str())),
+            credential_id: None,
+        });
+        by_name.insert(c.username.as_str(), consumer.clone());
+        all.push(consumer.clone());
+        for (name, conf) in &c.plugins {
+            if is_auth(name) {
+                auth.push(ConsumerConf {
+                    consumer: consumer.clone(),
+                    plugin: name,
+                    conf,
+                    path: format!("consumers[{i}].plugins.{name}"),
+                });
+            }
+        }
+    }
+    for (i, cred) in config.credentials.iter().enumerate() {
+        let Some(owner) = by_name.get(cred.consumer.as_str()) else {
+            continue;
+        };
+        let consumer = Arc::new(Consumer {
+            credential_id: Some(Arc::from(cred.id.0.as_str())),
+            ..(**owner).clone()
+        });
+        for (name, conf) in &cred.plugins {
+            auth.push(ConsumerConf {
+                consumer: consumer.clone(),
+                plugin: name,
+                conf,
+                path: format!("credentials[{i}].plugins.{name}"),
+            });
+        }
+    }
+    Consumers { all, auth }
+}
+
+fn is_auth(name: &str) -> bool {
+    weir_plugins::find(name).is_some_and(|s| s.is_auth())
+}
+
+/// Checks every consumer-side authentication configuration, and that no key
+/// (username, key id) is used twice: the authentication plugins' indexes
+/// are built once here, so a duplicate is reported even where no route uses
+/// the plugin yet.
+fn check_consumers(config: &Config, ctx: &BuildCtx<'_>, errors: &mut Vec<FieldError>) {
+    let mut used = Vec::new();
+    let sites = config
+        .consumers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("consumers[{i}].plugins"), &c.plugins))
+        .chain(
+            config
+                .credentials
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("credentials[{i}].plugins"), &c.plugins)),
+        );
+    for (at, plugins) in sites {
+        for (name, conf) in plugins {
+            let path = format!("{at}.{name}");
+            let Some(spec) = weir_plugins::find(name) else {
+                errors.push(FieldError::new(
+                    path,
+                    format!(
+                        "unknown plugin, available: {}",
+                        weir_plugins::names().join(", ")
+                    ),
+                ));
+                continue;
+            };
+            let Some(check) = spec.consumer_check else {
+                // A consumer's own (non-authentication) plugin: built with
+                // the consumer table.
+                continue;
+            };
+            if let Err(e) = check(conf) {
+                errors.push(plugin_error(&path, e));
+            } else if !used.contains(&spec.name) {
+                used.push(spec.name);
+            }
+        }
+    }
+    for name in used {
+        let Some(spec) = weir_plugins::find(name) else {
+            continue;
+        };
+        if let Err(e) = (spec.build)(&Value::Object(Default::default()), ctx) {
+            if e.absolute {
+                let err = FieldError::new(e.path, e.message);
+                if !errors.contains(&err) {
+                    errors.push(err);
+                }
+            }
+        }
+    }
+}
+
+/// The consumers' own plugins, merged with their group's (the consumer's
+/// configuration of a plugin wins), authentication plugins left out.
+fn consumer_plugins(
+    config: &Config,
+    ctx: &BuildCtx<'_>,
+    errors: &mut Vec<FieldError>,
+) -> ConsumerTable {
+    let mut table = ConsumerTable::default();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let group = c.group_id.as_ref().and_then(|g| {
+            config
+                .consumer_groups
+                .iter()
+                .position(|cg| cg.id == *g)
+                .map(|j| (j, &config.consumer_groups[j]))
+        });
+        let mut merged: BTreeMap<String, (String, Value)> = BTreeMap::new();
+        if let Some((j, g)) = group {
+            for (name, conf) in &g.plugins {
+                merged.insert(
+                    name.clone(),
+                    (format!("consumer_groups[{j}].plugins"), conf.clone()),
+                );
+            }
+        }
+        for (name, conf) in &c.plugins {
+            merged.insert(
+                name.clone(),
+                (format!("consumers[{i}].plugins"), conf.clone()),
+            );
+        }
+        merged.retain(|name, _| !is_auth(name));
+        if merged.is_empty() {
+            continue;
+        }
+        let mut entries = Vec::new();
+        for (name, (at, conf)) in merged {
+            let one = BTreeMap::from([(name, conf)]);
+            entries.extend(plugin_compile::compile_entries(&one, &at, ctx, errors));
+        }
+        table
+            .by_name
+            .insert(Arc::from(c.username.as_str()), Pipeline::new(entries));
+    }
+    table
+}
+
+/// Every global rule's plugins in one pipeline (not merged: a plugin in two
+/// rules runs twice, as APISIX).
+fn global_rules(
+    config: &Config,
+    ctx: &BuildCtx<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Pipeline> {
+    let mut entries = Vec::new();
+    for (i, rule) in config.global_rules.iter().enumerate() {
+        entries.extend(plugin_compile::compile_entries(
+            &rule.plugins,
+            &format!("global_rules[{i}].plugins"),
+            ctx,
+            errors,
+        ));
+    }
+    (!entries.is_empty()).then(|| Pipeline::new(entries))
+}
+
+fn plugin_error(at: &str, e: weir_plugin::ConfigError) -> FieldError {
+    if e.absolute {
+        FieldError::new(e.path, e.message)
+    } else if e.path.is_empty() {
+        FieldError::new(at, e.message)
+    } else {
+        FieldError::new(format!("{at}.{}", e.path), e.message)
+    }
+}
