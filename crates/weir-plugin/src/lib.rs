@@ -104,6 +104,12 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Log phase: the request is over.
     fn log(&self, _log: &LogCtx<'_>) {}
+
+    /// Query arguments that carry a credential for this plugin (`apikey`,
+    /// `jwt`): their values are masked in the access log.
+    fn secret_query_args(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Builds a plugin from its JSON configuration (already stripped of

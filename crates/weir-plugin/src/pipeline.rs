@@ -52,6 +52,7 @@ pub struct Pipeline {
     response: Box<[u16]>,
     log: Box<[u16]>,
     needs_body: bool,
+    secret_args: Box<[Box<str>]>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -85,6 +86,11 @@ impl Pipeline {
             response: of(Phase::ResponseHeaders),
             log: of(Phase::Log),
             needs_body: entries.iter().any(|e| e.spec.needs_body),
+            secret_args: entries
+                .iter()
+                .flat_map(|e| e.plugin.secret_query_args())
+                .map(String::into_boxed_str)
+                .collect(),
             entries,
         }
     }
@@ -97,6 +103,11 @@ impl Pipeline {
     /// True when a plugin reads the whole request body.
     pub fn needs_body(&self) -> bool {
         self.needs_body
+    }
+
+    /// Query arguments whose values are masked in the access log.
+    pub fn secret_query_args(&self) -> &[Box<str>] {
+        &self.secret_args
     }
 
     /// True when some plugin has a response-headers phase.

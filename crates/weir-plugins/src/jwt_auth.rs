@@ -429,6 +429,10 @@ fn claims_hold(payload: &Map<String, Value>, listed: &[Claim], now: u64, grace: 
 }
 
 impl Plugin for JwtAuth {
+    fn secret_query_args(&self) -> Vec<String> {
+        vec![self.query.clone()]
+    }
+
     fn rewrite(&self, req: &mut RequestCtx<'_>) -> Flow {
         let consumer = match self.find(req) {
             Ok(c) => Ok(c),

@@ -148,6 +148,10 @@ impl KeyAuth {
 }
 
 impl Plugin for KeyAuth {
+    fn secret_query_args(&self) -> Vec<String> {
+        vec![self.query.clone()]
+    }
+
     fn rewrite(&self, req: &mut RequestCtx<'_>) -> Flow {
         let (key, from_header) = match req.view().header(&self.header) {
             Some(k) => (std::borrow::Cow::Borrowed(k), true),

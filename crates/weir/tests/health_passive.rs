@@ -45,8 +45,11 @@ async fn timeouts_mark_a_node_unhealthy(fast_path: bool) {
     let (fast, slow) = (Backend::start("fast").await, Backend::start("slow").await);
     slow.set_delay(SLOW_MS);
     // Only timeouts can mark the node: the other thresholds are out of reach.
+    // Active probes are required beside passive checks (as in APISIX); these
+    // are TCP connects an hour apart (no request reaches the nodes' counters,
+    // no probe success resets the passive counts during the test).
     let gw = gateway(&format!(
-        "gateway: {{http: {{fast_path: {fast_path}}}}}\nroutes:\n  - {{uri: \"/*\", upstream: {{timeout: {{connect: 5, send: {SEND}, read: {READ}}}, nodes: {{\"{}\": 1, \"{}\": 1}}, checks: {{passive: {{unhealthy: {{timeouts: {TIMEOUTS}, http_failures: 254, tcp_failures: 254}}}}}}}}}}\n",
+        "gateway: {{http: {{fast_path: {fast_path}}}}}\nroutes:\n  - {{uri: \"/*\", upstream: {{timeout: {{connect: 5, send: {SEND}, read: {READ}}}, nodes: {{\"{}\": 1, \"{}\": 1}}, checks: {{active: {{type: tcp, healthy: {{interval: 3600}}, unhealthy: {{interval: 3600, tcp_failures: 254, timeouts: 254}}}}, passive: {{unhealthy: {{timeouts: {TIMEOUTS}, http_failures: 254, tcp_failures: 254}}}}}}}}}}\n",
         fast.node(),
         slow.node()
     ))

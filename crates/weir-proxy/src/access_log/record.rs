@@ -132,6 +132,55 @@ impl AccessRecord {
         }
     }
 
+    /// Masks the values of the query arguments `names` in the logged
+    /// target (`?apikey=s3cret` becomes `?apikey=***`): credentials sent in
+    /// the query string never reach the log.
+    pub fn mask_query_args(&mut self, names: &[Box<str>]) {
+        if names.is_empty() {
+            return;
+        }
+        let target = self.field(Field::Target);
+        let Some(q) = target.iter().position(|&b| b == b'?') else {
+            return;
+        };
+        let mut masked = target[..=q].to_vec();
+        let mut changed = false;
+        for (i, pair) in target[q + 1..].split(|&b| b == b'&').enumerate() {
+            if i > 0 {
+                masked.push(b'&');
+            }
+            let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            if names.iter().any(|n| n.as_bytes() == key) && pair.len() > key.len() {
+                masked.extend_from_slice(key);
+                masked.extend_from_slice(b"=***");
+                changed = true;
+            } else {
+                masked.extend_from_slice(pair);
+            }
+        }
+        if !changed {
+            return;
+        }
+        let fields = [
+            Field::Method,
+            Field::Target,
+            Field::Referer,
+            Field::UserAgent,
+            Field::Host,
+        ];
+        let old: Vec<Vec<u8>> = fields.iter().map(|f| self.field(*f).to_vec()).collect();
+        let text = &mut self.request;
+        text.bytes.clear();
+        for (i, part) in old.iter().enumerate() {
+            if i == 1 {
+                text.bytes.extend_from_slice(&masked);
+            } else {
+                text.bytes.extend_from_slice(part);
+            }
+            text.ends[i] = text.bytes.len();
+        }
+    }
+
     /// One request field as received (empty when absent).
     pub(super) fn field(&self, field: Field) -> &[u8] {
         let i = field as usize;
@@ -197,5 +246,23 @@ mod tests {
         assert!(again.attempts.is_empty());
         assert_eq!(again.field(Field::Method), b"");
         assert!(again.start.is_none());
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_masked() {
+        let mut r = AccessRecord::default();
+        r.set_request(RequestFields {
+            method: b"GET",
+            target: b"/a?x=1&apikey=s3cret&jwt=t0ken&apikeyx=2",
+            host: Some(b"h"),
+            ..RequestFields::default()
+        });
+        r.mask_query_args(&["apikey".into(), "jwt".into()]);
+        assert_eq!(
+            r.field(Field::Target),
+            b"/a?x=1&apikey=***&jwt=***&apikeyx=2"
+        );
+        assert_eq!(r.field(Field::Host), b"h");
+        assert_eq!(r.field(Field::Method), b"GET");
     }
 }

@@ -154,6 +154,10 @@ pub async fn handle(
     };
     if log_enabled {
         record.route_id = Some(route.id.clone());
+        record.mask_query_args(route.plugins.secret_query_args());
+        if let Some(global) = &snapshot.global {
+            record.mask_query_args(global.secret_query_args());
+        }
     }
     pending.stats = Some(route.stats.clone());
 

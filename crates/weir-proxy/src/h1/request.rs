@@ -415,6 +415,12 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
             user_agent: view.header("user-agent"),
             host: Some(host_value),
         });
+        if let Some(route) = &route {
+            r.mask_query_args(route.plugins.secret_query_args());
+        }
+        if let Some(global) = &snapshot.global {
+            r.mask_query_args(global.secret_query_args());
+        }
         r
     });
     Head::Ready(Box::new(Request {
