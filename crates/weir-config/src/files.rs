@@ -137,6 +137,17 @@ fn read(file: &str) -> Result<Vec<u8>, String> {
 
 /// Whether `path` can be appended to, or created.
 fn check_appendable(path: &Path) -> Result<(), String> {
+    // Special files (a FIFO, /dev/stdout) are not opened here: opening a
+    // FIFO blocks until a reader comes, and that is the gateway's business
+    // once it runs (with its signal handlers installed).
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(format!("{} is a directory", path.display()));
+        }
+        if !meta.is_file() {
+            return Ok(());
+        }
+    }
     match OpenOptions::new().append(true).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => {

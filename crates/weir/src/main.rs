@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "weir",
+    version,
     about = "An API gateway for Kubernetes that routes straight to pods"
 )]
 struct Cli {
@@ -83,9 +84,13 @@ fn validate(path: &std::path::Path) -> ExitCode {
             ))
             .map_err(|e| format!("TLS client setup: {e}"))?;
             let config = std::sync::Arc::new(config);
-            compiler
-                .compile(config.clone())
-                .map_err(|e| e.to_string())?;
+            compiler.compile(config.clone()).map_err(|errors| {
+                weir_config::LoadError::Invalid {
+                    origin: path.to_string_lossy().into_owned(),
+                    errors,
+                }
+                .to_string()
+            })?;
             Ok(config)
         });
     match loaded {

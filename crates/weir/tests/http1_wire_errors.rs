@@ -247,15 +247,27 @@ async fn nul_or_bare_cr_in_a_request_header_gets_400_or_never_reaches_the_node(t
 async fn malformed_chunked_request_body_is_400_with_no_retry_and_no_health_penalty(t: Transport) {
     let a = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
     let b = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
+    // Active checks are required beside passive ones (as in APISIX): they
+    // probe a port of their own (`port`), so the nodes count only requests.
+    let probes = RawBackend::start(|s| Answer::Send(ok(&s.body))).await;
+    let probe_port: u16 = probes
+        .node()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("probe backend port");
     let route = serde_json::json!({
         "id": "wire",
         "uri": "/*",
         "upstream": {
             "nodes": {a.node(): 1, b.node(): 1},
-            "checks": {"passive": {"unhealthy": {
-                "http_statuses": [400, 500, 502, 503, 504],
-                "http_failures": 1, "tcp_failures": 1, "timeouts": 1,
-            }}},
+            "checks": {
+                "active": {"port": probe_port, "healthy": {"interval": 3600},
+                           "unhealthy": {"interval": 3600}},
+                "passive": {"unhealthy": {
+                    "http_statuses": [400, 500, 502, 503, 504],
+                    "http_failures": 1, "tcp_failures": 1, "timeouts": 1,
+                }},
+            },
         },
     });
     let gw = gateway_with(

@@ -233,7 +233,9 @@ async fn a_reload_keeping_a_node_keeps_its_in_flight_count() {
     );
 }
 
-const PASSIVE: &str = "{passive: {unhealthy: {http_statuses: [500], http_failures: 1}}}";
+/// Passive checks (with the active ones APISIX requires beside them: TCP
+/// connects an hour apart, which count nothing here).
+const PASSIVE: &str = "{active: {type: tcp, healthy: {interval: 3600}, unhealthy: {interval: 3600}}, passive: {unhealthy: {http_statuses: [500], http_failures: 1}}}";
 
 fn two_nodes(a: &Backend, b: &Backend, generation: u8) -> String {
     let extra = if generation == 1 {

@@ -343,12 +343,15 @@ fn validate_of_a_missing_file_exits_1_naming_it() {
 
 #[test]
 fn version_prints_the_crate_version() {
-    let out = weir(&["version"]);
-    assert_eq!(out.code, Some(0));
-    assert_eq!(
-        out.stdout.trim(),
-        format!("weir {}", env!("CARGO_PKG_VERSION"))
-    );
+    for args in [&["version"][..], &["--version"], &["-V"]] {
+        let out = weir(args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stdout.trim(),
+            format!("weir {}", env!("CARGO_PKG_VERSION")),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
