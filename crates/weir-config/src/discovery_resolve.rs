@@ -316,7 +316,7 @@ fn with_defaults(c: &KubernetesCluster, single: bool) -> KubernetesCluster {
     }
     c.default_weight.get_or_insert(DEFAULT_WEIGHT);
     c.shared_size
-        .get_or_insert_with(|| serde_json::Value::String("1m".to_owned()));
+        .get_or_insert_with(|| serde_json::Value::String("64m".to_owned()));
     c.watch_endpoint_slices.get_or_insert(false);
     c.watch_idle_timeout
         .get_or_insert(DEFAULT_WATCH_IDLE_TIMEOUT_SECS);

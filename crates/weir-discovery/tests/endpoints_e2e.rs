@@ -422,7 +422,7 @@ async fn dump_has_apisix_shape_sync_state_and_no_token() {
     assert!(!text.contains("test-token"), "{text}");
     assert_eq!(dump["config"]["client"]["token"], "<redacted>");
     assert_eq!(dump["config"]["default_weight"], 50);
-    assert_eq!(dump["config"]["shared_size"], "1m");
+    assert_eq!(dump["config"]["shared_size"], "64m");
     let eps = &dump["endpoints"][0];
     assert!(
         eps.get("id").is_none(),

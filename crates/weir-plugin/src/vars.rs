@@ -12,7 +12,10 @@ use crate::{Conn, PluginState};
 /// Known: `arg_<name>`, `http_<name>` (`_` stands for `-`), `cookie_<name>`,
 /// `uri`, `request_uri`, `args` / `query_string`, `host`, `request_method`,
 /// `scheme`, `remote_addr`, `remote_port`, `server_addr`, `server_port`,
-/// `consumer_name`, `route_id`.
+/// `consumer_name`, `consumer_group_id`, `route_id`, `server_name` (the
+/// Host), `hostname` (this machine's), `content_type`, `content_length`.
+/// Not known here (always absent): `server_protocol`, `route_name`,
+/// `service_id`, `service_name`.
 pub fn lookup<'a>(
     name: &str,
     view: &'a dyn RequestView,
@@ -35,7 +38,15 @@ pub fn lookup<'a>(
         "uri" => Some(Cow::Borrowed(view.path())),
         "request_uri" => Some(Cow::Borrowed(view.path_and_query())),
         "args" | "query_string" => view.query().map(Cow::Borrowed),
-        "host" => view.host().map(|h| {
+        "content_type" => view.header("content-type").map(String::from_utf8_lossy),
+        "content_length" => view.header("content-length").map(String::from_utf8_lossy),
+        "hostname" => hostname().map(Cow::Borrowed),
+        "consumer_group_id" => state
+            .consumer
+            .as_ref()
+            .and_then(|c| c.group_id.as_ref())
+            .map(|g| Cow::Owned(g.to_string())),
+        "host" | "server_name" => view.host().map(|h| {
             let h = String::from_utf8_lossy(h);
             match h.rsplit_once(':') {
                 Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
@@ -57,4 +68,15 @@ pub fn lookup<'a>(
         "route_id" => owned(route_id.to_owned()),
         _ => None,
     }
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), read once.
+fn hostname() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+    })
+    .as_deref()
 }

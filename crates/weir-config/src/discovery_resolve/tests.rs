@@ -79,7 +79,7 @@ fn minimal_single_cluster_gets_apisix_defaults() {
         Some(IN_CLUSTER_TOKEN_FILE)
     );
     assert_eq!(c.config.default_weight, Some(50));
-    assert_eq!(c.config.shared_size, Some(serde_json::json!("1m")));
+    assert_eq!(c.config.shared_size, Some(serde_json::json!("64m")));
 }
 
 #[test]
