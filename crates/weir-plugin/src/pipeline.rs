@@ -195,8 +195,11 @@ pub fn run_request(
         return Flow::Reply(r);
     }
     for p in [global, Some(route), consumer].into_iter().flatten() {
+        // A route plugin the consumer configures runs once: the consumer's.
+        let overridden =
+            |e: &Entry| std::ptr::eq(p, route) && consumer.is_some_and(|c| c.has(e.spec.name));
         for e in p.phase(&p.before_proxy) {
-            if e.runs(ctx) {
+            if !overridden(e) && e.runs(ctx) {
                 e.plugin.before_proxy(ctx);
             }
         }

@@ -1,7 +1,8 @@
 //! Secrets (API keys, passwords) as authentication plugins keep them: a
 //! SHA-256 digest, looked up by digest and compared in constant time, so
-//! neither the lookup nor the comparison takes longer for a closer guess,
-//! and the plain secret is not kept in memory after the build.
+//! neither the lookup nor the comparison takes longer for a closer guess.
+//! (The plain secrets stay in the configuration the snapshot keeps; they
+//! are never logged, dumped by the control API or put in an error.)
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

@@ -13,13 +13,59 @@ use weir_http::RequestView;
 use crate::balance::hash_bytes;
 use crate::upstream::Upstream;
 
-/// The consistent-hash input of a request for `upstream`.
+/// The consistent-hash input of a request for `upstream`. `consumer`: the
+/// consumer an authentication plugin recognised (for `hash_on: consumer`).
 pub fn chash_input(
     upstream: &Upstream,
     req: &(impl RequestView + ?Sized),
-    remote: SocketAddr,
+    conn: &weir_plugin::Conn,
+    consumer: Option<&str>,
 ) -> u64 {
-    hash_for(upstream.hash_on, &upstream.hash_key, req, remote)
+    let hashed = match upstream.hash_kind {
+        weir_config::HashKind::Consumer => consumer.map(|c| hash_bytes(c.as_bytes())),
+        weir_config::HashKind::VarsCombinations => upstream.hash_template.as_ref().and_then(|t| {
+            let view: &dyn RequestView = &Viewed(req);
+            let key = t.render(&crate::snapshot::RequestVars { view, conn });
+            (!key.is_empty()).then(|| hash_bytes(key.as_bytes()))
+        }),
+        _ => return hash_for(upstream.hash_on, &upstream.hash_key, req, conn.remote),
+    };
+    hashed.unwrap_or_else(|| client_hash(conn.remote))
+}
+
+/// A `?Sized` view passed on as a trait object.
+struct Viewed<'a, V: RequestView + ?Sized>(&'a V);
+
+impl<V: RequestView + ?Sized> RequestView for Viewed<'_, V> {
+    fn method(&self) -> &str {
+        self.0.method()
+    }
+    fn path(&self) -> &str {
+        self.0.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.0.query()
+    }
+    fn path_and_query(&self) -> &str {
+        self.0.path_and_query()
+    }
+    fn host(&self) -> Option<&[u8]> {
+        self.0.host()
+    }
+    fn header_values<'a, 'n>(&'a self, name: &'n str) -> weir_http::HeaderValues<'a, 'n> {
+        self.0.header_values(name)
+    }
+    fn fields(&self) -> weir_http::view::Fields<'_> {
+        self.0.fields()
+    }
+}
+
+/// What a request hashes to without a key value: its client address.
+fn client_hash(remote: SocketAddr) -> u64 {
+    match remote.ip() {
+        IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+        IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+    }
 }
 
 /// The consistent-hash input of a request for `hash_on` + `key`.
@@ -35,6 +81,7 @@ pub fn hash_for(
         HashOn::Vars => match key {
             "uri" => Some(hash_bytes(req.path().as_bytes())),
             "request_uri" => Some(hash_bytes(req.path_and_query().as_bytes())),
+            "query_string" | "args" => req.query().map(|q| hash_bytes(q.as_bytes())),
             "host" | "server_name" => req.host().map(hash_bytes),
             "remote_addr" => None,
             k => {
@@ -53,10 +100,7 @@ pub fn hash_for(
         },
     };
     // As APISIX: with no key value, hash the client address.
-    hashed.unwrap_or_else(|| match remote.ip() {
-        IpAddr::V4(ip) => hash_bytes(&ip.octets()),
-        IpAddr::V6(ip) => hash_bytes(&ip.octets()),
-    })
+    hashed.unwrap_or_else(|| client_hash(remote))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde_json::Value;
 use weir_config::FieldError;
-use weir_plugin::{BuildCtx, Entry, Pipeline};
+use weir_plugin::{BuildCtx, Entry, Pipeline, RequestCtx};
 
 /// Builds the pipeline of a `plugins` map found at `at`
 /// (`routes[3].plugins`). Every error is reported, each with its path.
@@ -64,7 +64,9 @@ pub fn compile_entries(
                 spec,
                 plugin,
                 priority: meta.priority.unwrap_or(spec.priority),
-                filter: None,
+                filter: meta.filter.map(|vars| -> weir_plugin::pipeline::Filter {
+                    Box::new(move |ctx: &RequestCtx<'_>| vars.eval(&CtxVars(ctx)))
+                }),
                 error_response: meta.error_response,
             }),
             Err(e) if e.absolute => {
@@ -85,6 +87,17 @@ struct Meta {
     disable: bool,
     priority: Option<i32>,
     error_response: Option<Bytes>,
+    filter: Option<weir_config::vars::Vars>,
+}
+
+/// A request's variables as `_meta.filter` reads them (plugin edits and the
+/// consumer included).
+struct CtxVars<'a, 'b>(&'a RequestCtx<'b>);
+
+impl weir_config::vars::VarLookup for CtxVars<'_, '_> {
+    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.var(name)
+    }
 }
 
 impl Meta {
@@ -93,6 +106,7 @@ impl Meta {
             disable: false,
             priority: None,
             error_response: None,
+            filter: None,
         };
         if let Some(d) = conf.remove("disable") {
             meta.disable = d
@@ -129,10 +143,15 @@ impl Meta {
                     });
                 }
                 "filter" => {
-                    return Err(FieldError::new(
-                        field,
-                        "not supported yet: the plugin would run unconditionally",
-                    ))
+                    let vars = weir_config::vars::Vars::from_value(&v).map_err(|e| {
+                        let at = if e.path.is_empty() {
+                            field.clone()
+                        } else {
+                            format!("{field}{}", e.path)
+                        };
+                        FieldError::new(at, e.message)
+                    })?;
+                    meta.filter = Some(vars);
                 }
                 "pre_function" => {
                     return Err(FieldError::new(field, "not supported: weir runs no Lua"))

@@ -2,10 +2,15 @@
 //! side: the response-headers phase and the edits it leaves.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use weir_http::HeaderEdits;
 use weir_plugin::pipeline::Pipeline;
 use weir_plugin::PluginState;
+
+/// The pipeline of a request that matched no route, or a route without
+/// plugins, when global rules still run.
+pub static NO_PLUGINS: LazyLock<Pipeline> = LazyLock::new(Pipeline::default);
 
 /// What the response-headers phase needs.
 pub struct ResponsePlugins<'a> {

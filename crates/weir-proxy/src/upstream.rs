@@ -146,6 +146,11 @@ pub struct Upstream {
     pub hash_on: HashOn,
     /// chash input name (lower-cased for headers).
     pub hash_key: String,
+    /// `hash_on` as APISIX names it (adds `consumer` and
+    /// `vars_combinations` to [`HashOn`]).
+    pub hash_kind: weir_config::HashKind,
+    /// The parsed `key` of `hash_on: vars_combinations`.
+    pub hash_template: Option<weir_config::vars::VarsTemplate>,
     /// Extra attempts; None = number of nodes - 1.
     pub retries: Option<u32>,
     /// No retry starts after this much time.
@@ -201,6 +206,8 @@ impl Upstream {
             id: parts.id,
             lb: c.lb_type,
             hash_on: c.hash_on,
+            hash_kind: c.hash_on_kind,
+            hash_template: c.vars_combinations(),
             hash_key: c.key.clone().unwrap_or_default(),
             retries: c.retries,
             retry_timeout: c

@@ -104,7 +104,11 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
     out.push(b' ');
     push_escaped(out, rec.field(Field::Target));
     out.push(b' ');
-    out.extend_from_slice(rec.version.as_bytes());
+    if rec.version.is_empty() {
+        out.push(b'-');
+    } else {
+        out.extend_from_slice(rec.version.as_bytes());
+    }
     out.extend_from_slice(b"\" ");
     push_int(out, rec.status);
     out.push(b' ');
@@ -150,7 +154,10 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// One JSON line: the same fields under nginx-like names.
+/// One JSON line: the same fields under nginx-like names; `time` is the
+/// request's arrival in UTC with milliseconds (RFC 3339,
+/// `2026-11-22T03:15:26.042Z`). A request field weir does not know (a head
+/// it could not read) is an empty string.
 #[derive(serde::Serialize)]
 struct JsonLine<'a> {
     time: Option<String>,
@@ -182,12 +189,11 @@ pub(super) fn json(rec: &AccessRecord, out: &mut Vec<u8>) {
         }
         String::from_utf8_lossy(&s).into_owned()
     };
-    let target = rec.field(Field::Target);
     let line = JsonLine {
-        time: rec.start.map(|s| format_time(wall_clock(s))),
+        time: rec.start.map(|s| format_time_ms(wall_clock(s))),
         remote_addr: rec.remote.map(|r| r.ip().to_string()),
         method: String::from_utf8_lossy(rec.field(Field::Method)),
-        uri: String::from_utf8_lossy(if target.is_empty() { b"/" } else { target }),
+        uri: String::from_utf8_lossy(rec.field(Field::Target)),
         protocol: rec.version,
         status: rec.status,
         body_bytes_sent: rec.body_bytes,
@@ -282,6 +288,21 @@ pub fn format_time(t: SystemTime) -> String {
     )
 }
 
+/// `2026-11-22T03:00:00.042Z`: RFC 3339 in UTC, with milliseconds.
+pub fn format_time_ms(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) — Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -306,6 +327,16 @@ mod tests {
     fn time_is_formatted_like_nginx() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_316_400); // 2026-11-22T03:00:00Z
         assert_eq!(format_time(t), "22/Nov/2026:03:00:00 +0000");
+    }
+
+    #[test]
+    fn json_time_is_rfc3339_utc_with_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_316_400_042); // 2026-11-22T03:00:00.042Z
+        assert_eq!(format_time_ms(t), "2026-11-22T03:00:00.042Z");
+        // Truncated, not rounded: the millisecond the instant falls in.
+        let t = UNIX_EPOCH + Duration::from_nanos(1_772_323_199_999_999_999);
+        assert_eq!(format_time_ms(t), "2026-02-28T23:59:59.999Z");
+        assert_eq!(format_time_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     fn seconds(d: Duration) -> String {
@@ -410,6 +441,31 @@ mod tests {
         assert_eq!(v["upstream_status"], "-, 200");
         assert_eq!(v["upstream_response_time"], "0.003, 0.001");
         assert_eq!(v["route_id"], "shop");
-        assert!(v["time"].as_str().is_some_and(|t| t.ends_with(" +0000")));
+        let at = rec.start.unwrap();
+        assert_eq!(v["time"], format_time_ms(wall_clock(at)));
+    }
+
+    #[test]
+    fn a_request_weir_could_not_read_shows_dashes_in_text_and_empty_strings_in_json() {
+        let mut rec = AccessRecord::recycled();
+        rec.remote = Some("10.1.2.3:5555".parse().unwrap());
+        rec.status = 408;
+        rec.body_bytes = 7;
+        rec.set_unread_request(b"GE");
+        let mut out = Vec::new();
+        text(&rec, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        let (_, rest) = line.split_once("] ").unwrap();
+        assert_eq!(
+            rest,
+            "\"- - -\" 408 7 \"-\" \"-\" host=- rt=0.000 upstream=- ustatus=- urt=- route=-\n"
+        );
+        let mut out = Vec::new();
+        json(&rec, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["method"], "");
+        assert_eq!(v["uri"], "");
+        assert_eq!(v["protocol"], "");
+        assert_eq!(v["status"], 408);
     }
 }

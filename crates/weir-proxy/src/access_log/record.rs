@@ -132,6 +132,76 @@ impl AccessRecord {
         }
     }
 
+    /// For a request weir answered without reading it whole (a malformed or
+    /// oversized head, or one not received in time): what `head`, the bytes
+    /// received, shows of it. The request line's method, target and version
+    /// once the line is complete (before that, the method when a space
+    /// follows it); the Referer, User-Agent and Host of the complete header
+    /// lines (Host only when there is exactly one). What is not known stays
+    /// empty (`-` in a text line); so does a version other than HTTP/1.0 and
+    /// HTTP/1.1.
+    pub fn set_unread_request(&mut self, head: &[u8]) {
+        // As httparse (RFC 9112 §2.2): empty lines before the request line
+        // are skipped.
+        let skip = head
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(head.len());
+        let head = &head[skip..];
+        let mut lines = head.split_inclusive(|&b| b == b'\n');
+        let first = lines.next().unwrap_or_default();
+        let (mut method, mut target, mut version): (&[u8], &[u8], &'static str) = (b"", b"", "");
+        if let Some(line) = first.strip_suffix(b"\n") {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let (m, rest) = split_at_space(line);
+            method = m;
+            target = rest;
+            if let Some(i) = rest.iter().rposition(|&b| b == b' ') {
+                let v = &rest[i + 1..];
+                if v.starts_with(b"HTTP/") {
+                    target = &rest[..i];
+                    version = match v {
+                        b"HTTP/1.1" => "HTTP/1.1",
+                        b"HTTP/1.0" => "HTTP/1.0",
+                        _ => "",
+                    };
+                }
+            }
+        } else if let Some(i) = first.iter().position(|&b| b == b' ') {
+            method = &first[..i];
+        }
+        let (mut referer, mut user_agent, mut host, mut hosts) = (None, None, None, 0);
+        for line in lines {
+            let Some(line) = line.strip_suffix(b"\n") else {
+                break; // not complete
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break; // the end of the head
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], trim_ows(&line[colon + 1..]));
+            if name.eq_ignore_ascii_case(b"host") {
+                hosts += 1;
+                host = Some(value);
+            } else if name.eq_ignore_ascii_case(b"user-agent") {
+                user_agent = user_agent.or(Some(value));
+            } else if name.eq_ignore_ascii_case(b"referer") {
+                referer = referer.or(Some(value));
+            }
+        }
+        self.set_request(RequestFields {
+            method,
+            target,
+            referer,
+            user_agent,
+            host: host.filter(|_| hosts == 1),
+        });
+        self.version = version;
+    }
+
     /// Masks the values of the query arguments `names` in the logged
     /// target (`?apikey=s3cret` becomes `?apikey=***`): credentials sent in
     /// the query string never reach the log.
@@ -201,6 +271,28 @@ impl AccessRecord {
     }
 }
 
+/// The bytes before the first space and those after it (all and none
+/// without one).
+fn split_at_space(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, b""),
+    }
+}
+
+/// `value` without the spaces and tabs around it.
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
 /// Records kept per thread for reuse: enough for the requests a worker has
 /// in flight at once on a busy gateway; beyond that they are freed.
 const MAX_SPARE: usize = 256;
@@ -246,6 +338,75 @@ mod tests {
         assert!(again.attempts.is_empty());
         assert_eq!(again.field(Field::Method), b"");
         assert!(again.start.is_none());
+    }
+
+    fn unread(head: &[u8]) -> AccessRecord {
+        let mut r = AccessRecord::default();
+        r.set_unread_request(head);
+        r
+    }
+
+    fn shown(r: &AccessRecord) -> [&[u8]; 5] {
+        [
+            r.field(Field::Method),
+            r.field(Field::Target),
+            r.field(Field::Referer),
+            r.field(Field::UserAgent),
+            r.field(Field::Host),
+        ]
+    }
+
+    #[test]
+    fn an_unread_request_shows_its_request_line_and_named_fields() {
+        let r = unread(
+            b"\r\nPOST /a?b=c HTTP/1.1\r\nhost:  shop.test:8080 \r\nBad Line\r\n\
+              User-Agent: curl/8\r\nReferer: http://r/\r\nUser-Agent: second\r\n\r\nbody",
+        );
+        assert_eq!(
+            shown(&r),
+            [
+                &b"POST"[..],
+                b"/a?b=c",
+                b"http://r/",
+                b"curl/8",
+                b"shop.test:8080"
+            ]
+        );
+        assert_eq!(r.version, "HTTP/1.1");
+    }
+
+    #[test]
+    fn an_unread_request_shows_no_host_when_it_has_two() {
+        let r = unread(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n");
+        assert_eq!(r.field(Field::Host), b"");
+        assert_eq!(r.version, "HTTP/1.0");
+    }
+
+    #[test]
+    fn an_unread_request_shows_only_what_arrived_whole() {
+        // The line is not complete: its method only.
+        let r = unread(b"GET /slo");
+        assert_eq!(shown(&r), [&b"GET"[..], b"", b"", b"", b""]);
+        assert_eq!(r.version, "");
+        // Nor is the last header line.
+        let r = unread(b"GET /slow HTTP/1.1\r\nHost: a\r\nUser-Agent: cu");
+        assert_eq!(shown(&r), [&b"GET"[..], b"/slow", b"", b"", b"a"]);
+        // Nothing but a partial method.
+        assert_eq!(shown(&unread(b"GE")), [&b""[..]; 5]);
+        assert_eq!(shown(&unread(b"")), [&b""[..]; 5]);
+    }
+
+    #[test]
+    fn an_unread_request_line_that_is_not_http_is_shown_as_received() {
+        // Not a version weir knows: the target keeps what is not a version.
+        let r = unread(b"GET /x HTTP/9.9\r\n\r\n");
+        assert_eq!(r.field(Field::Target), b"/x");
+        assert_eq!(r.version, "");
+        let r = unread(b"\x16\x03\x01\x02\n");
+        assert_eq!(r.field(Field::Method), b"\x16\x03\x01\x02");
+        assert_eq!(r.field(Field::Target), b"");
+        let r = unread(b"GET /a b\r\n\r\n");
+        assert_eq!(shown(&r)[..2], [&b"GET"[..], b"/a b"]);
     }
 
     #[test]

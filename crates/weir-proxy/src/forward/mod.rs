@@ -23,7 +23,7 @@ use crate::attempts::{AttemptPlan, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::metrics::RouteStats;
-use crate::plugin_run::ResponsePlugins;
+use crate::plugin_run::{ResponsePlugins, NO_PLUGINS};
 use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::ProxyState;
 use crate::upstream::Upstream;
@@ -141,16 +141,33 @@ pub async fn handle(
     drop(match_path);
     let req = Request::from_parts(head, body);
     let Some(route) = route else {
-        return Ok(finish(
-            &state,
-            local(
-                LocalReply::error_msg(StatusCode::NOT_FOUND, "404 Route Not Found"),
-                head_request,
+        let not_found = LocalReply::error_msg(StatusCode::NOT_FOUND, "404 Route Not Found");
+        // Global rules run before the 404, as APISIX's.
+        let Some(global) = snapshot.global.as_deref() else {
+            return Ok(finish(
+                &state,
+                local(not_found, head_request, None),
+                pending.take(),
                 None,
-            ),
-            pending.take(),
-            None,
-        ));
+            ));
+        };
+        let (parts, _body) = req.into_parts();
+        let mut plugin_state = PluginState::default();
+        let mut ctx = RequestCtx::new(&parts, &conn.plugin, "", &mut plugin_state, None);
+        let flow =
+            weir_plugin::run_request(&NO_PLUGINS, Some(global), &snapshot.consumers, &mut ctx);
+        let reply = match flow {
+            Flow::Reply(r) => r,
+            Flow::Continue => not_found,
+        };
+        let responses = ResponsePlugins {
+            route: &NO_PLUGINS,
+            global: Some(global),
+            state: &plugin_state,
+        };
+        let edits = responses.edits(&reply, false);
+        let resp = local(reply, head_request, Some(&edits));
+        return Ok(finish(&state, resp, pending.take(), None));
     };
     if log_enabled {
         record.route_id = Some(route.id.clone());
@@ -165,11 +182,12 @@ pub async fn handle(
     let mut body = Some(ProxyBody::Incoming(body));
     // Plugins run on the borrowed head; only those that read the body make
     // the request wait for it.
-    let plugin_state = if route.plugins.is_empty() {
+    let global = snapshot.global.as_deref();
+    let plugin_state = if route.plugins.is_empty() && global.is_none() {
         None
     } else {
         let mut plugin_state = PluginState::default();
-        let buffered = if route.plugins.needs_body() {
+        let buffered = if route.plugins.needs_body() || global.is_some_and(|g| g.needs_body()) {
             match read_body(body.take()).await {
                 Ok(b) => Some(b),
                 Err(reply) => {
@@ -209,6 +227,9 @@ pub async fn handle(
         }
         if let Some(b) = buffered {
             body = Some(ProxyBody::full(b));
+        }
+        if let (Some(ip), true) = (plugin_state.real_ip, log_enabled) {
+            record.remote = Some(SocketAddr::new(ip, conn.remote.port()));
         }
         Some(plugin_state)
     };
@@ -368,7 +389,10 @@ async fn forward(
 ) -> Result<Forwarded, Failure> {
     let set = upstream.node_set();
     let hash = if upstream.lb == LbType::Chash {
-        crate::hash_input::chash_input(upstream, &parts, conn.remote)
+        let consumer = plugins
+            .and_then(|p| p.state.consumer.as_ref())
+            .map(|c| &*c.username);
+        crate::hash_input::chash_input(upstream, &parts, &conn.plugin, consumer)
     } else {
         0
     };
@@ -398,7 +422,16 @@ async fn forward(
             HeaderValue::from_static("chunked"),
         );
     }
-    headers::add_forwarded(&mut parts.headers, conn, original_host.as_ref());
+    // The client address: the peer's, or what `real-ip` established.
+    let real_conn = plugins.and_then(|p| p.state.real_ip).map(|ip| {
+        ConnInfo::new(
+            SocketAddr::new(ip, conn.remote.port()),
+            conn.local,
+            conn.tls,
+        )
+    });
+    let forwarded_for = real_conn.as_ref().unwrap_or(conn);
+    headers::add_forwarded(&mut parts.headers, forwarded_for, original_host.as_ref());
     if via {
         parts
             .headers

@@ -2,7 +2,9 @@
 //! head, proxy it, repeat.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper_util::server::graceful::Watcher;
 use tokio::io::AsyncWriteExt;
@@ -13,7 +15,9 @@ use super::exchange::{self, After};
 use super::general::hand_over;
 use super::request::{self, Head};
 use super::H1Context;
+use crate::access_log::AccessRecord;
 use crate::forward::ConnInfo;
+use crate::snapshot::ProxyState;
 
 /// Serves a client connection (plain TCP or TLS) until it closes, the listener
 /// stops, or the connection needs the general path.
@@ -128,7 +132,10 @@ impl<S: ClientStream> Conn<S> {
 
     /// Reads until the head is complete and decides how to serve it.
     async fn read_head(&mut self, ctx: &H1Context) -> Result<Box<request::Request>, Ending> {
-        let mut deadline_set = false;
+        // When the head turned out not to have arrived in one read (no
+        // clock read otherwise): the start of a request that is answered
+        // 408, or 400/431 after more reads.
+        let mut started: Option<Instant> = None;
         loop {
             let Some(b) = self.buf.as_mut() else {
                 return Err(Ending::Closed);
@@ -147,7 +154,14 @@ impl<S: ClientStream> Conn<S> {
                 Head::Fallback(why) => return Err(Ending::HandOver(why)),
                 Head::Invalid(status, why) => {
                     tracing::debug!(client = %self.info.remote, reason = why, "bad request");
-                    let _ = self.stream.write_all(&local_error(status, why)).await;
+                    let start = started.unwrap_or_else(Instant::now);
+                    let (resp, body_bytes) = local_error(status, why);
+                    // Logged before the answer goes out, so the line is
+                    // buffered before the client can send its next request.
+                    let remote = self.info.remote;
+                    let code = status.as_u16();
+                    unread_request(&ctx.state, remote, b.filled(), start, code, body_bytes);
+                    let _ = self.stream.write_all(&resp).await;
                     let _ = self.stream.shutdown().await;
                     return Err(Ending::Closed);
                 }
@@ -156,19 +170,25 @@ impl<S: ClientStream> Conn<S> {
             if b.is_full() {
                 b.grow(MAX_HEAD);
             }
-            if !deadline_set {
-                // The head started: it has `header_timeout` to complete.
-                self.deadline.set_after(ctx.header_timeout);
-                deadline_set = true;
-            }
+            let start = match started {
+                Some(at) => at,
+                None => {
+                    // The head started: it has `header_timeout` to complete
+                    // (read first: a 408's `rt` is at least the timeout).
+                    let now = *started.insert(Instant::now());
+                    self.deadline.set_after(ctx.header_timeout);
+                    now
+                }
+            };
             let read = tokio::select! {
                 biased;
                 r = self.stream.read_into(b) => r,
                 () = self.deadline.expired() => {
-                    let resp = local_error(
-                        http::StatusCode::REQUEST_TIMEOUT,
-                        "request head not received in time",
-                    );
+                    let status = http::StatusCode::REQUEST_TIMEOUT;
+                    let (resp, body_bytes) =
+                        local_error(status, "request head not received in time");
+                    let (remote, code) = (self.info.remote, status.as_u16());
+                    unread_request(&ctx.state, remote, b.filled(), start, code, body_bytes);
                     let _ = self.stream.write_all(&resp).await;
                     return Err(Ending::Closed);
                 }
@@ -182,15 +202,41 @@ impl<S: ClientStream> Conn<S> {
 }
 
 /// weir's error reply for a request it could not read (the connection then
-/// closes).
-fn local_error(status: http::StatusCode, why: &str) -> Vec<u8> {
+/// closes), and the size of its body.
+fn local_error(status: http::StatusCode, why: &str) -> (Vec<u8>, u64) {
     let mut out = Vec::new();
-    weir_http::LocalReply::error_msg(status, why).write_h1(
-        false,
-        true,
-        None,
-        super::response::push_date,
-        &mut out,
-    );
-    out
+    let reply = weir_http::LocalReply::error_msg(status, why);
+    reply.write_h1(false, true, None, super::response::push_date, &mut out);
+    (out, reply.body.len() as u64)
+}
+
+/// Counts and logs an answer to a request weir could not read whole (a
+/// malformed or oversized head, or one not received in time): no route
+/// matched it, so it counts with the requests no route matched, and its line
+/// shows what `head`, the bytes received, shows of it (query arguments the
+/// global rules hold secret masked, as for any request no route matched).
+pub(super) fn unread_request(
+    state: &ProxyState,
+    remote: SocketAddr,
+    head: &[u8],
+    start: Instant,
+    status: u16,
+    body_bytes: u64,
+) {
+    let elapsed = start.elapsed();
+    crate::metrics::unmatched().observe(status, elapsed);
+    if !state.access_log.enabled() {
+        return;
+    }
+    let mut r = AccessRecord::recycled();
+    r.start = Some(start);
+    r.request_time = Some(elapsed);
+    r.remote = Some(remote);
+    r.status = status;
+    r.body_bytes = body_bytes;
+    r.set_unread_request(head);
+    if let Some(global) = &state.snapshot.load().global {
+        r.mask_query_args(global.secret_query_args());
+    }
+    state.access_log.finish(r);
 }

@@ -576,9 +576,9 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             reply.body.len() as u64
         };
-        match (req.plugins.as_deref(), req.route.as_deref()) {
-            (Some(run), Some(route)) => {
-                let responses = run.response(route);
+        match req.plugins.as_deref() {
+            Some(run) => {
+                let responses = run.response_for(req.route.as_deref());
                 let edits = responses.edits(&reply, false);
                 reply.write_h1(
                     head_request,
@@ -588,7 +588,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     &mut out.0,
                 );
             }
-            _ => reply.write_h1(head_request, close, None, response::push_date, &mut out.0),
+            None => reply.write_h1(head_request, close, None, response::push_date, &mut out.0),
         }
         let written = self.client.write_all(&out.0).await.is_ok();
         finish_request(self.state, req, record, status, body_bytes);

@@ -73,6 +73,28 @@ pub async fn hand_over<S: ClientStream>(
     drop(watcher);
     if let Err(e) = result {
         tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
+        if let Some(status) = e.downcast_ref::<hyper::Error>().and_then(answered_by_hyper) {
+            // Nothing of the request is known here.
+            let now = std::time::Instant::now();
+            super::conn::unread_request(&ctx.state, info.remote, b"", now, status, 0);
+        }
+    }
+}
+
+/// The status hyper answered a request head it could not read with, before
+/// closing the connection with `e` (`Role::on_error` in hyper's h1 server: a
+/// malformed head gets 400, one over `max_buf_size` or with over 100 fields
+/// 431, and no body). None for every other error: nothing was answered (a
+/// header timeout closes the connection silently).
+fn answered_by_hyper(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        // `UriTooLong` (414) as well, for a target over 65,534 bytes: such a
+        // head is over `max_buf_size` (64 KiB) first.
+        Some(431)
+    } else if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+        Some(400)
+    } else {
+        None
     }
 }
 

@@ -8,11 +8,13 @@
 //! runs inline in the client connection's task: no channel, no spawned
 //! upstream connection task, no header map, one timer per connection.
 //!
-//! Anything else is handed, with the bytes already read, to the general
-//! hyper-based path ([`crate::forward`]), which remains the reference for
-//! behaviour: HTTP/1.0 clients, HTTP/2 prior knowledge, upgrades (WebSocket),
-//! expectations other than `100-continue`, `CONNECT`, absolute-form targets, unusual body framing, routes
-//! with plugins, and https upstreams. A connection that is handed
+//! Routes with plugins stay here: the plugins run on the borrowed head and
+//! their header edits are applied where the heads are written (see
+//! [`crate::plugin_run`] and `weir_plugin`). Anything else is handed, with
+//! the bytes already read, to the general hyper-based path
+//! ([`crate::forward`]): HTTP/1.0 clients, HTTP/2 prior knowledge, upgrades
+//! (WebSocket), expectations other than `100-continue`, `CONNECT`,
+//! absolute-form targets, unusual body framing, and https upstreams. A connection that is handed
 //! over stays on the general path. On TLS listeners, connections that
 //! negotiate `h2` go to the general path after the handshake; the others are
 //! served here like plain ones (without the buffer-less idle wait, as rustls
@@ -31,6 +33,9 @@ mod fallback;
 mod general;
 mod request;
 mod response;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,13 +9,13 @@ use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost, Scheme};
 use weir_http::fields::{self, classify, Field, NamedFields};
 use weir_http::{LocalReply, RawHead, RequestView};
-use weir_plugin::{Flow, PluginState, RequestCtx};
+use weir_plugin::{Flow, Pipeline, PluginState, RequestCtx};
 
 use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
 use crate::access_log::{AccessRecord, RequestFields};
 use crate::forward::ConnInfo;
-use crate::plugin_run::ResponsePlugins;
+use crate::plugin_run::{ResponsePlugins, NO_PLUGINS};
 use crate::snapshot::{CompiledRoute, Snapshot};
 
 /// Most header fields accepted in one message (as hyper).
@@ -82,8 +82,13 @@ pub struct PluginRun {
 impl PluginRun {
     /// The response-side edits and phases of this run.
     pub fn response<'a>(&'a self, route: &'a CompiledRoute) -> ResponsePlugins<'a> {
+        self.response_for(Some(route))
+    }
+
+    /// The same, for a request that may have matched no route.
+    pub fn response_for<'a>(&'a self, route: Option<&'a CompiledRoute>) -> ResponsePlugins<'a> {
         ResponsePlugins {
-            route: &route.plugins,
+            route: route.map_or(&*NO_PLUGINS, |r| &r.plugins),
             global: self.snapshot.global.as_deref(),
             state: &self.state,
         }
@@ -134,9 +139,10 @@ impl Request {
     /// received (the start of the read buffer). Prepares the upstream head
     /// unless a plugin answered.
     pub fn run_plugins_with_body(&mut self, head: &[u8], conn: &ConnInfo, body: &[u8]) {
-        let (Some(run), Some(route)) = (self.plugins.as_mut(), self.route.as_ref()) else {
+        let Some(run) = self.plugins.as_mut() else {
             return;
         };
+        let route = self.route.as_deref();
         run.awaiting_body = false;
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
@@ -163,10 +169,11 @@ impl Request {
             host: facts.host.unwrap_or_default(),
             fields: req.headers,
         };
-        let mut ctx = RequestCtx::new(&view, &conn.plugin, &route.id, &mut run.state, Some(body));
+        let route_id = route.map_or("", |r| &r.id);
+        let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, Some(body));
         let snapshot = &run.snapshot;
         if let Flow::Reply(r) = weir_plugin::run_request(
-            &route.plugins,
+            route.map_or(&*NO_PLUGINS, |r| &r.plugins),
             snapshot.global.as_deref(),
             &snapshot.consumers,
             &mut ctx,
@@ -351,36 +358,43 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
             return Head::Fallback("https upstream");
         }
     }
-    let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
-        Some(up) if up.lb == LbType::Chash => {
-            crate::hash_input::chash_input(up, &view, conn.remote)
-        }
-        _ => 0,
-    };
-
     // Plugins: run now, on the borrowed head, unless one reads the body.
     let plugins = match &route {
-        Some(r) if !r.plugins.is_empty() => {
+        // Global rules run on every request, a route's plugins or not,
+        // and before the 404 of a request no route matched.
+        r if r.as_ref().is_some_and(|r| !r.plugins.is_empty()) || snapshot.global.is_some() => {
+            let pipeline = r.as_ref().map_or(&*NO_PLUGINS, |r| &r.plugins);
+            let global = snapshot.global.as_deref();
             let mut run = Box::new(PluginRun {
                 snapshot: snapshot.clone(),
                 state: PluginState::default(),
                 reply: None,
-                awaiting_body: r.plugins.needs_body(),
+                awaiting_body: pipeline.needs_body() || global.is_some_and(Pipeline::needs_body),
             });
             if !run.awaiting_body {
-                let mut ctx = RequestCtx::new(&view, &conn.plugin, &r.id, &mut run.state, None);
-                if let Flow::Reply(reply) = weir_plugin::run_request(
-                    &r.plugins,
-                    snapshot.global.as_deref(),
-                    &snapshot.consumers,
-                    &mut ctx,
-                ) {
+                let route_id = r.as_ref().map_or("", |r| &r.id);
+                let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, None);
+                if let Flow::Reply(reply) =
+                    weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx)
+                {
                     run.reply = Some(reply);
                 }
             }
             Some(run)
         }
         _ => None,
+    };
+
+    // The consistent-hash input, once the consumer is known.
+    let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
+        Some(up) if up.lb == LbType::Chash => {
+            let consumer = plugins
+                .as_ref()
+                .and_then(|p| p.state.consumer.as_ref())
+                .map(|c| &*c.username);
+            crate::hash_input::chash_input(up, &view, &conn.plugin, consumer)
+        }
+        _ => 0,
     };
 
     // Upstream head: request line, surviving fields, forwarding fields
@@ -405,7 +419,10 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     let record = log.then(|| {
         let mut r = AccessRecord::recycled();
         r.start = Some(start);
-        r.remote = Some(conn.remote);
+        r.remote = Some(match plugins.as_ref().and_then(|p| p.state.real_ip) {
+            Some(ip) => std::net::SocketAddr::new(ip, conn.remote.port()),
+            None => conn.remote,
+        });
         r.version = "HTTP/1.1";
         r.route_id = route.as_ref().map(|r| r.id.clone());
         r.set_request(RequestFields {
@@ -485,7 +502,11 @@ impl UpstreamHead<'_, '_> {
                 push_field(p, h.name.as_bytes(), h.value);
             }
         }
-        let ip = self.conn.remote_ip.as_bytes();
+        // The client address: the peer's, or what `real-ip` established.
+        let real_ip = plugins.and_then(|s| s.real_ip).map(|ip| ip.to_string());
+        let ip = real_ip
+            .as_deref()
+            .map_or(self.conn.remote_ip.as_bytes(), str::as_bytes);
         if !dropped("x-forwarded-for") {
             match self.facts.xff.map(trim) {
                 Some(prev) if !prev.is_empty() => {
