@@ -175,11 +175,22 @@ pub fn upstream_client_config_for(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let client_auth = client_identity(tls)?;
+    let finish =
+        |b: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>| {
+            match &client_auth {
+                Some((certs, key)) => b
+                    .with_client_auth_cert(certs.clone(), key.clone_key())
+                    .map_err(|e| format!("tls.client_cert / client_key: {e}")),
+                None => Ok(b.with_no_client_auth()),
+            }
+        };
     let mut config = if !tls.verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+        finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+        )?
     } else {
         let mut roots = rustls::RootCertStore::empty();
         match &tls.ca_file {
@@ -197,10 +208,37 @@ pub fn upstream_client_config_for(
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        finish(builder.with_root_certificates(roots))?
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The client certificate chain and key weir presents to nodes (mTLS),
+/// from `tls.client_cert` / `tls.client_key` (PEM). Errors never quote the
+/// key.
+#[allow(clippy::type_complexity)]
+fn client_identity(
+    tls: &weir_config::UpstreamTls,
+) -> Result<
+    Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+    String,
+> {
+    let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) else {
+        return Ok(None);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "tls.client_cert: invalid PEM".to_owned())?;
+    if certs.is_empty() {
+        return Err("tls.client_cert: no certificate found".into());
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|_| "tls.client_key: not a PEM private key".to_owned())?;
+    Ok(Some((certs, key)))
 }
 
 /// Accepts any server certificate (`tls.verify: false`). Handshake
