@@ -9,6 +9,7 @@ Subcommands (all called by run.sh; see `bench.py -h`):
   h2-record ...         parse one h2load run (+ its --log-file) into a JSON line
   wait-ready URL        poll until 200; print ms since --since (unix seconds)
   idle-conns ...        open N keep-alive connections, one request each, hold them
+  head PORT [-H ...]    one GET; print the response head (run.sh: what each proxy answers)
   probe ...             marker prober: propagation delay of endpoint changes
   report ...            write docs/performance.md from a results directory (report.py)
 """
@@ -54,7 +55,25 @@ SCENARIOS = {
     "d1m": ("1 MiB response body", "/1m", None, "wrk"),
     "e": ("HTTPS termination (TLS 1.3, keep-alive)", "/", None, "wrk"),
     "f": ("HTTP/2 h2c downstream (h2load -c64 -m10)", "/", None, "h2load"),
+    "p": ("one route with key-auth, ip-restriction, request-id, cors (as a0)", "/", None, "wrk"),
+    "pcap": ("as (p), each proxy held to half a core (CFS quota)", "/", None, "wrk"),
+    "jhs": ("jwt-auth, HS256 token (as a0; weir only)", "/", None, "wrk"),
+    "jrs": ("jwt-auth, RS256 token (as a0; weir only)", "/", None, "wrk"),
 }
+# Scenarios nginx does not run: it has no JWT verification without njs or a
+# third-party module. They alternate with weir on a0's config instead.
+WEIR_ONLY = ("jhs", "jrs")
+# Scenarios that alternate with a second weir on a0's config (port
+# WEIR_AREF_PORT), so that the cost of the plugins per request is a
+# difference between runs taken in turns.
+A0_REF = ("p", "jhs", "jrs")
+
+# Plugin scenarios: the credentials wrk sends. The consumer's API key, the
+# Origin the cors plugin allows, and the jwt-auth consumers' key claims.
+P_APIKEY = "bench-3f9c1e7a52d84b06"
+P_ORIGIN = "http://app.bench.test"
+JWT_HS_KEY, JWT_HS_SECRET = "bench-hs", "bench-hs256-secret-0123456789abcdef"
+JWT_RS_KEY = "bench-rs"
 
 
 def w(path, text):
@@ -133,6 +152,48 @@ def nginx_backend(d):
     )
 
 
+# Scenario p's nginx: what weir's four plugins do, in nginx's own terms.
+# key-auth: a `map` from the API key to the consumer's name, 401 when none
+# (server-level `if` + `return`, nginx's rewrite phase, as key-auth runs in
+# weir's rewrite phase), the consumer's name sent upstream as weir sends
+# X-Consumer-Username (and the two fields weir removes, removed);
+# ip-restriction: `allow`/`deny` (access phase); request-id: a client's
+# X-Request-Id kept, else nginx's $request_id, upstream and in the response;
+# cors: the fields weir sets for an allowed Origin, on every response
+# (`always`, as weir sets them on its own answers too).
+NGINX_P_HTTP = """\
+    map $http_apikey $bench_consumer {{
+        default "";
+        "{key}" bench;
+    }}
+    map $http_x_request_id $bench_request_id {{
+        default $http_x_request_id;
+        "" $request_id;
+    }}
+"""
+
+NGINX_P_SERVER = """\
+        if ($bench_consumer = "") {{
+            return 401 '{{"message":"Invalid API key in request"}}\\n';
+        }}
+"""
+
+NGINX_P_LOCATION = """\
+            allow 127.0.0.0/8;
+            deny all;
+            add_header X-Request-Id $bench_request_id always;
+            add_header Access-Control-Allow-Origin "{origin}" always;
+            add_header Access-Control-Allow-Methods "*" always;
+            add_header Access-Control-Max-Age 5 always;
+            add_header Access-Control-Allow-Headers "*" always;
+            add_header Vary Origin always;
+            proxy_set_header X-Request-Id $bench_request_id;
+            proxy_set_header X-Consumer-Username $bench_consumer;
+            proxy_set_header X-Credential-Identifier "";
+            proxy_set_header X-Consumer-Custom-ID "";
+"""
+
+
 def nginx_proxy(d, scn):
     name = f"nginx-{scn}"
     ka = 64
@@ -169,8 +230,14 @@ def nginx_proxy(d, scn):
             listen = f"        listen 127.0.0.1:{NGINX_PORT} http2;\n"
         else:
             listen = f"        listen 127.0.0.1:{NGINX_PORT} backlog=4096;\n"
+        server_extra = location_extra = ""
+        if scn == "p":
+            http += NGINX_P_HTTP.format(key=P_APIKEY)
+            server_extra = NGINX_P_SERVER.format()
+            location_extra = NGINX_P_LOCATION.format(origin=P_ORIGIN)
         http += (
-            f"    server {{\n{listen}        location / {{\n"
+            f"    server {{\n{listen}{server_extra}        location / {{\n"
+            + location_extra
             + PROXY_LOCATION.format(upstream="backend")
             + "        }\n    }\n"
         )
@@ -215,8 +282,82 @@ def weir_config(d, scn, busy_poll=True):
         out += f"ssls:\n  - {{id: bench, snis: [localhost, bench.test], cert_file: {d}/cert.pem, key_file: {d}/key.pem}}\n"
     else:
         out = weir_gateway(scn, d, busy_poll=busy_poll)
-    out += f"routes:\n  - id: a\n    uri: /*\n    upstream: {{type: roundrobin, nodes: {{{backend}}}}}\n"
+    rid = scn if scn in ("p", "jhs", "jrs") else "a"
+    out += f"routes:\n  - id: {rid}\n    uri: /*\n    upstream: {{type: roundrobin, nodes: {{{backend}}}}}\n"
+    if scn == "p":
+        out += (
+            "    plugins:\n"
+            "      key-auth: {}\n"
+            "      ip-restriction: {whitelist: [127.0.0.0/8]}\n"
+            "      request-id: {}\n"
+            f'      cors: {{allow_origins: "{P_ORIGIN}"}}\n'
+            "consumers:\n"
+            f"  - {{username: bench, plugins: {{key-auth: {{key: {P_APIKEY}}}}}}}\n"
+        )
+    elif scn == "jhs":
+        out += (
+            "    plugins:\n      jwt-auth: {}\nconsumers:\n"
+            f"  - {{username: bench, plugins: {{jwt-auth: {{key: {JWT_HS_KEY}, secret: {JWT_HS_SECRET}}}}}}}\n"
+        )
+    elif scn == "jrs":
+        pem = open(f"{d}/jwt-rs.pub.pem").read().strip()
+        out += (
+            "    plugins:\n      jwt-auth: {}\nconsumers:\n  - username: bench\n    plugins:\n"
+            f"      jwt-auth:\n        key: {JWT_RS_KEY}\n        algorithm: RS256\n        public_key: |\n"
+            + "".join(f"          {line}\n" for line in pem.splitlines())
+        )
     return out
+
+
+def b64url(data):
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_tokens(d):
+    """An RSA key pair (openssl, into DIR) and one valid token per jwt-auth
+    scenario: {"jhs": HS256 token, "jrs": RS256 token}. Both carry `exp` a
+    day ahead, so weir checks it as it would a real token's."""
+    import hashlib
+    import hmac
+    import subprocess
+
+    key, pub = f"{d}/jwt-rs.key.pem", f"{d}/jwt-rs.pub.pem"
+    if not os.path.exists(key):
+        subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True, capture_output=True)
+    exp = int(time.time()) + 86400
+
+    def signing_input(alg, key_claim):
+        head = b64url(json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":")).encode())
+        body = b64url(json.dumps({"key": key_claim, "exp": exp}, separators=(",", ":")).encode())
+        return f"{head}.{body}"
+
+    hs = signing_input("HS256", JWT_HS_KEY)
+    hs += "." + b64url(hmac.new(JWT_HS_SECRET.encode(), hs.encode(), hashlib.sha256).digest())
+    rs = signing_input("RS256", JWT_RS_KEY)
+    sig = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", key], input=rs.encode(), check=True, capture_output=True
+    ).stdout
+    rs += "." + b64url(sig)
+    return {"jhs": hs, "jrs": rs}
+
+
+def request_headers(scn, d):
+    """The header fields wrk (and the idle-connection client) send in a
+    scenario, as `Name: value` strings."""
+    if scn == "b":
+        return [f"Host: {B_HOST}"]
+    if scn in ("p", "pcap", "gp"):
+        return [f"apikey: {P_APIKEY}", f"Origin: {P_ORIGIN}"]
+    if scn in ("jhs", "jrs"):
+        return ["Authorization: Bearer " + open(f"{d}/jwt-{scn}.token").read().strip()]
+    return []
 
 
 def discovery_block(port):
@@ -264,16 +405,24 @@ def cmd_gen(a):
     # temp directories inside tmp-<name>.
     os.chmod(d, 0o755)
     os.chmod(f"{d}/www", 0o755)
-    for name in ["backend"] + [f"nginx-{s}" for s in SCENARIOS] + ["nginx-g", "nginx-g2"]:
+    idle = ["g", "g2", "gp"]
+    for name in ["backend"] + [f"nginx-{s}" for s in list(SCENARIOS) + idle if s not in WEIR_ONLY]:
         os.makedirs(f"{d}/tmp-{name}", mode=0o755, exist_ok=True)
     w(f"{d}/backend.conf", nginx_backend(d))
-    # g / g2: idle HTTP/1.1 / HTTP/2 (h2c) connections
-    for scn in list(SCENARIOS) + ["g", "g2"]:
-        base = {"a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a", "g2": "f"}.get(scn, scn)
-        w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
-        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in ("a0", "acap", "g", "g2")))
-    aref = weir_config(d, "a").replace(f"127.0.0.1:{WEIR_PORT}", f"127.0.0.1:{WEIR_AREF_PORT}")
-    w(f"{d}/weir-aref.yaml", aref.replace(f"127.0.0.1:{WEIR_CONTROL}", f"127.0.0.1:{WEIR_AREF_CONTROL}"))
+    for scn, token in jwt_tokens(d).items():
+        w(f"{d}/jwt-{scn}.token", token + "\n")
+    # g / g2 / gp: idle HTTP/1.1 / HTTP/2 (h2c) / HTTP/1.1 on (p)'s route
+    defaults = ("a0", "acap", "g", "g2", "p", "pcap", "gp", "jhs", "jrs")  # weir without busy polling
+    for scn in list(SCENARIOS) + idle:
+        base = {"a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a", "g2": "f", "pcap": "p", "gp": "p"}.get(scn, scn)
+        if scn not in WEIR_ONLY:
+            w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
+        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in defaults))
+    # Second weirs for alternating runs: (a)'s config beside (b) and (c),
+    # a0's beside (p), (jhs) and (jrs).
+    for ref, base, bp in [("aref", "a", True), ("a0ref", "a", False)]:
+        cfg = weir_config(d, base, busy_poll=bp).replace(f"127.0.0.1:{WEIR_PORT}", f"127.0.0.1:{WEIR_AREF_PORT}")
+        w(f"{d}/weir-{ref}.yaml", cfg.replace(f"127.0.0.1:{WEIR_CONTROL}", f"127.0.0.1:{WEIR_AREF_CONTROL}"))
     w(f"{d}/weir-scale.yaml", weir_scale(d, SCALE_SERVICES))
     w(f"{d}/weir-scale1.yaml", weir_scale(d, 1))
     w(f"{d}/weir-default.yaml", weir_default(a.repo, d))
@@ -542,7 +691,8 @@ def cmd_idle_conns(a):
     want = a.n + 100
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
-    req = f"GET {a.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    extra = "".join(h + "\r\n" for h in a.header)
+    req = f"GET {a.path} HTTP/1.1\r\nHost: bench\r\n{extra}\r\n".encode()
     socks = []
     failed = 0
     t0 = time.time()
@@ -585,6 +735,33 @@ def cmd_idle_conns(a):
     print(json.dumps({"opened": len(socks), "failed": failed, "closed_by_server": closed}), flush=True)
     for s in socks:
         s.close()
+
+
+def cmd_head(a):
+    """One GET with the given header fields; print the status line and the
+    response's fields (run.sh records what each proxy answers in a
+    scenario). Exit 1 unless the status is 200."""
+    extra = "".join(h + "\r\n" for h in a.header)
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    try:
+        s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: bench\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    # Fields that change with every response or say nothing of the proxy.
+    skip = ("date:", "server:")
+    print("\n".join("  " + l for l in head.split("\r\n") if not l.lower().startswith(skip)))
+    sys.exit(0 if head.startswith("HTTP/1.1 200") else 1)
+
+
+def cmd_headers(a):
+    print("\n".join(request_headers(a.scenario, a.dir)))
 
 
 def cmd_probe(a):
@@ -685,7 +862,17 @@ def main():
     p.add_argument("--path", default="/")
     p.add_argument("--hold", type=float, default=5)
     p.add_argument("--h2", action="store_true", help="HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1")
+    p.add_argument("-H", "--header", action="append", default=[], help="extra request field, `Name: value`")
     p.set_defaults(f=cmd_idle_conns)
+    p = sub.add_parser("head")
+    p.add_argument("port", type=int)
+    p.add_argument("--path", default="/")
+    p.add_argument("-H", "--header", action="append", default=[], help="extra request field, `Name: value`")
+    p.set_defaults(f=cmd_head)
+    p = sub.add_parser("headers", help="the request fields of a scenario, one a line")
+    p.add_argument("scenario")
+    p.add_argument("dir")
+    p.set_defaults(f=cmd_headers)
     p = sub.add_parser("probe")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", required=True)

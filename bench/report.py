@@ -3,13 +3,17 @@
 
 import json
 import os
+import re
 import statistics
 
 from bench import (
+    A0_REF,
     BUSY_POLL_US,
+    P_ORIGIN,
     SCALE_ENDPOINTS,
     SCALE_SERVICES,
     SCENARIOS,
+    WEIR_ONLY,
     fmt_run,
     ms,
     pct,
@@ -19,6 +23,20 @@ from bench import (
 
 # A load-generator core this busy (%) under both proxies bounds req/s.
 LOAD_BOUND_PCT = 97
+# Targets of the plugin scenarios (issue: plugins on the fast path).
+P_CPU_MAX = 1.10  # (p) weir CPU/request <= 1.10x the same route without plugins
+PCAP_MIN = 1.10  # (pcap) weir req/s >= 1.10x nginx's, each held to half a core
+GP_MAX = 1.10  # (gp) KiB per idle connection <= 1.10x (g)'s, same run
+DRIFT_MAX = 0.03  # every earlier scenario within 3% of its last recorded ratio
+# Idle-connection keys of idle.json: (scenario, weir's key, nginx's key, label)
+IDLE = [
+    ("g", "weir", "nginx", "HTTP/1.1 (g)"),
+    ("g2", "weir-h2", "nginx-h2", "HTTP/2 (g2)"),
+    ("gp", "weir-p", "nginx-p", "HTTP/1.1, plugin route (gp)"),
+]
+# The machine-readable record of every scenario's ratio, carried from one
+# generated document to the next (scenarios not run keep their last value).
+RATIOS_TAG = "bench-ratios:"
 
 
 def median(xs):
@@ -81,6 +99,81 @@ def verdict(ok):
     return "**met**" if ok else "**not met**"
 
 
+def ratio_of(s, scn, base):
+    """weir's req/s over `base`'s (nginx, or weir on a0's config) in one
+    scenario; None when either is missing."""
+    wv, bv = s.get((scn, "weir")), s.get((scn, base))
+    return wv["rps"] / bv["rps"] if wv and bv and bv["rps"] else None
+
+
+def current_ratios(s, idle, date):
+    """This run's figure per scenario, as compared with later runs: weir's
+    req/s over nginx's (over weir without plugins for the weir-only
+    scenarios), weir's KiB per idle connection for the idle ones."""
+    out = {}
+    for scn in SCENARIOS:
+        if scn in WEIR_ONLY:
+            r, what = ratio_of(s, scn, "weir-a0"), "req/s, weir / weir without plugins"
+        else:
+            r, what = ratio_of(s, scn, "nginx"), "req/s, weir / nginx"
+        if r:
+            out[scn] = {"value": round(r, 4), "what": what, "date": date}
+    for scn, wk, _, _ in IDLE:
+        g = (idle or {}).get(wk)
+        if g:
+            out[scn] = {"value": round(g["per_conn_kb"], 3), "what": "weir KiB per idle connection", "date": date}
+    return out
+
+
+def previous_ratios(path):
+    """The ratios recorded by the document about to be replaced: its
+    `bench-ratios` comment, or for a document older than that comment, its
+    results and idle tables."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return {}
+    m = re.search(r"<!-- " + re.escape(RATIOS_TAG) + r" (\{.*?\}) -->", text, re.S)
+    if m:
+        try:
+            return json.loads(m.group(1))
+        except ValueError:
+            pass
+    d = re.search(r"^Generated (.+?) by ", text, re.M)
+    date = d.group(1) if d else "?"
+    rps, out = {}, {}
+    for line in text.splitlines():
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) > 3 and c[1] in ("weir", "nginx", "weir-a0") and re.fullmatch(r"[\d,]+", c[2]):
+            scn = c[0].split()[0]
+            if scn in SCENARIOS:
+                rps[(scn, c[1])] = float(c[2].replace(",", ""))
+        for scn, wk, _, label in IDLE:
+            if len(c) == 8 and c[0] == label and c[1] == "weir" and c[7].endswith(" KiB"):
+                out[scn] = {"value": float(c[7].split()[0]), "what": "weir KiB per idle connection", "date": date}
+    for scn in SCENARIOS:
+        base = "weir-a0" if scn in WEIR_ONLY else "nginx"
+        if (scn, "weir") in rps and rps.get((scn, base)):
+            out[scn] = {
+                "value": round(rps[(scn, "weir")] / rps[(scn, base)], 4),
+                "what": "req/s, weir / " + ("weir without plugins" if scn in WEIR_ONLY else "nginx"),
+                "date": date,
+            }
+    return out
+
+
+def loadavg_summary(results):
+    xs = []
+    for r in results:
+        try:
+            xs.append(float(r.get("loadavg")))
+        except (TypeError, ValueError):
+            pass
+    if not xs:
+        return None
+    return median(xs), min(xs), max(xs)
+
+
 def cmd_report(a):
     rd = a.results_dir
     results = []
@@ -88,6 +181,10 @@ def cmd_report(a):
         results = [json.loads(l) for l in open(f"{rd}/runs.jsonl") if l.strip()]
     s = summarize(results)
     meta = read_json(f"{rd}/meta.json", {})
+    idle = read_json(f"{rd}/idle.json")
+    # Read before the document is replaced: the ratios it recorded.
+    before = previous_ratios(a.out)
+    now = current_ratios(s, idle, meta.get("date", "?"))
     L = []
     L.append("# Performance\n")
     L.append(
@@ -98,12 +195,20 @@ def cmd_report(a):
         f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
         "per target and scenario"
         + (
-            f", {meta['runs_headline']} for a, a0 and acap"
+            f", {meta['runs_headline']} for a, a0, acap and pcap"
             if meta.get("runs_headline", meta.get("runs")) != meta.get("runs")
             else ""
         )
         + ", weir and nginx alternating; medians over runs).\n"
     )
+    la = loadavg_summary(results)
+    if la:
+        L.append(
+            f"Host load while measuring: 1-minute load average median {la[0]:.1f} (from {la[1]:.1f} to {la[2]:.1f}) "
+            f"on {meta.get('nproc', '?')} CPUs"
+            + (f"; {' / '.join(meta['loadavg_start'])} (1/5/15 min) when the suite started" if meta.get("loadavg_start") else "")
+            + ". Anything above ~2 is other work (builds, tests) sharing the cores with the benchmark.\n"
+        )
     L.append("## Machine\n")
     L.append("```")
     for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc"]:
@@ -113,21 +218,39 @@ def cmd_report(a):
         "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
         "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
         "Proxies: weir (`gateway.workers: 1`, access log off unless stated, "
-        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0 and acap, where it "
-        "runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
+        f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0, acap and the plugin "
+        "scenarios (p, pcap, jhs, jrs), where it runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
         "compare CPU µs/request with that in mind) and nginx "
         "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
         "the forwarding fields weir sends (`X-Forwarded-For/-Proto/-Host/-Port`, `X-Real-IP`), "
         "downstream `keepalive_requests` raised so neither side closes client connections). "
+        "In acap and pcap each proxy runs in a cgroup with a CFS quota of "
+        f"{meta.get('cap_pct', '?')}% of one core per {meta.get('cap_period_us', 0) / 1000:g} ms, so that the proxy "
+        "core, not the load generator's, is the bottleneck. "
         f"CPU pinning: {meta.get('pinning', '?')}. Load generator: `wrk -t1 -c64 --latency` with "
         "`bench/wrk-report.lua` (p99.9 from wrk's histogram); HTTP/2: `h2load -t1 -c64 -m10` "
         "with per-request `--log-file` for percentiles. Proxy CPU = utime+stime delta of the proxy "
         "process(es) over the run, in % of one core (nginx: master+worker); RSS = VmRSS after the run "
-        "(nginx: master+worker). In acap each proxy runs in a cgroup with a CFS quota of "
-        f"{meta.get('cap_pct', '?')}% of one core per {meta.get('cap_period_us', 0) / 1000:g} ms, so that the proxy "
-        "core, not the load generator's, is the bottleneck. The machine is shared: other builds may run at times; the "
+        "(nginx: master+worker). The machine is shared: other builds may run at times; the "
         "1-minute load average of each run is in the raw output. Compare ratios within one run of "
         "the suite, not absolute numbers across runs.\n"
+    )
+    L.append(
+        "Plugin scenarios. p: one route with `key-auth` (a consumer with a key), `ip-restriction` (whitelist "
+        f"127.0.0.0/8), `request-id` (defaults: uuid, also in the response) and `cors` (`allow_origins: {P_ORIGIN}`); "
+        f"wrk sends `apikey: <key>` and `Origin: {P_ORIGIN}`. Its nginx does the same in nginx's terms: "
+        "`map $http_apikey $bench_consumer` and a server-level `if ($bench_consumer = \"\") { return 401; }`, "
+        "the consumer's name sent upstream as `X-Consumer-Username` (and `X-Credential-Identifier`, "
+        "`X-Consumer-Custom-ID` removed, as weir does), `allow 127.0.0.0/8; deny all;`, "
+        "`proxy_set_header`/`add_header X-Request-Id` (the client's, else `$request_id`), and `add_header ... always` "
+        "for the CORS fields weir sends (`Access-Control-Allow-Origin`, `-Allow-Methods`, `-Max-Age`, "
+        "`-Allow-Headers`, `Vary: Origin`). The raw output shows both response heads. pcap is p with each proxy "
+        "held to half a core as in acap. jhs and jrs: one route with `jwt-auth`, a consumer with an HS256 "
+        "secret or an RS256 public key (2048-bit key made with openssl for the run), wrk sending a valid token "
+        "(`Authorization: Bearer`, with `exp` a day ahead, so it is checked); weir only, since nginx has no JWT "
+        "verification without njs or a third-party module. p, jhs and jrs take turns with a second weir on a0's "
+        "config (the same request, a route without plugins) so that the plugins' cost per request is a "
+        "difference between alternating runs. gp: 10,000 idle keep-alive connections on p's route.\n"
     )
     L.append("## Results\n")
     L.append(
@@ -153,18 +276,19 @@ def cmd_report(a):
                 f"| {r['errors']} | {ratio} |"
             )
     L.append("")
-    idle = read_json(f"{rd}/idle.json")
+    L.extend(plugin_section(s))
     if idle:
         L.append("### (g) idle keep-alive connections\n")
         L.append(
             "Each connection sends one request, reads the answer and stays open. g2 does the same over "
-            "HTTP/2 with prior knowledge (h2c); its nginx listens with `http2`.\n"
+            "HTTP/2 with prior knowledge (h2c); its nginx listens with `http2`. gp is g on scenario p's route "
+            "(key-auth, ip-restriction, request-id, cors; the request carries the API key and Origin).\n"
         )
         L.append("| protocol | target | connections held | failed | closed by server | RSS before | RSS with conns | per connection |")
         L.append("|---|---|---:|---:|---:|---:|---:|---:|")
-        for proto, suffix in [("HTTP/1.1 (g)", ""), ("HTTP/2 (g2)", "-h2")]:
-            for tgt in ["weir", "nginx"]:
-                g = idle.get(tgt + suffix)
+        for _, wk, nk, proto in IDLE:
+            for key, tgt in [(wk, "weir"), (nk, "nginx")]:
+                g = idle.get(key)
                 if g:
                     L.append(
                         f"| {proto} | {tgt} | {g['opened']:,} | {g.get('failed', 0)} | {g['closed_by_server']} "
@@ -275,7 +399,10 @@ def cmd_report(a):
             f"| (g2) for reference: idle HTTP/2 connection | {g['per_conn_kb']:.1f} KiB vs nginx {n['per_conn_kb']:.1f} KiB "
             "(the h2 crate's per-connection buffers; docs/architecture.md, known gaps) | - |"
         )
+    L.extend(plugin_targets(results, s, idle))
+    L.extend(drift_rows(before, now))
     L.append("")
+    L.extend(drift_table(before, now))
     if dflt:
         L.append(
             f"Default config (`crates/weir-config/src/default.yaml` on other ports, workers = CPU count, not pinned): "
@@ -347,10 +474,11 @@ def cmd_report(a):
     L.append("## How to run\n")
     L.append(
         "```sh\n"
-        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0, acap), discovery scale, profile (~25 min)\n"
-        "bench/run.sh --quick    # 1 x 3 s per target, everything once (~5 min)\n"
-        "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f g scale default)\n"
+        "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0, acap, pcap), discovery scale, profile (~30 min)\n"
+        "bench/run.sh --quick    # 1 x 3 s per target, everything once (~6 min)\n"
+        "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only, every generated config validated; does not touch docs/performance.md\n"
+        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f p pcap jhs jrs g gp scale default)\n"
+        "CARGO_TARGET_DIR=/tmp/t bench/run.sh   # build (and run) weir from another target directory\n"
         "```\n"
         "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
         "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "
@@ -368,9 +496,171 @@ def cmd_report(a):
         L.append("```")
         L.append(open(extra).read().rstrip())
         L.append("```")
+    # Every scenario's last recorded ratio, this run's where it ran: the next
+    # run compares with these.
+    carried = dict(before)
+    carried.update(now)
+    L.append("")
+    L.append(f"<!-- {RATIOS_TAG} {json.dumps(carried, sort_keys=True)} -->")
     w(a.out, "\n".join(L) + "\n")
     # Console table too
     print("\n".join(l for l in L if l.startswith("|")))
+
+
+def paired(results, scn, tgt, base, key, op):
+    """Median over runs of op(tgt's key, base's key), each run paired with
+    the run of the same number (taken back to back); (value, pairs)."""
+    by_run = {}
+    for r in results:
+        if r["scenario"] == scn and r["target"] in (tgt, base) and r.get(key) is not None:
+            by_run.setdefault(r["run"], {})[r["target"]] = r[key]
+    xs = [op(v[tgt], v[base]) for v in by_run.values() if tgt in v and base in v and v[base]]
+    return (median(xs), len(xs)) if xs else (None, 0)
+
+
+def plugin_section(s):
+    """weir with plugins against weir without, in alternating runs."""
+    rows = [scn for scn in A0_REF if (scn, "weir") in s and (scn, "weir-a0") in s]
+    if not rows:
+        return []
+    a0 = s.get(("a0", "weir"))
+    L = ["### Plugin scenarios: cost per request\n"]
+    L.append(
+        "weir with the scenario's plugins against a second weir on a0's config (the same request fields, a "
+        "route without plugins), in alternating runs of the same scenario; both without busy polling, so CPU "
+        "µs/request is work, not spinning. Cost = difference of the medians."
+        + (
+            f" For comparison, weir's CPU in scenario a0 itself (minutes apart): {a0['cpu_us_per_req']:.1f} µs/request."
+            if a0
+            else ""
+        )
+        + "\n"
+    )
+    L.append(
+        "| scenario | weir req/s | weir CPU µs/req | without plugins: req/s | without plugins: CPU µs/req "
+        "| cost per request | CPU ratio | weir proxy core busy |"
+    )
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scn in rows:
+        wv, rv = s[(scn, "weir")], s[(scn, "weir-a0")]
+        L.append(
+            f"| {scn} {SCENARIOS[scn][0]} | {wv['rps']:,.0f} | {wv['cpu_us_per_req']:.1f} | {rv['rps']:,.0f} "
+            f"| {rv['cpu_us_per_req']:.1f} | {wv['cpu_us_per_req'] - rv['cpu_us_per_req']:+.1f} µs "
+            f"| {wv['cpu_us_per_req'] / max(rv['cpu_us_per_req'], 0.01):.2f}x | {wv['cpu_pct']:.0f}% |"
+        )
+    L.append("")
+    return L
+
+
+def plugin_targets(results, s, idle):
+    L = []
+    wv, rv, a0 = s.get(("p", "weir")), s.get(("p", "weir-a0")), s.get(("a0", "weir"))
+    if wv and (rv or a0):
+        ref = rv or a0
+        q = wv["cpu_us_per_req"] / max(ref["cpu_us_per_req"], 0.01)
+        where = "weir without plugins in alternating runs" if rv else "weir in a0, minutes apart"
+        extra = ""
+        if rv:
+            pr, pn = paired(results, "p", "weir", "weir-a0", "cpu_us_per_req", lambda x, y: x / y)
+            if pr:
+                extra += f"; median of {pn} back-to-back pairs {pr:.2f}x"
+            if a0:
+                extra += f"; against a0's weir (minutes apart) {wv['cpu_us_per_req'] / max(a0['cpu_us_per_req'], 0.01):.2f}x ({a0['cpu_us_per_req']:.1f} µs)"
+        L.append(
+            f"| (p) plugin route: weir CPU per request within {P_CPU_MAX - 1:.0%} of the same route without plugins "
+            f"| {q:.2f}x: {wv['cpu_us_per_req']:.1f} vs {ref['cpu_us_per_req']:.1f} µs/req ({where}){extra} "
+            f"| {verdict(q <= P_CPU_MAX)} |"
+        )
+    r = ratio_of(s, "pcap", "nginx")
+    if r:
+        wv, nv = s[("pcap", "weir")], s[("pcap", "nginx")]
+        pr, pn = paired_ratio(results, "pcap", "weir", "nginx")
+        paired_txt = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
+        L.append(
+            f"| (pcap) plugin route, each proxy held to half a core: weir >= {PCAP_MIN:.1f}x nginx req/s "
+            f"| {r:.2f}x{paired_txt} ({wv['rps']:,.0f} vs {nv['rps']:,.0f} req/s; CPU {wv['cpu_us_per_req']:.1f} vs "
+            f"{nv['cpu_us_per_req']:.1f} µs/req) | {verdict(r >= PCAP_MIN)} |"
+        )
+    gp, g = (idle or {}).get("weir-p"), (idle or {}).get("weir")
+    if gp:
+        if g:
+            L.append(
+                f"| (gp) idle keep-alive connection on the plugin route: memory as without plugins (g, about 3 KiB), "
+                f"at most {GP_MAX - 1:.0%} more | {gp['per_conn_kb']:.1f} KiB vs {g['per_conn_kb']:.1f} KiB in (g), "
+                f"same run | {verdict(gp['per_conn_kb'] <= GP_MAX * g['per_conn_kb'])} |"
+            )
+        else:
+            L.append(f"| (gp) idle keep-alive connection on the plugin route | {gp['per_conn_kb']:.1f} KiB ((g) not run) | - |")
+    r = ratio_of(s, "p", "nginx")
+    if r:
+        wv, nv = s[("p", "weir")], s[("p", "nginx")]
+        L.append(
+            f"| (p) for reference: plugin route, weir vs nginx (load-generator core shared) | {r:.2f}x req/s; "
+            f"CPU {wv['cpu_us_per_req']:.1f} vs {nv['cpu_us_per_req']:.1f} µs/req | - |"
+        )
+    for scn, alg in [("jhs", "HS256"), ("jrs", "RS256")]:
+        wv, rv = s.get((scn, "weir")), s.get((scn, "weir-a0"))
+        if wv and rv:
+            pc, pn = paired(results, scn, "weir", "weir-a0", "cpu_us_per_req", lambda x, y: x - y)
+            L.append(
+                f"| ({scn}) for reference: jwt-auth {alg}, cost per request | "
+                f"{wv['cpu_us_per_req'] - rv['cpu_us_per_req']:+.1f} µs ({wv['cpu_us_per_req']:.1f} vs "
+                f"{rv['cpu_us_per_req']:.1f} µs/req without plugins"
+                + (f"; median of {pn} back-to-back pairs {pc:+.1f} µs" if pc is not None else "")
+                + f"); req/s {wv['rps'] / rv['rps']:.2f}x | - |"
+            )
+    return L
+
+
+def drift(before, now):
+    """(scenario, last, this) for the scenarios recorded before and run now."""
+    return [(k, before[k], now[k]) for k in now if k in before and before[k].get("value")]
+
+
+def drift_rows(before, now):
+    d = drift(before, now)
+    if not d:
+        return []
+    parts, ok = [], True
+    for k, b, n in d:
+        ch = n["value"] / b["value"] - 1
+        ok = ok and abs(ch) <= DRIFT_MAX
+        parts.append(f"{k} {ch:+.1%}")
+    return [
+        f"| every earlier scenario within {DRIFT_MAX:.0%} of its last recorded ratio (table below) "
+        f"| {', '.join(parts)} | {verdict(ok)} |"
+    ]
+
+
+def drift_table(before, now):
+    keys = [k for k in list(SCENARIOS) + [x[0] for x in IDLE] if k in before or k in now]
+    if not keys:
+        return []
+    L = ["### Against the last recorded figures\n"]
+    L.append(
+        "Each scenario's figure (weir / nginx req/s; weir's KiB per idle connection for g, g2, gp; for jhs and "
+        "jrs weir / weir without plugins) against the one last recorded in this document, carried over from "
+        f"run to run in a comment at its end (a scenario not run keeps its last figure). Within "
+        f"{DRIFT_MAX:.0%} is the bar for scenarios that were recorded before.\n"
+    )
+    L.append("| scenario | figure | last recorded | recorded on | this run | change | within 3% |")
+    L.append("|---|---|---:|---|---:|---:|---|")
+    for k in keys:
+        b, n = before.get(k), now.get(k)
+        what = (n or b)["what"]
+        fmt = (lambda v: f"{v:.1f} KiB") if "KiB" in what else (lambda v: f"{v:.3f}x")
+        if b and n:
+            ch = n["value"] / b["value"] - 1
+            L.append(
+                f"| {k} | {what} | {fmt(b['value'])} | {b['date']} | {fmt(n['value'])} | {ch:+.1%} "
+                f"| {'yes' if abs(ch) <= DRIFT_MAX else '**no**'} |"
+            )
+        elif n:
+            L.append(f"| {k} | {what} | - | - | {fmt(n['value'])} | - | first recorded |")
+        else:
+            L.append(f"| {k} | {what} | {fmt(b['value'])} | {b['date']} | not run | - | - |")
+    L.append("")
+    return L
 
 
 def read_perf_lines(path, fields):

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # weir vs nginx benchmark suite. ONE command:
 #
-#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0, acap; alternating), discovery scale, profile
+#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0, acap, pcap; alternating), discovery scale, profile
 #   bench/run.sh --quick    1 x 3 s per target, everything once
-#   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized)
+#   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized); every
+#                           generated config is still checked (weir validate, nginx -t)
 #
-# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,g,default,scale  --runs N  --secs N
+# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,g,gp,default,scale  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
+# weir is built with cargo into $CARGO_TARGET_DIR when set (else target/).
 #
 # Writes bench/results/ (runs.jsonl, *.json, raw.txt) and, except in smoke
 # mode, REGENERATES docs/performance.md. Binds 127.0.0.1 only; uses its own
@@ -17,8 +19,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=$REPO/bench
 MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0
-# The headline scenarios (a, a0, acap) take more pairs in full mode: their target
-# margin (5%) is about this host's run-to-run noise.
+# The headline scenarios (a, a0, acap, pcap) take more pairs in full mode: their
+# target margins (5%, 10%) are about this host's run-to-run noise.
 HEADLINE_RUNS=9
 # Scenario acap: each proxy's CFS quota, in % of one core per period.
 CAP_PCT=50 CAP_PERIOD_US=2000
@@ -36,12 +38,12 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0 ;;
     --keep) KEEP=1 ;;
     --doc) DOC=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
-ALL="a a0 acap b c d16k d1m e f g default scale"
+ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs g gp default scale"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -87,8 +89,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 PY="python3 $B/bench.py"
+export PYTHONDONTWRITEBYTECODE=1  # no bench/__pycache__ left in the work tree
 
 # ---------------------------------------------------------------- build
+# CARGO_TARGET_DIR, when set, holds both builds (made absolute: cargo runs
+# from two directories below).
+[ -z "${CARGO_TARGET_DIR:-}" ] || export CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR")
 if [ "$BUILD" = 1 ]; then
   log "cargo build --release -p weir"
   (cd "$REPO" && cargo build --release -p weir)
@@ -97,8 +103,8 @@ if [ "$BUILD" = 1 ]; then
     (cd "$B/fake-apiserver" && cargo build --release)
   fi
 fi
-WEIR=$REPO/target/release/weir
-FAKE=$B/fake-apiserver/target/release/fake-apiserver
+WEIR=${CARGO_TARGET_DIR:-$REPO/target}/release/weir
+FAKE=${CARGO_TARGET_DIR:-$B/fake-apiserver/target}/release/fake-apiserver
 
 # ---------------------------------------------------------------- machine
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -114,6 +120,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,DNS:bench.test,IP:127.0.0.1" \
   -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
 
+# Every generated config must load, whatever runs: weir compiles its plugins
+# (consumers, keys) and nginx parses its own, so a config that drifted from
+# weir's schema fails here in seconds, in smoke mode too.
+for f in "$W"/weir-*.yaml; do
+  "$WEIR" validate -c "$f" >/dev/null || { echo "generated config $(basename "$f") does not validate" >&2; exit 1; }
+done
+for f in "$W"/nginx-*.conf "$W/backend.conf"; do
+  n=$(basename "$f" .conf)
+  "$NGINX" -t -q -c "$f" -p "$W/" -e "$W/$n.error.log" || { echo "generated config $n.conf: nginx -t failed" >&2; exit 1; }
+done
+
 python3 - "$RES/meta.json" <<EOF
 import json, os, platform, subprocess, sys, datetime
 def sh(c):
@@ -122,6 +139,7 @@ def sh(c):
 cpu = sh("lscpu | sed -n 's/^Model name: *//p'")
 json.dump({
   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+  "loadavg_start": open("/proc/loadavg").read().split()[:3],
   "command": "bench/run.sh $ARGS".strip(), "mode": "$MODE", "runs": $RUNS, "runs_headline": $HEADLINE_RUNS, "secs": $SECS,
   "cap_pct": $CAP_PCT, "cap_period_us": $CAP_PERIOD_US,
   "nproc": sh("nproc"), "cpu": cpu + " (" + sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'") + " guest)",
@@ -190,7 +208,7 @@ cap_setup() { # cap_setup: create the cgroups once; false without a usable CPU c
 
 url_for() { # url_for SCENARIO TARGET
   local port
-  case "$2" in weir) port=$WEIR_PORT ;; weir-a) port=$WEIR_AREF_PORT ;; *) port=$NGINX_PORT ;; esac
+  case "$2" in weir) port=$WEIR_PORT ;; weir-a | weir-a0) port=$WEIR_AREF_PORT ;; *) port=$NGINX_PORT ;; esac
   case "$1" in
     e) [ "$2" = weir ] && port=19443 || port=18443; echo "https://localhost:$port/" ;;
     b) echo "http://127.0.0.1:$port/api/p5/x" ;;
@@ -218,18 +236,27 @@ host_snapshot() {
     END { printf "%.0f %.0f %.0f %.0f %.0f\n", lb, lt, pb, pt, segs }' /proc/stat /proc/net/snmp
 }
 
+# req_headers SCENARIO: sets HDR to the scenario's request fields as `-H field`
+# pairs (bench.py request_headers: b's Host, p's API key and Origin, the
+# jwt scenarios' tokens).
+req_headers() {
+  local l
+  HDR=()
+  while IFS= read -r l; do [ -z "$l" ] || HDR+=(-H "$l"); done < <($PY headers "$1" "$W")
+}
+
 measure() { # measure SCENARIO TARGET RUN SECS [record=1]
   local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 h0 h1 out hdr=()
-  case "$tgt" in weir) pids=$WPID ;; weir-a) pids=$APID ;; *) pids=$(nginx_pids "$NPID") ;; esac
+  case "$tgt" in weir) pids=$WPID ;; weir-a | weir-a0) pids=$APID ;; *) pids=$(nginx_pids "$NPID") ;; esac
   url=$(url_for "$scn" "$tgt")
-  [ "$scn" = b ] && hdr=(-H "Host: h50.bench.test")
+  req_headers "$scn"; hdr=(${HDR[@]+"${HDR[@]}"})
   out=$W/out-$scn-$tgt-$run.txt
   c0=$($PY cpu $pids)
   h0=$(host_snapshot)
   if [ "$scn" = f ]; then
     $LOAD h2load -t1 -c64 -m10 -D "$secs" --log-file="$W/h2-$scn-$tgt-$run.log" "$url" >"$out" 2>&1 || true
   else
-    $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$B/wrk-report.lua" "${hdr[@]}" "$url" >"$out" 2>&1 || true
+    $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$B/wrk-report.lua" ${hdr[@]+"${hdr[@]}"} "$url" >"$out" 2>&1 || true
   fi
   h1=$(host_snapshot)
   c1=$($PY cpu $pids)
@@ -272,14 +299,18 @@ wait_port 18100
 wait_port 18199
 
 # ---------------------------------------------------------------- throughput scenarios
-for scn in a a0 acap b c d16k d1m e f; do
+for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs; do
   want "$scn" || continue
   log "scenario $scn"
   FPID=""
-  if [ "$scn" = acap ]; then
+  # nginx has no JWT verification (it would need njs or a third-party
+  # module): the jwt scenarios run weir only, against weir without plugins.
+  NG=nginx
+  case "$scn" in jhs | jrs) NG="" ;; esac
+  if [ "$scn" = acap ] || [ "$scn" = pcap ]; then
     if ! cap_setup; then
-      log "acap: no usable CPU cgroup controller here (needs root and cgroup v1 cpu or v2 cpu.max); skipped"
-      echo "- acap skipped: no usable CPU cgroup controller on this machine." >> "$NOTES"
+      log "$scn: no usable CPU cgroup controller here (needs root and cgroup v1 cpu or v2 cpu.max); skipped"
+      echo "- $scn skipped: no usable CPU cgroup controller on this machine." >> "$NOTES"
       continue
     fi
     CAP_WEIR=(sh -c 'echo $$ > "$0" && exec "$@"' "$CAP_CG/weir/cgroup.procs")
@@ -292,25 +323,46 @@ for scn in a a0 acap b c d16k d1m e f; do
     for i in $(seq 100); do grep -q LOADED "$W/fake-c.out" && break; sleep 0.05; done
   fi
   start_weir "weir-$scn"
-  start_nginx "nginx-$scn"
+  NPID=""
+  [ -z "$NG" ] || start_nginx "nginx-$scn"
   CAP_WEIR=() CAP_NGINX=()
   $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
-  if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; wait_port $NGINX_PORT; fi
-  # (b) and (c) are compared with (a): a second weir on (a)'s config takes
-  # turns with them, so the ratio does not straddle minutes of host drift.
-  APID="" REF=""
-  if [ "$scn" = b ] || [ "$scn" = c ]; then
-    WPID_SAVED=$WPID; start_weir weir-aref; APID=$WPID; WPID=$WPID_SAVED; REF=weir-a
+  if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; [ -z "$NG" ] || wait_port $NGINX_PORT; fi
+  # (b) and (c) are compared with (a), and the plugin scenarios (p, jhs,
+  # jrs) with a0: a second weir on that config takes turns with them, so
+  # the ratio does not straddle minutes of host drift.
+  APID="" REF="" REFCFG=""
+  case "$scn" in
+    b | c) REF=weir-a REFCFG=weir-aref ;;
+    p | jhs | jrs) REF=weir-a0 REFCFG=weir-a0ref ;;
+  esac
+  if [ -n "$REF" ]; then
+    WPID_SAVED=$WPID; start_weir "$REFCFG"; APID=$WPID; WPID=$WPID_SAVED
     $PY wait-ready 127.0.0.1:19092/status/ready --timeout 30 >/dev/null
     wait_port $WEIR_AREF_PORT
   fi
+  # The plugin scenarios: what each proxy answers (a 401 here would make
+  # every run an error).
+  case "$scn" in
+    p | pcap | jhs | jrs)
+      req_headers "$scn"
+      for tgt in weir $NG $REF; do
+        port=$(url_for "$scn" "$tgt" | sed 's#^http://127.0.0.1:\([0-9]*\)/.*#\1#')
+        if ! head=$($PY head "$port" "${HDR[@]}"); then
+          echo "- ($scn) $tgt did not answer 200 to the scenario's request (see raw output)." >> "$NOTES"
+        fi
+        raw "($scn) $tgt: response head to the scenario's request (GET /):"
+        raw "$head"
+      done
+      raw ""
+      ;;
+  esac
   # warm-up (not recorded): connections, pools, caches
-  measure "$scn" weir 0 1 0; measure "$scn" nginx 0 1 0
-  [ -z "$REF" ] || measure "$scn" "$REF" 0 1 0
+  for tgt in weir $NG $REF; do measure "$scn" "$tgt" 0 1 0; done
   runs=$RUNS
-  case "$scn" in a | a0 | acap) runs=$HEADLINE_RUNS ;; esac
+  case "$scn" in a | a0 | acap | pcap) runs=$HEADLINE_RUNS ;; esac
   for run in $(seq "$runs"); do
-    if [ $((run % 2)) = 1 ]; then order="weir nginx $REF"; else order="$REF nginx weir"; fi
+    if [ $((run % 2)) = 1 ]; then order="weir $NG $REF"; else order="$REF $NG weir"; fi
     for tgt in $order; do measure "$scn" "$tgt" "$run" "$SECS"; done
   done
   [ -z "$APID" ] || stop "$APID"
@@ -322,30 +374,37 @@ for scn in a a0 acap b c d16k d1m e f; do
     raw ""
     rm -f "$W/weir-c.access.log" "$W/nginx-c.access.log"
   fi
-  stop "$WPID"; stop "$NPID"
+  stop "$WPID"; [ -z "$NPID" ] || stop "$NPID"
   check_weir_log "weir-$scn"
+  [ -z "$REF" ] || check_weir_log "$REFCFG"
   [ -z "$FPID" ] || stop "$FPID"
 done
 
 # ---------------------------------------------------------------- (g) idle connections
-if want g; then
+IDLE=()
+want g && IDLE+=(g g2)
+want gp && IDLE+=(gp)
+if [ ${#IDLE[@]} -gt 0 ]; then
   echo "{" > "$RES/idle.json"
   sep=""
-  # g: HTTP/1.1 keep-alive; g2: HTTP/2 (h2c, prior knowledge); one request each
-  for g in g g2; do
-    log "scenario $g: 10,000 idle $([ $g = g ] && echo HTTP/1.1 keep-alive || echo HTTP/2) connections"
+  # g: HTTP/1.1 keep-alive; g2: HTTP/2 (h2c, prior knowledge); gp: HTTP/1.1
+  # on (p)'s route (key-auth, ip-restriction, request-id, cors); one request each
+  for g in "${IDLE[@]}"; do
+    log "scenario $g: 10,000 idle $(case $g in g) echo HTTP/1.1 keep-alive ;; g2) echo HTTP/2 ;; gp) echo HTTP/1.1 keep-alive, plugin route ;; esac) connections"
     start_weir "weir-$g"
     start_nginx "nginx-$g"
     $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
     wait_port $NGINX_PORT
-    if [ "$g" = g ]; then measure g weir 0 1 0; measure g nginx 0 1 0; fi
+    if [ "$g" != g2 ]; then measure "$g" weir 0 1 0; measure "$g" nginx 0 1 0; fi
+    req_headers "$g"
     for tgt in weir nginx; do
       if [ "$tgt" = weir ]; then port=$WEIR_PORT pids=$WPID; else port=$NGINX_PORT pids=$(nginx_pids "$NPID"); fi
       key=$tgt h2=()
       if [ "$g" = g2 ]; then key=$tgt-h2 h2=(--h2); fi
+      if [ "$g" = gp ]; then key=$tgt-p; fi
       sleep 1
       before=$($PY rss $pids)
-      $LOAD $PY idle-conns --port "$port" --n 10000 --hold 8 "${h2[@]}" >"$W/idle-$key.out" 2>&1 &
+      $LOAD $PY idle-conns --port "$port" --n 10000 --hold 8 ${h2[@]+"${h2[@]}"} ${HDR[@]+"${HDR[@]}"} >"$W/idle-$key.out" 2>&1 &
       IPID=$!; PIDS+=("$IPID")
       for i in $(seq 600); do grep -q HELD "$W/idle-$key.out" && break; sleep 0.1; done
       sleep 2
