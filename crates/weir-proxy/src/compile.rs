@@ -63,6 +63,7 @@ impl Compiler {
         let consumer_table = consumer_plugins(&config, &ctx, &mut errors);
         let global = global_rules(&config, &ctx, &mut errors);
 
+        check_shared_plugins(&config, &ctx, &mut errors);
         let routes = match resolve_routes(&config) {
             Ok(r) => r,
             Err(mut e) => {
@@ -76,12 +77,7 @@ impl Compiler {
                 continue;
             }
             let upstream = self.route_upstream(route, &mut upstreams, &mut errors);
-            let plugins = plugin_compile::compile(
-                &route.plugins,
-                &plugins_path(&config, route),
-                &ctx,
-                &mut errors,
-            );
+            let plugins = route_plugins(route, &ctx, &mut errors);
             let conditions = (route.vars.is_some() || route.remote_addrs.is_some()).then(|| {
                 Box::new(RouteConditions {
                     vars: route.vars.clone(),
@@ -204,11 +200,54 @@ impl Compiler {
     }
 }
 
-/// Where a route's merged plugins are reported: the route's own `plugins`
-/// (plugins from its service or plugin config are checked at their source
-/// too, but their errors surface on every route using them).
-fn plugins_path(_config: &Config, route: &EffectiveRoute) -> String {
-    format!("routes[{}].plugins", route.index)
+/// A route's merged plugins. Errors are reported here only for the route's
+/// own plugins; those from its service or plugin config are reported once,
+/// at their own path, by [`check_shared_plugins`].
+fn route_plugins(
+    route: &EffectiveRoute,
+    ctx: &BuildCtx<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Pipeline {
+    let at = format!("routes[{}].plugins", route.index);
+    let mut entries = Vec::with_capacity(route.plugins.len());
+    for (name, conf) in &route.plugins {
+        let own = matches!(
+            route.plugin_origins.get(name),
+            None | Some(weir_config::resolve::PluginOrigin::Route)
+        );
+        let one = BTreeMap::from([(name.clone(), conf.clone())]);
+        let mut scratch = Vec::new();
+        let sink = if own { &mut *errors } else { &mut scratch };
+        entries.extend(plugin_compile::compile_entries(&one, &at, ctx, sink));
+    }
+    Pipeline::new(entries)
+}
+
+/// Builds the plugins of every service, plugin config and consumer group
+/// once, used or not, so their errors name their own paths.
+fn check_shared_plugins(config: &Config, ctx: &BuildCtx<'_>, errors: &mut Vec<FieldError>) {
+    let sites = config
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("services[{i}].plugins"), &s.plugins))
+        .chain(
+            config
+                .plugin_configs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("plugin_configs[{i}].plugins"), &p.plugins)),
+        )
+        .chain(
+            config
+                .consumer_groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (format!("consumer_groups[{i}].plugins"), &g.plugins)),
+        );
+    for (at, plugins) in sites {
+        plugin_compile::compile_entries(plugins, &at, ctx, errors);
+    }
 }
 
 /// Every consumer, and every authentication plugin configuration held by a
@@ -362,7 +401,14 @@ fn consumer_plugins(
         let mut entries = Vec::new();
         for (name, (at, conf)) in merged {
             let one = BTreeMap::from([(name, conf)]);
-            entries.extend(plugin_compile::compile_entries(&one, &at, ctx, errors));
+            // A group's plugins were checked at their own path already.
+            let mut scratch = Vec::new();
+            let sink = if at.starts_with("consumer_groups") {
+                &mut scratch
+            } else {
+                &mut *errors
+            };
+            entries.extend(plugin_compile::compile_entries(&one, &at, ctx, sink));
         }
         table
             .by_name

@@ -401,9 +401,5 @@ on_every_transport!(
     consumer_restriction_by_name_and_group_refuses_with_apisix_answers,
     plugins_combine_consumer_over_group_over_route_over_plugin_config_over_service,
     global_rules_run_in_addition_to_the_routes_plugins,
-    #[ignore = "bug: global rules run only on routes that have plugins of their own: \
-                weir-proxy forward/mod.rs (general path, `if route.plugins.is_empty()`) and \
-                h1/request.rs (fast path, `Some(r) if !r.plugins.is_empty()`) skip \
-                weir_plugin::run_request, and with it snapshot.global, for a route without plugins"]
     global_rules_run_on_a_route_without_plugins,
 );

@@ -344,11 +344,6 @@ fn a_secret_of_the_wrong_type_is_not_quoted() {
 }
 
 #[test]
-#[ignore = "bug: weir-proxy compile.rs compiles the plugins of services and plugin configs only \
-            through the routes that use them and reports their errors at `routes[i].plugins` \
-            (plugins_path), and a consumer group's only through its consumers: an error in a \
-            service's or plugin config's plugin names a route that does not have the plugin, \
-            and an unused service or consumer group is not checked at all"]
 fn a_plugin_error_in_a_service_plugin_config_or_group_names_its_own_path() {
     let mut problems = Vec::new();
     for (config, expected) in [
