@@ -913,6 +913,137 @@ async fn meta_error_response_object_is_sent_as_json_and_a_newline(via: Via) {
     assert_eq!(r.text(), "{\"code\":\"E403\"}\n", "{r:?}");
 }
 
+// ---------------------------------------------------------------------------
+// global rules
+// ---------------------------------------------------------------------------
+
+/// A gateway whose global rules give every request an id and believe the
+/// client's X-Forwarded-For, and refuse 192.0.2.0/24.
+async fn start_with_global_rules(via: Via, routes: Value) -> (TestGateway, AnyClient) {
+    let gw = gateway_with(
+        via.transport(),
+        &[],
+        json!({
+            "routes": routes,
+            "global_rules": [
+                {"id": 1, "plugins": {"request-id": {}}},
+                {"id": 2, "plugins": {
+                    "real-ip": {"source": "http_x_forwarded_for"},
+                    "ip-restriction": {"blacklist": ["192.0.2.0/24"]},
+                }},
+            ],
+        }),
+    )
+    .await;
+    let client = AnyClient::connect(via, &gw).await;
+    (gw, client)
+}
+
+/// Global rules run for a route with plugins of its own: before them
+/// (the global real-ip decides the route's ip-restriction) and besides
+/// them (the global request-id).
+async fn global_rules_run_before_and_besides_a_routes_plugins(via: Via) {
+    let n = node("n").await;
+    let (_gw, mut c) = start_with_global_rules(
+        via,
+        json!([route(
+            "/with/*",
+            &n,
+            json!({
+                "ip-restriction": {"whitelist": ["198.51.100.0/24"]},
+            })
+        )]),
+    )
+    .await;
+    let from = |ip: &str| Req::get("/with/x").header("X-Forwarded-For", ip);
+    let r = c.send(&from("198.51.100.7")).await;
+    assert_forwarded(
+        &r,
+        "n",
+        "/with/x",
+        "the global real-ip, then the route's whitelist",
+    );
+    let seen = n.seen().pop().expect("the node saw it");
+    let id = seen
+        .head
+        .get("x-request-id")
+        .expect("the global request-id upstream");
+    assert_eq!(r.header("x-request-id"), Some(id), "{r:?}");
+    let r = c.send(&from("192.0.2.7")).await;
+    assert_refused(
+        &r,
+        403,
+        "Your IP address is not allowed",
+        "the global blacklist",
+    );
+    assert!(r.header("x-request-id").is_some(), "{r:?}");
+    let r = c.send(&from("203.0.113.1")).await;
+    assert_refused(
+        &r,
+        403,
+        "Your IP address is not allowed",
+        "the route's whitelist",
+    );
+    assert_eq!(n.seen().len(), 1);
+}
+
+/// APISIX runs the global rules for every request (`http_access_phase`),
+/// a route without plugins of its own included.
+async fn global_rules_run_for_a_route_without_plugins(via: Via) {
+    let n = node("n").await;
+    let (_gw, mut c) = start_with_global_rules(
+        via,
+        json!([{"uri": "/bare/*", "upstream": {"nodes": {n.node(): 1}}}]),
+    )
+    .await;
+    let r = c.send(&Req::get("/bare/x")).await;
+    assert_forwarded(&r, "n", "/bare/x", "a route without plugins");
+    let seen = n.seen().pop().expect("the node saw it");
+    let id = seen.head.get("x-request-id");
+    assert!(
+        id.is_some(),
+        "the global request-id upstream: {:?}",
+        seen.head
+    );
+    assert_eq!(r.header("x-request-id"), id, "{r:?}");
+    let r = c
+        .send(&Req::get("/bare/x").header("X-Forwarded-For", "192.0.2.7"))
+        .await;
+    assert_refused(
+        &r,
+        403,
+        "Your IP address is not allowed",
+        "the global blacklist",
+    );
+}
+
+/// APISIX runs the global rules before answering 404 for a request that
+/// matches no route (`http_access_phase`: `run_global_rules`, then
+/// `404 Route Not Found`), and their header filters on that 404.
+async fn global_rules_run_for_a_request_that_matches_no_route(via: Via) {
+    let n = node("n").await;
+    let (_gw, mut c) = start_with_global_rules(via, json!([route("/only/*", &n, json!({}))])).await;
+    let r = c.send(&Req::get("/nowhere")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "{\"error_msg\":\"404 Route Not Found\"}"),
+        "{r:?}"
+    );
+    assert!(
+        r.header("x-request-id").is_some(),
+        "the global request-id: {r:?}"
+    );
+    let r = c
+        .send(&Req::get("/nowhere").header("X-Forwarded-For", "192.0.2.7"))
+        .await;
+    assert_refused(
+        &r,
+        403,
+        "Your IP address is not allowed",
+        "the global blacklist",
+    );
+}
+
 every_client!(
     ip_restriction_whitelists_and_blacklists_addresses_and_cidr_blocks,
     ua_restriction_allowlist_denylist_and_missing_user_agent,
@@ -931,4 +1062,16 @@ every_client!(
         (weir-proxy/src/plugin_compile.rs, Meta::take: Bytes::from(v.to_string()))"
     )]
     meta_error_response_object_is_sent_as_json_and_a_newline,
+    global_rules_run_before_and_besides_a_routes_plugins,
+    #[every(
+        ignore = "bug: global rules run only for routes with plugins of their own \
+        (weir-proxy/src/forward/mod.rs handle: `if route.plugins.is_empty()`; \
+        h1/request.rs: `Some(r) if !r.plugins.is_empty()`)"
+    )]
+    global_rules_run_for_a_route_without_plugins,
+    #[every(
+        ignore = "bug: a request that matches no route gets 404 without the global rules \
+        (weir-proxy/src/forward/mod.rs handle and the fast path answer 404 before any plugin)"
+    )]
+    global_rules_run_for_a_request_that_matches_no_route,
 );
