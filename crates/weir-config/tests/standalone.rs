@@ -61,7 +61,7 @@ fn the_apisix_example_loads_unchanged() {
     );
     assert_eq!(
         c.global_rules[0].plugins.keys().collect::<Vec<_>>(),
-        ["ip-restriction"]
+        ["ip-restriction", "real-ip"]
     );
 
     let routes = resolve_routes(&c).unwrap();
