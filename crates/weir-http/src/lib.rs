@@ -14,6 +14,7 @@
 pub mod edits;
 pub mod fields;
 pub mod reply;
+pub mod uri;
 pub mod view;
 
 pub use edits::HeaderEdits;

@@ -24,6 +24,11 @@ pub trait RequestView {
     /// Every header field, in order.
     fn fields(&self) -> Fields<'_>;
 
+    /// The protocol version (`HTTP/1.1`, `HTTP/2.0`).
+    fn version(&self) -> &'static str {
+        "HTTP/1.1"
+    }
+
     /// The first value of the header field `name`.
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.header_values(name).next()
@@ -141,6 +146,15 @@ impl RequestView for RawHead<'_> {
 impl RequestView for Parts {
     fn method(&self) -> &str {
         self.method.as_str()
+    }
+
+    fn version(&self) -> &'static str {
+        match self.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        }
     }
 
     fn path(&self) -> &str {

@@ -14,7 +14,7 @@ use crate::{Conn, PluginState};
 /// `scheme`, `remote_addr`, `remote_port`, `server_addr`, `server_port`,
 /// `consumer_name`, `consumer_group_id`, `route_id`, `server_name` (the
 /// Host), `hostname` (this machine's), `content_type`, `content_length`.
-/// Not known here (always absent): `server_protocol`, `route_name`,
+/// `server_protocol`. Not known here (always absent): `route_name`,
 /// `service_id`, `service_name`.
 pub fn lookup<'a>(
     name: &str,
@@ -24,7 +24,8 @@ pub fn lookup<'a>(
     route_id: &str,
 ) -> Option<Cow<'a, str>> {
     if let Some(arg) = name.strip_prefix("arg_") {
-        return weir_http::view::query_arg(view.query(), arg).map(Cow::Borrowed);
+        // Decoded, as APISIX's (ngx.req.get_uri_args).
+        return weir_http::view::query_arg(view.query(), arg).map(weir_http::view::percent_decode);
     }
     if let Some(field) = name.strip_prefix("http_") {
         let field = field.replace('_', "-");
@@ -35,7 +36,9 @@ pub fn lookup<'a>(
     }
     let owned = |s: String| Some(Cow::Owned(s));
     match name {
-        "uri" => Some(Cow::Borrowed(view.path())),
+        // nginx's $uri: decoded and normalised (what routes match on).
+        "uri" => Some(weir_http::uri::match_path(view.path())),
+        "server_protocol" => Some(Cow::Borrowed(view.version())),
         "request_uri" => Some(Cow::Borrowed(view.path_and_query())),
         "args" | "query_string" => view.query().map(Cow::Borrowed),
         "content_type" => view.header("content-type").map(String::from_utf8_lossy),

@@ -27,5 +27,5 @@ pub mod server;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;
-pub mod uri_normalize;
+pub use weir_http::uri as uri_normalize;
 pub mod workers;

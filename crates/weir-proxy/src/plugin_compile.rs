@@ -138,7 +138,8 @@ impl Meta {
                 "error_response" => {
                     meta.error_response = Some(match v {
                         Value::String(s) => Bytes::from(s),
-                        Value::Object(_) => Bytes::from(v.to_string()),
+                        // A JSON body as APISIX sends a table: JSON and a newline.
+                        Value::Object(_) => Bytes::from(format!("{v}\n")),
                         _ => return Err(FieldError::new(field, "must be a string or an object")),
                     });
                 }

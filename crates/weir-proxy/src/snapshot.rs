@@ -85,6 +85,19 @@ impl weir_config::vars::VarLookup for RequestVars<'_> {
                 .map(|v| std::borrow::Cow::Owned(String::from_utf8_lossy(v).into_owned()))
                 .collect();
         }
+        if let Some(arg) = name.strip_prefix("arg_") {
+            return self
+                .view
+                .query()
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .map(|p| p.split_once('=').unwrap_or((p, "")))
+                .filter(|(k, _)| *k == arg)
+                .map(|(_, v)| {
+                    std::borrow::Cow::Owned(weir_http::view::percent_decode(v).into_owned())
+                })
+                .collect();
+        }
         self.var(name).into_iter().collect()
     }
 }

@@ -1057,21 +1057,8 @@ every_client!(
     meta_disable_turns_a_plugin_off,
     meta_priority_decides_which_refusing_plugin_answers,
     meta_error_response_replaces_the_body_of_a_plugins_refusal,
-    #[every(
-        ignore = "bug: an object _meta.error_response is sent without APISIX's trailing newline \
-        (weir-proxy/src/plugin_compile.rs, Meta::take: Bytes::from(v.to_string()))"
-    )]
     meta_error_response_object_is_sent_as_json_and_a_newline,
     global_rules_run_before_and_besides_a_routes_plugins,
-    #[every(
-        ignore = "bug: global rules run only for routes with plugins of their own \
-        (weir-proxy/src/forward/mod.rs handle: `if route.plugins.is_empty()`; \
-        h1/request.rs: `Some(r) if !r.plugins.is_empty()`)"
-    )]
     global_rules_run_for_a_route_without_plugins,
-    #[every(
-        ignore = "bug: a request that matches no route gets 404 without the global rules \
-        (weir-proxy/src/forward/mod.rs handle and the fast path answer 404 before any plugin)"
-    )]
     global_rules_run_for_a_request_that_matches_no_route,
 );

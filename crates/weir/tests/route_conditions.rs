@@ -450,28 +450,9 @@ async fn remote_addrs_and_vars_match_an_ipv6_client(via: Via) {
 
 every_client!(
     every_vars_operator_selects_or_skips_the_route,
-    #[every(
-        ignore = "bug: arg_* is the raw query value, not decoded as APISIX's get_uri_args \
-        (weir-plugin/src/vars.rs lookup -> weir-http/src/view.rs query_arg)"
-    )]
     arg_variables_are_percent_decoded,
-    #[every(
-        ignore = "bug: `has` sees only the first argument of the name, though \
-        docs/configuration.md says every one (weir-proxy/src/snapshot.rs, \
-        RequestVars::var_values lists http_* only)"
-    )]
     has_sees_every_argument_of_the_name,
-    #[every(
-        ignore = "bug: `uri` is the path as sent, not nginx's decoded and normalised $uri \
-        (weir-plugin/src/vars.rs lookup: view.path())"
-    )]
     uri_variable_is_the_decoded_normalised_path,
-    #[every(
-        ignore = "bug: variables the loader accepts (VAR_NAMES) have no value in the engine: \
-        content_type, content_length, server_protocol (also server_name, hostname, route_name, \
-        service_id, service_name, consumer_group_id; route_id is empty in route vars) \
-        (weir-plugin/src/vars.rs lookup; weir-proxy/src/snapshot.rs RequestVars)"
-    )]
     content_type_content_length_and_server_protocol_have_values,
     remote_addrs_match_single_addresses_and_cidr_blocks,
     remote_addrs_and_vars_match_an_ipv6_client,
