@@ -223,12 +223,21 @@ impl<'a> AttemptPlan<'a> {
             return None;
         }
         let top = self.top_priority();
-        let index = self
-            .set
-            .balancer
-            .pick(&self.set.balance_nodes, self.hash, &|i| {
-                !self.usable(i, top)
-            })?;
+        let index = match self.set.groups.iter().find(|g| g.priority == top) {
+            // The top group's own balancer, over its own weights.
+            Some(g) => g
+                .balancer
+                .pick(&g.balance_nodes, self.hash, &|j| {
+                    !self.usable(g.members[j], top)
+                })
+                .map(|j| g.members[j])?,
+            None => self
+                .set
+                .balancer
+                .pick(&self.set.balance_nodes, self.hash, &|i| {
+                    !self.usable(i, top)
+                })?,
+        };
         self.tried.push(index);
         let node = self.set.nodes[index].clone();
         let in_flight = node.load.begin();

@@ -96,6 +96,9 @@ pub struct NodeSet {
     /// Node priorities (APISIX's `priority`), index-aligned with `nodes`;
     /// empty when every node has the default priority 0.
     pub priorities: Vec<i64>,
+    /// One balancer per priority group (empty without priorities), so a
+    /// group is balanced by its own weights, as APISIX's picker per group.
+    pub groups: Vec<PriorityGroup>,
     /// The discovery list this set was built from (None for static nodes).
     source: Option<Arc<NodeList>>,
 }
@@ -115,6 +118,18 @@ impl NodeSet {
     pub fn priority(&self, i: usize) -> i64 {
         self.priorities.get(i).copied().unwrap_or(0)
     }
+}
+
+/// The nodes of one priority, with a balancer of their own.
+pub struct PriorityGroup {
+    /// The priority.
+    pub priority: i64,
+    /// Indices into the set's `nodes`.
+    pub members: Vec<usize>,
+    /// What the group's balancer sees (index-aligned with `members`).
+    pub balance_nodes: Vec<BalanceNode>,
+    /// The group's balancer.
+    pub balancer: Balancer,
 }
 
 /// Where an upstream's nodes come from.
@@ -237,6 +252,7 @@ impl Upstream {
                 balance_nodes: Vec::new(),
                 balancer: Balancer::new(c.lb_type, &[]),
                 priorities: Vec::new(),
+                groups: Vec::new(),
                 source: None,
             }),
             rebuilding: AtomicBool::new(false),
@@ -350,11 +366,31 @@ impl Upstream {
         if priorities.iter().all(|p| *p == 0) {
             priorities = Vec::new();
         }
+        let mut groups: Vec<PriorityGroup> = Vec::new();
+        if !priorities.is_empty() {
+            let mut levels = priorities.clone();
+            levels.sort_unstable();
+            levels.dedup();
+            for priority in levels {
+                let members: Vec<usize> = (0..priorities.len())
+                    .filter(|&i| priorities[i] == priority)
+                    .collect();
+                let nodes: Vec<BalanceNode> =
+                    members.iter().map(|&i| balance_nodes[i].clone()).collect();
+                groups.push(PriorityGroup {
+                    priority,
+                    balancer: Balancer::new(self.lb, &nodes),
+                    members,
+                    balance_nodes: nodes,
+                });
+            }
+        }
         NodeSet {
             balancer: Balancer::new(self.lb, &balance_nodes),
             nodes: states,
             balance_nodes,
             priorities,
+            groups,
             source,
         }
     }

@@ -219,12 +219,6 @@ async fn top_group_is_balanced_by_its_own_weights(via: Via) {
 
 every_client!(
     backup_gets_traffic_only_when_every_higher_node_failed,
-    #[every(
-        ignore = "bug: a lower-priority node's round-robin turns go to the next node of the \
-        top group (weir-proxy/src/balance/roundrobin.rs, RoundRobin::pick walks one schedule of \
-        every node; AttemptPlan::next_node filters by priority), so the group is not balanced by \
-        its own weights"
-    )]
     top_group_is_balanced_by_its_own_weights,
     retry_after_a_refused_node_stays_in_the_same_group,
 );
