@@ -187,12 +187,28 @@ impl Compiler {
                     .map_err(|e| FieldError::new(format!("{at}.tls"), e))?,
             ),
         };
+        let probe_tls = match up.checks.as_ref().and_then(|c| c.active.as_ref()) {
+            Some(active) if active.check_type == weir_config::CheckType::Https => {
+                let settings = weir_config::UpstreamTls {
+                    verify: active.https_verify_certificate,
+                    ca_file: up.tls.as_ref().and_then(|t| t.ca_file.clone()),
+                    client_cert: None,
+                    client_key: None,
+                };
+                Some(
+                    crate::tls::upstream_client_config_for(&settings)
+                        .map_err(|e| FieldError::new(format!("{at}.checks.active"), e))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Upstream::build(
             UpstreamParts {
                 id,
                 config: up.clone(),
                 static_nodes,
                 discovered,
+                probe_tls,
             },
             self.node_states.clone(),
             tls,

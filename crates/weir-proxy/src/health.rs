@@ -123,6 +123,10 @@ pub struct HealthPolicy {
     pub active: Option<ActiveCheck>,
     /// Traffic judgement, if configured.
     pub passive: Option<PassiveCheck>,
+    /// TLS for `type: https` probes: the check's own
+    /// `https_verify_certificate`, with the upstream's CA (`tls.ca_file`) or
+    /// the web roots; independent of the upstream's scheme and `tls.verify`.
+    pub probe_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl HealthPolicy {
@@ -265,6 +269,7 @@ pub fn spawn_active_checker(upstream: Weak<Upstream>, check: ActiveCheck) {
             let Some(up) = upstream.upgrade() else { break };
             let set = up.node_set();
             let id = up.id.clone();
+            let probe_tls = up.health.as_ref().and_then(|h| h.probe_tls.clone());
             drop(up);
             let mut probes = Vec::new();
             for node in &set.nodes {
@@ -282,6 +287,7 @@ pub fn spawn_active_checker(upstream: Weak<Upstream>, check: ActiveCheck) {
                         id.clone(),
                         node.clone(),
                         check.clone(),
+                        probe_tls.clone(),
                         thresholds,
                     ));
                 }
@@ -299,14 +305,19 @@ async fn probe_and_record(
     upstream: String,
     node: Arc<NodeState>,
     check: ActiveCheck,
+    tls: Option<Arc<rustls::ClientConfig>>,
     t: Thresholds,
 ) {
-    let outcome = probe(&node, &check).await;
+    let outcome = probe(&node, &check, tls).await;
     observe(&upstream, &node, outcome, &t, "active");
 }
 
 /// One probe: TCP connect, or an HTTP(S) GET of `http_path`.
-async fn probe(node: &NodeState, check: &ActiveCheck) -> Outcome {
+async fn probe(
+    node: &NodeState,
+    check: &ActiveCheck,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Outcome {
     let timeout = Duration::from_secs_f64(check.timeout);
     let mut endpoint = node.endpoint.clone();
     if let Some(port) = check.port {
@@ -314,6 +325,24 @@ async fn probe(node: &NodeState, check: &ActiveCheck) -> Outcome {
     }
     if check.check_type != CheckType::Https {
         endpoint.tls = None;
+    } else if let Some(config) = tls {
+        // The check's TLS, whatever the upstream's scheme; SNI and the
+        // verified name from the check's `host`, else the node's.
+        let name = check
+            .host
+            .as_deref()
+            .map(crate::router::strip_port)
+            .unwrap_or(&endpoint.host)
+            .to_owned();
+        match rustls::pki_types::ServerName::try_from(name) {
+            Ok(server_name) => {
+                endpoint.tls = Some(crate::pool::TlsTarget {
+                    server_name,
+                    config,
+                })
+            }
+            Err(_) => return Outcome::TcpFailure,
+        }
     }
     let attempt = async {
         let mut conn = match crate::pool::connect(&endpoint, timeout).await {

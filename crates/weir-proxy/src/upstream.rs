@@ -199,6 +199,8 @@ pub struct UpstreamParts {
     pub static_nodes: Vec<(String, u16, u32, i64)>,
     /// Discovery subscription, if any.
     pub discovered: Option<Arc<ServiceNodes>>,
+    /// TLS for `type: https` active probes.
+    pub probe_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Upstream {
@@ -242,6 +244,7 @@ impl Upstream {
             health: c.checks.as_ref().map(|ch| crate::health::HealthPolicy {
                 active: ch.active.clone(),
                 passive: ch.passive.clone(),
+                probe_tls: parts.probe_tls.clone(),
             }),
             source: match parts.discovered {
                 Some(s) => NodeSource::Discovered(s),

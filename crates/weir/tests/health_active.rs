@@ -265,7 +265,6 @@ async fn an_https_check_probes_the_configured_port_with_the_configured_host_over
 /// `scheme: http` upstream (a plain node), check `type: https` to a TLS
 /// port, verification off: the probe speaks TLS to that port.
 #[tokio::test]
-#[ignore = "product bug: an https check on a scheme: http upstream probes in plaintext (health.rs probe() keeps the node's endpoint.tls, None for http upstreams)"]
 async fn an_https_check_on_a_plain_http_upstream_speaks_tls_to_the_probe_port() {
     let node = Backend::start("node").await;
     let probe = ProbeServer::start().await;
@@ -282,7 +281,6 @@ async fn an_https_check_on_a_plain_http_upstream_speaks_tls_to_the_probe_port() 
 /// self-signed certificate (web roots), check with
 /// `https_verify_certificate: false`: the probe accepts it.
 #[tokio::test]
-#[ignore = "product bug: https_verify_certificate is ignored; probes use the upstream's TLS client settings (health.rs probe())"]
 async fn an_https_check_without_verification_accepts_a_self_signed_node() {
     let (traffic, probe) = (ProbeServer::start().await, ProbeServer::start().await);
     let gw = gateway(&yaml(
@@ -304,7 +302,6 @@ async fn an_https_check_without_verification_accepts_a_self_signed_node() {
 /// default): the probe refuses the certificate, sends no request, and the
 /// node is marked unhealthy although the probe port would answer 200.
 #[tokio::test]
-#[ignore = "product bug: https_verify_certificate is ignored; probes use the upstream's TLS client settings, here tls.verify: false (health.rs probe())"]
 async fn an_https_check_verifying_certificates_fails_against_a_self_signed_node() {
     let (traffic, probe) = (ProbeServer::start().await, ProbeServer::start().await);
     let gw = gateway(&yaml(
@@ -330,7 +327,6 @@ async fn an_https_check_verifying_certificates_fails_against_a_self_signed_node(
 /// node's own (plain) port: there is no TLS to speak, so the probe fails,
 /// with verification on or off.
 #[tokio::test]
-#[ignore = "product bug: an https check on a scheme: http upstream probes in plaintext, so a plain node passes it (health.rs probe())"]
 async fn an_https_check_fails_against_a_plain_node() {
     for verify in [true, false] {
         let node = Backend::start("plain").await;
