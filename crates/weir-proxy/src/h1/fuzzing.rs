@@ -40,12 +40,17 @@ routes:
       nodes: {"127.0.0.1:1": 1}
 "#;
 
-/// A configuration whose routes run plugins (the request phases before the
-/// head is written, one that reads the body, one that rewrites the target)
-/// and every `pass_host`, with `Via`.
+/// A configuration with a global rule, routes that run plugins (the request
+/// phases before the head is written, one that reads the body, one that
+/// rewrites the target, one that takes the client address from a field),
+/// every `pass_host`, and `Via`.
 const ROUTED: &str = r#"
 gateway:
   via: true
+global_rules:
+  - id: g
+    plugins:
+      ip-restriction: {blacklist: [10.9.9.9]}
 consumers:
   - username: fuzz
     plugins:
@@ -75,6 +80,11 @@ routes:
   - id: hash
     uri: /hash/*
     upstream: {type: chash, hash_on: header, key: x-user, nodes: {"127.0.0.1:1": 1}}
+  - id: real
+    uri: /real/*
+    plugins:
+      real-ip: {source: http_x_real_ip}
+    upstream: {type: roundrobin, nodes: {"127.0.0.1:1": 1}}
   - id: echo
     uri: /echo/*
     plugins: {echo: {}}
@@ -406,13 +416,19 @@ fn check_reply(
     );
 }
 
-/// Field names weir writes itself into an upstream request head.
-fn weirs_own_request_field(name: &str, route: &CompiledRoute) -> bool {
+/// Field names weir writes itself into an upstream request head: framing,
+/// `Host`, forwarding fields, `Via`, and the plugins' additions.
+fn weirs_own_request_field(name: &str, req: &request::Request) -> bool {
     matches!(
         classify(name),
         Field::Host | Field::XForwardedFor | Field::Forwarding | Field::TransferEncoding
     ) || eq(name, "via")
-        || (route.plugins.has("request-id") && eq(name, "x-request-id"))
+        || req.plugins.as_deref().is_some_and(|run| {
+            run.state
+                .upstream_headers
+                .additions()
+                .any(|(n, _)| eq(n.as_str(), name))
+        })
 }
 
 fn check_upstream_head(
@@ -450,6 +466,7 @@ fn check_upstream_head(
         .find(|h| classify(h.name) == Field::Host)
         .map(|h| h.value)
         .unwrap_or_default();
+    assert_eq!(req.client_host(), client_host, "{}", show_all());
     let up_conf = route.upstream.as_deref();
     let want: &[u8] = match up_conf.map(|u| u.pass_host) {
         Some(PassHost::Node) => NODE.as_bytes(),
@@ -502,7 +519,7 @@ fn check_upstream_head(
             h.name,
             show_all()
         );
-        let own = weirs_own_request_field(h.name, route);
+        let own = weirs_own_request_field(h.name, req);
         if !own {
             assert!(
                 classify(h.name) == Field::ContentLength || !connection.names(h.name),
@@ -521,6 +538,11 @@ fn check_upstream_head(
             );
         }
     }
+    // The client address: the peer's, or what `real-ip` established.
+    let client_ip = match req.plugins.as_deref().and_then(|run| run.state.real_ip) {
+        Some(ip) => ip.to_string(),
+        None => String::from_utf8_lossy(conn.remote_ip.as_bytes()).into_owned(),
+    };
     let xff = up
         .headers
         .iter()
@@ -528,7 +550,7 @@ fn check_upstream_head(
         .map(|h| h.value)
         .collect::<Vec<_>>();
     assert!(
-        matches!(xff.as_slice(), [v] if v.ends_with(conn.remote_ip.as_bytes())),
+        matches!(xff.as_slice(), [v] if v.ends_with(client_ip.as_bytes())),
         "X-Forwarded-For: {}",
         show_all()
     );

@@ -96,10 +96,10 @@ impl PluginRun {
 }
 
 impl Request {
-    /// The Host value the client sent, if any.
-    pub fn client_host(&self) -> Option<&[u8]> {
-        let h = &self.parts.0[self.fields_end..];
-        (!h.is_empty()).then_some(h)
+    /// The Host value the client sent (empty for `Host:`, which is valid:
+    /// RFC 9112 §3.2).
+    pub fn client_host(&self) -> &[u8] {
+        &self.parts.0[self.fields_end..]
     }
 
     /// Writes the upstream request head for one attempt on `node_key`.
@@ -113,7 +113,8 @@ impl Request {
                 .as_deref()
                 .and_then(|u| u.upstream_host.as_ref())
                 .map(HeaderValue::as_bytes),
-            _ => self.client_host(),
+            // Even empty: the request had exactly one, so has the node's.
+            _ => Some(self.client_host()),
         };
         if let Some(h) = host {
             out.extend_from_slice(b"Host: ");

@@ -82,7 +82,8 @@ pub fn parse(
     }
     let interim = (100..200).contains(&status);
 
-    let mut node_close = version == 0;
+    let mut close_token = false;
+    let mut keep_alive_token = false;
     let mut named = NamedFields::default();
     let mut lengths: Option<u64> = None;
     let mut length_conflict = false;
@@ -92,16 +93,18 @@ pub fn parse(
     for h in resp.headers.iter() {
         match classify(h.name) {
             Field::Connection => {
-                let v = std::str::from_utf8(h.value).unwrap_or("");
-                for token in fields::connection_tokens(v) {
-                    if token.eq_ignore_ascii_case("close") {
-                        node_close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
-                        if version == 0 {
-                            node_close = false;
+                // Split on bytes: one non-UTF-8 token must not hide the
+                // others (a `close`, or a field to remove).
+                let tokens = h.value.split(|b| *b == b',').map(trim);
+                for token in tokens.filter(|t| !t.is_empty()) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close_token = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_token = true;
+                    } else if let Ok(token) = std::str::from_utf8(token) {
+                        if !fields::is_connection_option(token) {
+                            named.push(token);
                         }
-                    } else if !fields::is_connection_option(token) {
-                        named.push(token);
                     }
                 }
             }
@@ -120,6 +123,8 @@ pub fn parse(
             _ => {}
         }
     }
+    // `close` wins over `keep-alive`, whatever their order.
+    let node_close = close_token || (version == 0 && !keep_alive_token);
     let no_body = head_request || interim || status == 204 || status == 304;
     let body = if no_body {
         BodyFraming::Length(0)
@@ -154,6 +159,11 @@ pub fn parse(
     });
     let edits = edits.as_deref().filter(|e| !e.is_empty());
     let dropped = |name: &str| edits.is_some_and(|e| e.drops(name));
+    // One Content-Length at most, and none beside Transfer-Encoding or when
+    // the node's are invalid or disagree (RFC 9112 §6.2-6.3; a HEAD answer
+    // passes its length on, so this matters even without a body).
+    let pass_length = codings == 0 && !length_conflict;
+    let mut length_passed = false;
     for h in resp.headers.iter() {
         let keep = match classify(h.name) {
             // Request-side names mean nothing special in a response.
@@ -165,7 +175,7 @@ pub fn parse(
             | Field::Forwarding => {
                 (named.is_empty() || !named.contains(h.name)) && !dropped(h.name)
             }
-            Field::ContentLength => body != BodyFraming::Chunked,
+            Field::ContentLength => pass_length && !std::mem::replace(&mut length_passed, true),
             _ => false,
         };
         if keep {
