@@ -207,11 +207,16 @@ def cmd_report(a):
             f"Host load while measuring: 1-minute load average median {la[0]:.1f} (from {la[1]:.1f} to {la[2]:.1f}) "
             f"on {meta.get('nproc', '?')} CPUs"
             + (f"; {' / '.join(meta['loadavg_start'])} (1/5/15 min) when the suite started" if meta.get("loadavg_start") else "")
-            + ". Anything above ~2 is other work (builds, tests) sharing the cores with the benchmark.\n"
+            + ". Anything above ~2 is other work (builds, tests) sharing the cores with the benchmark"
+            + (
+                f"; the suite ran at {meta['priority']}, so that work mostly waited.\n"
+                if meta.get("priority", "").startswith("nice -20")
+                else ".\n"
+            )
         )
     L.append("## Machine\n")
     L.append("```")
-    for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc"]:
+    for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc", "priority"]:
         L.append(f"{k:12} {meta.get(k, '?')}")
     L.append("```\n")
     L.append(
