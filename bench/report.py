@@ -432,7 +432,7 @@ def cmd_report(a):
         L.append("(not run in this mode; `bench/run.sh --profile` or a full run adds it)\n")
     L.extend(load_core_profile(rd))
     L.append("## Observations (computed from this run)\n")
-    obs, bound = [], []
+    obs, bound, unbound = [], [], []
     for scn in SCENARIOS:
         wv, nv = s.get((scn, "weir")), s.get((scn, "nginx"))
         if not (wv and nv):
@@ -446,6 +446,10 @@ def cmd_report(a):
             line += f"; load-generator core busy: {wv['load_core_pct']:.0f}% / {nv['load_core_pct']:.0f}%"
             if wv["load_core_pct"] >= LOAD_BOUND_PCT and nv["load_core_pct"] >= LOAD_BOUND_PCT:
                 bound.append(scn)
+            # Neither core near full: the run waited on something else.
+            cap = meta.get("cap_pct", 100) if scn in ("acap", "pcap") else 100
+            if max(wv["load_core_pct"], nv["load_core_pct"]) < 90 and max(wv["cpu_pct"], nv["cpu_pct"]) < 0.9 * cap:
+                unbound.append(scn)
         if wv["segs_per_req"] is not None and nv["segs_per_req"] is not None:
             line += f"; TCP segments per request: {wv['segs_per_req']:.2f} / {nv['segs_per_req']:.2f}"
         obs.append(line + ".")
@@ -470,6 +474,14 @@ def cmd_report(a):
                 + ". There req/s measures the work wrk and the backend do per request, which a proxy changes "
                 "only through how it batches their wake-ups, so the weir/nginx req/s ratio stays near 1 "
                 "whatever the proxies' own cost. The load-generator core profile above shows that work.\n"
+            )
+        if unbound:
+            L.append(
+                "Bounded by neither core (load-generator core under 90% busy and both proxies under 90% of the CPU "
+                "they may use): " + ", ".join(f"({x})" for x in unbound) + ". There both cores sat idle part of "
+                "the time while requests were in flight: req/s measured waiting between the two cores (wake-up "
+                "delays that the guest does not account, such as a busy host scheduling its idle vCPUs late), "
+                "not either proxy's work. CPU µs/request is the comparison to read there.\n"
             )
         L.extend(obs)
         L.append("")
