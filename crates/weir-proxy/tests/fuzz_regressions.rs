@@ -92,3 +92,18 @@ fn h1_kept_artifacts_keep_the_invariants() {
     kept("h1_response_head", fuzzing::response_head);
     kept("h1_chunked", fuzzing::chunked);
 }
+
+/// Found by `h1_request_head` (minimized): `real-ip` (route `/real/*` of the
+/// fuzzing configuration, source `http_x_real_ip`) panics when the value
+/// ends in a non-ASCII character — any byte >= 0x80, after lossy UTF-8
+/// decoding. `parse_addr` (crates/weir-plugins/src/real_ip.rs) slices
+/// `s[..s.len() - 1]`, which is not a char boundary then. The panic ends the
+/// connection's task, on both paths; any client can trigger it on a route or
+/// global rule with `real-ip`.
+#[test]
+#[ignore = "bug: real-ip's parse_addr panics on a value ending in a non-ASCII character"]
+fn h1_real_ip_value_ending_in_non_ascii() {
+    fuzzing::init();
+    fuzzing::request_head(b"GET /real/x HTTP/1.1\r\nHost: a\r\nX-Real-IP: \xc3\xa9\r\n\r\n");
+    fuzzing::request_head(b"GET /real/x HTTP/1.1\r\nHost: a\r\nX-Real-IP: [\xff\r\n\r\n");
+}
