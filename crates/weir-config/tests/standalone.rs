@@ -360,7 +360,7 @@ ssls:
         .iter()
         .map(|e| e.to_string())
         .collect();
-    common::has(&lines, "gateway.access_log.path", "cannot open");
+    common::has(&lines, "gateway.access_log.path", "is a directory");
 
     let ok = common::load(&format!(
         "gateway: {{access_log: {{path: \"{}\"}}}}\nupstreams: [{{id: u, scheme: https, tls: {{ca_file: \"{}\"}}, nodes: {{\"10.0.0.1:443\": 1}}}}]\n",

@@ -74,8 +74,12 @@ fn build(conf: &Value, _: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigError>
 fn parse_addr(addr: &str) -> Option<IpAddr> {
     // APISIX's `rfind_char(addr, ":", #addr - 1)`: a colon in last place
     // does not count.
+    // Bytes, not chars: the value may end in a multi-byte character.
     let split = |s: &'_ str| -> Option<(usize, usize)> {
-        let i = s[..s.len().saturating_sub(1)].rfind(':')?;
+        let b = s.as_bytes();
+        let i = b[..b.len().saturating_sub(1)]
+            .iter()
+            .rposition(|&c| c == b':')?;
         Some((i, i + 1))
     };
     let (host, port) = if addr.starts_with('[') {

@@ -101,7 +101,6 @@ fn h1_kept_artifacts_keep_the_invariants() {
 /// connection's task, on both paths; any client can trigger it on a route or
 /// global rule with `real-ip`.
 #[test]
-#[ignore = "bug: real-ip's parse_addr panics on a value ending in a non-ASCII character"]
 fn h1_real_ip_value_ending_in_non_ascii() {
     fuzzing::init();
     fuzzing::request_head(b"GET /real/x HTTP/1.1\r\nHost: a\r\nX-Real-IP: \xc3\xa9\r\n\r\n");
