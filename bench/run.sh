@@ -9,8 +9,9 @@
 # Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,g,gp,default,scale  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
-#          --no-priority (as root, the suite runs at nice -20 and the acap/pcap
-#          cgroups at the highest CPU weight, so other work on a shared host waits)
+#          --priority (as root: the suite runs at nice -20, its session's autogroup
+#          too, and the acap/pcap cgroups at the highest CPU weight, so other work
+#          on a shared host waits; off by default, as that work then crawls)
 # weir is built with cargo into $CARGO_TARGET_DIR when set (else target/).
 #
 # Writes bench/results/ (runs.jsonl, *.json, raw.txt) and, except in smoke
@@ -20,7 +21,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=$REPO/bench
-MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0 PRIORITY=1
+MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0 PRIORITY=0
 # The headline scenarios (a, a0, acap, pcap) take more pairs in full mode: their
 # target margins (5%, 10%) are about this host's run-to-run noise.
 HEADLINE_RUNS=9
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --no-build) BUILD=0 ;;
     --no-install) INSTALL=0 ;;
-    --no-priority) PRIORITY=0 ;;
+    --priority) PRIORITY=1 ;;
     --keep) KEEP=1 ;;
     --doc) DOC=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -114,14 +115,15 @@ FAKE=${CARGO_TARGET_DIR:-$B/fake-apiserver/target}/release/fake-apiserver
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 # On a shared host, builds and tests of other work take CPU time from the
 # load generator and the proxies at random, and ratios between runs drift
-# by far more than the targets' margins. As root the suite (everything it
-# starts from here on: backend, proxies, wrk) runs at nice -20, so such work
-# mostly waits; on an idle host this changes nothing.
+# by far more than the targets' margins. With --priority, as root, the suite
+# (everything it starts from here on: backend, proxies, wrk) runs at nice
+# -20, so such work mostly waits; on an idle host this changes nothing. Off
+# by default: the other work is starved for the suite's length.
 # With autogroup scheduling (kernel.sched_autogroup_enabled), nice values
 # only order processes within one session: other sessions' builds get the
 # same share as this whole suite whatever its nice, so the session's own
 # autogroup nice is set too (this session: run.sh and what it starts).
-PRIO="none (nice 0)"
+PRIO="none (nice 0; --priority not given)"
 if [ "$PRIORITY" = 1 ] && [ "$(id -u)" = 0 ] && renice -n -20 -p $$ >/dev/null 2>&1; then
   PRIO="nice -20 (bench/run.sh and everything it starts"
   AG_NICE=$(awk '{print $3}' "/proc/$$/autogroup" 2>/dev/null || true)
