@@ -125,10 +125,11 @@ def current_ratios(s, idle, date):
     return out
 
 
-def previous_ratios(path):
+def previous_ratios(path, date):
     """The ratios recorded by the document about to be replaced: its
     `bench-ratios` comment, or for a document older than that comment, its
-    results and idle tables."""
+    results and idle tables. When that document came from the same run
+    (`date`: the report is being regenerated), the ratios it compared with."""
     try:
         text = open(path).read()
     except OSError:
@@ -136,9 +137,11 @@ def previous_ratios(path):
     m = re.search(r"<!-- " + re.escape(RATIOS_TAG) + r" (\{.*?\}) -->", text, re.S)
     if m:
         try:
-            return json.loads(m.group(1))
+            rec = json.loads(m.group(1))
         except ValueError:
-            pass
+            rec = None
+        if isinstance(rec, dict) and "ratios" in rec:
+            return rec.get("before", {}) if rec.get("run") == date else rec["ratios"]
     d = re.search(r"^Generated (.+?) by ", text, re.M)
     date = d.group(1) if d else "?"
     rps, out = {}, {}
@@ -183,7 +186,7 @@ def cmd_report(a):
     meta = read_json(f"{rd}/meta.json", {})
     idle = read_json(f"{rd}/idle.json")
     # Read before the document is replaced: the ratios it recorded.
-    before = previous_ratios(a.out)
+    before = previous_ratios(a.out, meta.get("date", "?"))
     now = current_ratios(s, idle, meta.get("date", "?"))
     L = []
     L.append("# Performance\n")
@@ -518,7 +521,8 @@ def cmd_report(a):
     carried = dict(before)
     carried.update(now)
     L.append("")
-    L.append(f"<!-- {RATIOS_TAG} {json.dumps(carried, sort_keys=True)} -->")
+    rec = {"run": meta.get("date", "?"), "ratios": carried, "before": before}
+    L.append(f"<!-- {RATIOS_TAG} {json.dumps(rec, sort_keys=True)} -->")
     w(a.out, "\n".join(L) + "\n")
     # Console table too
     print("\n".join(l for l in L if l.startswith("|")))
