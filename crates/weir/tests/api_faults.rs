@@ -229,9 +229,7 @@ async fn storm_of_410_gone() {
         if i == 2 {
             fx.api.apply_endpoints(cart(&[&fx.b, &fx.c]));
         }
-        fx.api.bump_resource_version(3);
-        fx.api.compact();
-        fx.api.cut_watches();
+        fx.api.expire_watches(3);
         wait_sync(&fx.gw, 15, "a re-list", |s| {
             s["lists"].as_u64().unwrap() > lists
         })

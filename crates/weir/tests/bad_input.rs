@@ -164,9 +164,7 @@ async fn undecodable_objects_are_skipped_and_other_services_keep_their_nodes() {
     // the gateway keeps the last synced nodes, it does not empty them.
     let lists = s["lists"].as_u64().unwrap();
     let errors = s["errors"].as_u64().unwrap();
-    api.bump_resource_version(2);
-    api.compact();
-    api.cut_watches();
+    api.expire_watches(2);
     let want = sorted(vec![a.port(), b.port(), c.port()]);
     // Until the failed re-list shows in the sync state (bounded), and once
     // after it, the node set is the last synced one.
@@ -240,9 +238,7 @@ async fn a_huge_object_is_handled() {
     );
     // A re-list with it in the list (limit/continue pages).
     let lists = d["sync"][0]["lists"].as_u64().unwrap();
-    api.bump_resource_version(2);
-    api.compact();
-    api.cut_watches();
+    api.expire_watches(2);
     wait_until_for(15, "re-list", || {
         gw.core.discovery_dump().unwrap()["sync"][0]["lists"]
             .as_u64()

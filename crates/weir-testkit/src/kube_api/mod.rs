@@ -379,6 +379,21 @@ impl FakeApiServer {
         lock(&self.shared.store).compact();
     }
 
+    /// Moves the resourceVersion on by `by`, forgets all history and cuts every
+    /// open watch, as one step: no bookmark can carry the new revision to a
+    /// watcher in between, so every watcher resumes from a compacted
+    /// resourceVersion and gets 410 Expired (then re-lists). Doing the three
+    /// separately races with the bookmark timer: a bookmark sent between the
+    /// bump and the cut lets the watcher resume without a 410.
+    pub fn expire_watches(&self, by: u64) {
+        let mut store = lock(&self.shared.store);
+        store.bump(by);
+        store.compact();
+        // Signalled under the store lock: a bookmark that takes the lock after
+        // this sees the cut and sends nothing (see `watch::run_watch`).
+        self.shared.faults.cut.send_modify(|g| *g += 1);
+    }
+
     /// Stops listening and drops every connection (the API server is down: connections
     /// are refused) until [`resume`](Self::resume). The port stays bound meanwhile
     /// (a socket that does not listen), so nothing else can take it.

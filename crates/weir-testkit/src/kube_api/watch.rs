@@ -268,6 +268,12 @@ async fn run_watch(
                     // holds every change up to the store's revision, so the bookmark can
                     // carry that revision (progress made by other resources included).
                     let store = lock(&shared.store);
+                    if cut.has_changed().unwrap_or(true) {
+                        // `expire_watches` moved the revision on and cut us under
+                        // this lock: a bookmark now would carry a revision the
+                        // watcher must not resume from.
+                        continue;
+                    }
                     while let Ok(ev) = rx.try_recv() {
                         if let Some(line) = ctx.convert(&ev) {
                             pending.push_back(line);
