@@ -427,6 +427,7 @@ fn decode_credential(
         c.id = Id(id);
         owner_field = "id";
     }
+    c.source = at.clone();
     config.credentials.push(c);
     positions.credentials.push(Pos { path: at, clean });
     positions.credential_owner_field.push(owner_field);

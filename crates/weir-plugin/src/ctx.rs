@@ -253,13 +253,26 @@ impl<'a> ResponseCtx<'a> {
 }
 
 /// A finished request as the log phase sees it.
+#[derive(Debug)]
 pub struct LogCtx<'a> {
+    /// The request method.
+    pub method: &'a str,
+    /// The request target (path and query) as received.
+    pub uri: &'a str,
+    /// The Host the request was routed by, as received.
+    pub host: &'a str,
+    /// The client's address (`real-ip`'s, when it found one).
+    pub client_ip: IpAddr,
     /// The status sent (499: the client left first).
     pub status: u16,
-    /// The matched route's id.
+    /// Response body bytes sent.
+    pub body_bytes: u64,
+    /// The matched route's id (empty: no route matched).
     pub route_id: &'a str,
     /// The consumer recognised, if any.
     pub consumer: Option<&'a Consumer>,
+    /// When the request arrived (wall clock).
+    pub start: std::time::SystemTime,
     /// From the request's arrival to its end.
     pub duration: Duration,
 }

@@ -115,6 +115,11 @@ impl Pipeline {
         !self.response.is_empty()
     }
 
+    /// True when some plugin has a log phase.
+    pub fn has_log_phase(&self) -> bool {
+        !self.log.is_empty()
+    }
+
     /// True when the pipeline holds a plugin named `name`.
     pub fn has(&self, name: &str) -> bool {
         self.entries.iter().any(|e| e.spec.name == name)
@@ -223,20 +228,58 @@ fn run_phase<'e>(
     Flow::Continue
 }
 
-/// Runs the response-headers phase: global rules first, then the route's.
-pub fn run_response(route: &Pipeline, global: Option<&Pipeline>, ctx: &mut ResponseCtx<'_>) {
-    for p in [global, Some(route)].into_iter().flatten() {
-        for e in p.phase(&p.response) {
+/// The entries of `phase` a request runs after the global rules: the
+/// route's, minus those its consumer configures itself, merged with the
+/// consumer's own (not its authentication plugins), by priority.
+fn route_and_consumer<'p>(
+    route: &'p Pipeline,
+    consumer: Option<&'p Pipeline>,
+    list: fn(&Pipeline) -> &[u16],
+) -> Vec<&'p Entry> {
+    let Some(c) = consumer else {
+        return route.phase(list(route)).collect();
+    };
+    let mut merged: Vec<&Entry> = route
+        .phase(list(route))
+        .filter(|e| !c.has(e.spec.name))
+        .chain(c.phase(list(c)).filter(|e| !e.spec.is_auth()))
+        .collect();
+    merged.sort_by_key(|e| std::cmp::Reverse(e.priority));
+    merged
+}
+
+/// Runs the response-headers phase: global rules first, then the route's
+/// merged with the consumer's own plugins (`consumer`: the recognised
+/// consumer's pipeline, if it has one).
+pub fn run_response(
+    route: &Pipeline,
+    global: Option<&Pipeline>,
+    consumer: Option<&Pipeline>,
+    ctx: &mut ResponseCtx<'_>,
+) {
+    if let Some(g) = global {
+        for e in g.phase(&g.response) {
             e.plugin.response_headers(ctx);
         }
     }
+    for e in route_and_consumer(route, consumer, |p| &p.response) {
+        e.plugin.response_headers(ctx);
+    }
 }
 
-/// Runs the log phase.
-pub fn run_log(route: &Pipeline, global: Option<&Pipeline>, ctx: &LogCtx<'_>) {
-    for p in [global, Some(route)].into_iter().flatten() {
-        for e in p.phase(&p.log) {
+/// Runs the log phase, in the same order as the response phase.
+pub fn run_log(
+    route: &Pipeline,
+    global: Option<&Pipeline>,
+    consumer: Option<&Pipeline>,
+    ctx: &LogCtx<'_>,
+) {
+    if let Some(g) = global {
+        for e in g.phase(&g.log) {
             e.plugin.log(ctx);
         }
+    }
+    for e in route_and_consumer(route, consumer, |p| &p.log) {
+        e.plugin.log(ctx);
     }
 }

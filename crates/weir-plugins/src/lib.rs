@@ -7,6 +7,7 @@ mod basic_auth;
 mod consumer_restriction;
 mod cors;
 mod echo;
+mod file_logger;
 mod hmac_auth;
 mod ip_restriction;
 mod ipmatch;
@@ -38,6 +39,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &request_id::SPEC,
     &real_ip::SPEC,
     &redirect::SPEC,
+    &file_logger::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -72,6 +74,7 @@ mod tests {
             ("key-auth", 2500),
             ("consumer-restriction", 2400),
             ("redirect", 900),
+            ("file-logger", 399),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

@@ -310,7 +310,7 @@ fn consumer_confs(config: &Config) -> Consumers<'_> {
                 consumer: consumer.clone(),
                 plugin: name,
                 conf,
-                path: format!("credentials[{i}].plugins.{name}"),
+                path: format!("{}.plugins.{name}", cred.path(i)),
             });
         }
     }
@@ -337,7 +337,7 @@ fn check_consumers(config: &Config, ctx: &BuildCtx<'_>, errors: &mut Vec<FieldEr
                 .credentials
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (format!("credentials[{i}].plugins"), &c.plugins)),
+                .map(|(i, c)| (format!("{}.plugins", c.path(i)), &c.plugins)),
         );
     for (at, plugins) in sites {
         for (name, conf) in plugins {

@@ -1,12 +1,17 @@
-//! What both transports do with a request's plugin state on the response
-//! side: the response-headers phase and the edits it leaves.
+//! What both transports do with a request's plugin state after the request
+//! phases: the response-headers phase and the edits it leaves, and the log
+//! phase once the request is over.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
 
-use weir_http::HeaderEdits;
+use weir_http::{HeaderEdits, RequestView};
 use weir_plugin::pipeline::Pipeline;
-use weir_plugin::PluginState;
+use weir_plugin::{Consumer, ConsumerPlugins, LogCtx, PluginState};
+
+use crate::snapshot::{CompiledRoute, ConsumerTable, Snapshot};
 
 /// The pipeline of a request that matched no route, or a route without
 /// plugins, when global rules still run.
@@ -18,6 +23,8 @@ pub struct ResponsePlugins<'a> {
     pub route: &'a Pipeline,
     /// The global rules' plugins.
     pub global: Option<&'a Pipeline>,
+    /// Consumers' own plugins (the recognised consumer's run too).
+    pub consumers: &'a ConsumerTable,
     /// The state the request phases left.
     pub state: &'a PluginState,
 }
@@ -30,8 +37,14 @@ impl ResponsePlugins<'_> {
         view: &dyn weir_http::ResponseView,
         from_node: bool,
     ) -> Cow<'_, HeaderEdits> {
+        let consumer = self
+            .state
+            .consumer
+            .as_ref()
+            .and_then(|c| self.consumers.plugins_of(&c.username));
         let has_phase = self.route.has_response_phase()
-            || self.global.is_some_and(Pipeline::has_response_phase);
+            || self.global.is_some_and(Pipeline::has_response_phase)
+            || consumer.is_some_and(Pipeline::has_response_phase);
         if !has_phase {
             return Cow::Borrowed(&self.state.response_headers);
         }
@@ -41,7 +54,98 @@ impl ResponsePlugins<'_> {
             ..PluginState::default()
         };
         let mut ctx = weir_plugin::ResponseCtx::new(view, &mut state, from_node);
-        weir_plugin::run_response(self.route, self.global, &mut ctx);
+        weir_plugin::run_response(self.route, self.global, consumer, &mut ctx);
         Cow::Owned(state.response_headers)
     }
+}
+
+/// What the log phase needs once the request is over. Made only for a
+/// request whose plugins (the route's, the global rules', its consumer's)
+/// have a log phase, so other requests pay nothing for it.
+pub struct LogPhase {
+    snapshot: Arc<Snapshot>,
+    route: Option<Arc<CompiledRoute>>,
+    consumer: Option<Arc<Consumer>>,
+    method: Box<str>,
+    uri: Box<str>,
+    host: Box<str>,
+    client_ip: IpAddr,
+    start: SystemTime,
+}
+
+impl LogPhase {
+    /// The log phase of a request whose request phases are done (`state`),
+    /// if any of its plugins has one.
+    pub fn prepare(
+        snapshot: &Arc<Snapshot>,
+        route: Option<&Arc<CompiledRoute>>,
+        state: &PluginState,
+        view: &dyn RequestView,
+        client_ip: IpAddr,
+    ) -> Option<Box<LogPhase>> {
+        let consumer = state
+            .consumer
+            .as_ref()
+            .and_then(|c| snapshot.consumers.plugins_of(&c.username));
+        let wanted = route.is_some_and(|r| r.plugins.has_log_phase())
+            || snapshot
+                .global
+                .as_deref()
+                .is_some_and(Pipeline::has_log_phase)
+            || consumer.is_some_and(Pipeline::has_log_phase);
+        wanted.then(|| {
+            Box::new(LogPhase {
+                snapshot: snapshot.clone(),
+                route: route.cloned(),
+                consumer: state.consumer.clone(),
+                method: view.method().into(),
+                uri: masked_uri(view.path_and_query(), route, snapshot),
+                host: String::from_utf8_lossy(view.host().unwrap_or_default()).into(),
+                client_ip: state.real_ip.unwrap_or(client_ip),
+                start: SystemTime::now(),
+            })
+        })
+    }
+
+    /// Runs the log phase: the request ended with `status` after `duration`,
+    /// `body_bytes` of response body sent.
+    pub fn run(&self, status: u16, body_bytes: u64, duration: Duration) {
+        let route = self.route.as_deref();
+        let consumer_plugins = self
+            .consumer
+            .as_ref()
+            .and_then(|c| self.snapshot.consumers.plugins_of(&c.username));
+        let ctx = LogCtx {
+            method: &self.method,
+            uri: &self.uri,
+            host: &self.host,
+            client_ip: self.client_ip,
+            status,
+            body_bytes,
+            route_id: route.map_or("", |r| &r.id),
+            consumer: self.consumer.as_deref(),
+            start: self.start,
+            duration,
+        };
+        weir_plugin::run_log(
+            route.map_or(&*NO_PLUGINS, |r| &r.plugins),
+            self.snapshot.global.as_deref(),
+            consumer_plugins,
+            &ctx,
+        );
+    }
+}
+
+/// The request target with credentials sent in the query string masked, as
+/// in the access log (`?apikey=***`).
+fn masked_uri(target: &str, route: Option<&Arc<CompiledRoute>>, snapshot: &Snapshot) -> Box<str> {
+    let mut uri: Cow<'_, [u8]> = Cow::Borrowed(target.as_bytes());
+    let route_args = route.map(|r| r.plugins.secret_query_args());
+    let global_args = snapshot.global.as_deref().map(Pipeline::secret_query_args);
+    for names in [route_args, global_args].into_iter().flatten() {
+        if let Some(m) = crate::access_log::mask_query(&uri, names) {
+            uri = Cow::Owned(m);
+        }
+    }
+    String::from_utf8_lossy(&uri).into()
 }

@@ -66,6 +66,8 @@ pub struct Completion {
     pub stats: Option<Arc<RouteStats>>,
     /// When the request arrived.
     pub start: Instant,
+    /// The plugins' log phase, run when the exchange ends.
+    pub log_phase: Option<Box<crate::plugin_run::LogPhase>>,
 }
 
 /// What a proxied response holds on its node until its body is done.
@@ -149,6 +151,7 @@ impl ResponseBody {
             lease,
             stats,
             start,
+            log_phase,
         }) = self.completion.take()
         {
             // One clock read serves the metrics and the log line.
@@ -157,6 +160,9 @@ impl ResponseBody {
                 .as_deref()
                 .unwrap_or_else(|| crate::metrics::unmatched())
                 .observe(record.status, elapsed);
+            if let Some(l) = log_phase {
+                l.run(record.status, self.bytes, elapsed);
+            }
             record.request_time = Some(elapsed);
             record.body_bytes = self.bytes;
             if let Some(lease) = lease {

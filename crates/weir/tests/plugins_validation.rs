@@ -217,10 +217,6 @@ fn a_key_used_by_a_consumer_and_a_credential_is_refused_naming_both() {
 }
 
 #[test]
-#[ignore = "bug: weir-proxy compile.rs consumer_confs() reports credentials by their index in \
-            Config::credentials (`credentials[0]...`), not where they are in the file: a \
-            credential written in APISIX's standalone form (an item of `consumers`) gets a path \
-            that does not exist in the file"]
 fn a_key_used_by_a_consumer_and_a_standalone_form_credential_names_its_place_in_the_file() {
     let dup = "jack-Dup-key-45";
     // APISIX's standalone form: the credential is an item of `consumers`.

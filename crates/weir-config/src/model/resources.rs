@@ -101,9 +101,23 @@ pub struct Credential {
     /// Exactly one auth plugin with its consumer configuration.
     #[serde(default)]
     pub plugins: Plugins,
+    /// Where the loader found it (`consumers[2]` for APISIX's standalone
+    /// form, `credentials[0]`), so later checks name its place in the file;
+    /// empty for credentials made in code.
+    #[serde(skip)]
+    pub source: String,
 }
 
 impl Credential {
+    /// Where it is in the configuration: `source`, or `credentials[index]`.
+    pub fn path(&self, index: usize) -> String {
+        if self.source.is_empty() {
+            format!("credentials[{index}]")
+        } else {
+            self.source.clone()
+        }
+    }
+
     /// The auth plugin and its configuration.
     pub fn auth_plugin(&self) -> Option<(&str, &serde_json::Value)> {
         self.plugins.iter().next().map(|(k, v)| (k.as_str(), v))

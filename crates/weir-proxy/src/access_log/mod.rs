@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use weir_config::{AccessLogConfig, AccessLogFormat};
 
+pub(crate) use record::mask_query;
 pub use record::{AccessRecord, Attempt, RequestFields};
 
 /// Handle to the access log writer.

@@ -206,31 +206,9 @@ impl AccessRecord {
     /// target (`?apikey=s3cret` becomes `?apikey=***`): credentials sent in
     /// the query string never reach the log.
     pub fn mask_query_args(&mut self, names: &[Box<str>]) {
-        if names.is_empty() {
-            return;
-        }
-        let target = self.field(Field::Target);
-        let Some(q) = target.iter().position(|&b| b == b'?') else {
+        let Some(masked) = mask_query(self.field(Field::Target), names) else {
             return;
         };
-        let mut masked = target[..=q].to_vec();
-        let mut changed = false;
-        for (i, pair) in target[q + 1..].split(|&b| b == b'&').enumerate() {
-            if i > 0 {
-                masked.push(b'&');
-            }
-            let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
-            if names.iter().any(|n| n.as_bytes() == key) && pair.len() > key.len() {
-                masked.extend_from_slice(key);
-                masked.extend_from_slice(b"=***");
-                changed = true;
-            } else {
-                masked.extend_from_slice(pair);
-            }
-        }
-        if !changed {
-            return;
-        }
         let fields = [
             Field::Method,
             Field::Target,
@@ -299,6 +277,31 @@ const MAX_SPARE: usize = 256;
 
 thread_local! {
     static SPARE: RefCell<Vec<AccessRecord>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `target` with the values of the query arguments named in `names`
+/// replaced by `***`; None when there is nothing to mask.
+pub(crate) fn mask_query(target: &[u8], names: &[Box<str>]) -> Option<Vec<u8>> {
+    if names.is_empty() {
+        return None;
+    }
+    let q = target.iter().position(|&b| b == b'?')?;
+    let mut masked = target[..=q].to_vec();
+    let mut changed = false;
+    for (i, pair) in target[q + 1..].split(|&b| b == b'&').enumerate() {
+        if i > 0 {
+            masked.push(b'&');
+        }
+        let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        if names.iter().any(|n| n.as_bytes() == key) && pair.len() > key.len() {
+            masked.extend_from_slice(key);
+            masked.extend_from_slice(b"=***");
+            changed = true;
+        } else {
+            masked.extend_from_slice(pair);
+        }
+    }
+    changed.then_some(masked)
 }
 
 #[cfg(test)]

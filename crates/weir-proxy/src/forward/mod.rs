@@ -23,7 +23,7 @@ use crate::attempts::{AttemptPlan, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::metrics::RouteStats;
-use crate::plugin_run::{ResponsePlugins, NO_PLUGINS};
+use crate::plugin_run::{LogPhase, ResponsePlugins, NO_PLUGINS};
 use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::ProxyState;
 use crate::upstream::Upstream;
@@ -83,6 +83,7 @@ pub async fn handle(
         log: &state.access_log,
         start: Instant::now(),
         stats: None,
+        log_phase: None,
         taken: false,
     };
     let record = &mut pending.record;
@@ -156,6 +157,8 @@ pub async fn handle(
         let mut ctx = RequestCtx::new(&parts, &conn.plugin, "", &mut plugin_state, None);
         let flow =
             weir_plugin::run_request(&NO_PLUGINS, Some(global), &snapshot.consumers, &mut ctx);
+        pending.log_phase =
+            LogPhase::prepare(&snapshot, None, &plugin_state, &parts, conn.remote.ip());
         let reply = match flow {
             Flow::Reply(r) => r,
             Flow::Continue => not_found,
@@ -163,6 +166,7 @@ pub async fn handle(
         let responses = ResponsePlugins {
             route: &NO_PLUGINS,
             global: Some(global),
+            consumers: &snapshot.consumers,
             state: &plugin_state,
         };
         let edits = responses.edits(&reply, false);
@@ -215,9 +219,17 @@ pub async fn handle(
             &snapshot.consumers,
             &mut ctx,
         );
+        pending.log_phase = LogPhase::prepare(
+            &snapshot,
+            Some(&route),
+            &plugin_state,
+            &parts,
+            conn.remote.ip(),
+        );
         let responses = ResponsePlugins {
             route: &route.plugins,
             global: snapshot.global.as_deref(),
+            consumers: &snapshot.consumers,
             state: &plugin_state,
         };
         if let Flow::Reply(reply) = flow {
@@ -236,6 +248,7 @@ pub async fn handle(
     let responses = plugin_state.as_ref().map(|s| ResponsePlugins {
         route: &route.plugins,
         global: snapshot.global.as_deref(),
+        consumers: &snapshot.consumers,
         state: s,
     });
 
@@ -299,6 +312,8 @@ struct PendingRecord<'a> {
     start: Instant,
     /// The matched route's counters (None until a route matched).
     stats: Option<Arc<RouteStats>>,
+    /// The plugins' log phase, once the request phases ran.
+    log_phase: Option<Box<LogPhase>>,
     taken: bool,
 }
 
@@ -307,6 +322,7 @@ struct Outcome {
     record: AccessRecord,
     stats: Option<Arc<RouteStats>>,
     start: Instant,
+    log_phase: Option<Box<LogPhase>>,
 }
 
 impl PendingRecord<'_> {
@@ -318,6 +334,7 @@ impl PendingRecord<'_> {
             record: std::mem::take(&mut self.record),
             stats: self.stats.take(),
             start: self.start,
+            log_phase: self.log_phase.take(),
         }
     }
 }
@@ -331,12 +348,16 @@ impl Drop for PendingRecord<'_> {
             mut record,
             stats,
             start,
+            log_phase,
         } = self.take();
         let elapsed = start.elapsed();
         stats
             .as_deref()
             .unwrap_or_else(|| crate::metrics::unmatched())
             .observe(499, elapsed);
+        if let Some(l) = log_phase {
+            l.run(499, 0, elapsed);
+        }
         // Only a record that was started (the log is on).
         if record.start.is_some() {
             record.request_time = Some(elapsed);
@@ -356,6 +377,7 @@ fn finish(
         mut record,
         stats,
         start,
+        log_phase,
     } = outcome;
     let (mut parts, body) = resp.into_parts();
     if state.is_draining() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
@@ -370,6 +392,7 @@ fn finish(
         lease,
         stats,
         start,
+        log_phase,
     };
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }

@@ -704,6 +704,9 @@ fn finish_request(
     // One clock read serves the metrics and the log line.
     let elapsed = req.start.elapsed();
     stats.observe(status, elapsed);
+    if let Some(log) = req.plugins.as_ref().and_then(|p| p.log.as_deref()) {
+        log.run(status, bytes, elapsed);
+    }
     if let Some(mut r) = record {
         r.request_time = Some(elapsed);
         r.status = status;

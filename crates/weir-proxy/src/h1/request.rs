@@ -15,7 +15,7 @@ use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
 use crate::access_log::{AccessRecord, RequestFields};
 use crate::forward::ConnInfo;
-use crate::plugin_run::{ResponsePlugins, NO_PLUGINS};
+use crate::plugin_run::{LogPhase, ResponsePlugins, NO_PLUGINS};
 use crate::snapshot::{CompiledRoute, Snapshot};
 
 /// Most header fields accepted in one message (as hyper).
@@ -77,6 +77,9 @@ pub struct PluginRun {
     pub reply: Option<LocalReply>,
     /// The request phases wait for the whole body (a plugin reads it).
     pub awaiting_body: bool,
+    /// The plugins' log phase, once the request phases ran (None: no
+    /// plugin of this request has one).
+    pub log: Option<Box<LogPhase>>,
 }
 
 impl PluginRun {
@@ -90,6 +93,7 @@ impl PluginRun {
         ResponsePlugins {
             route: route.map_or(&*NO_PLUGINS, |r| &r.plugins),
             global: self.snapshot.global.as_deref(),
+            consumers: &self.snapshot.consumers,
             state: &self.state,
         }
     }
@@ -173,12 +177,20 @@ impl Request {
         let route_id = route.map_or("", |r| &r.id);
         let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, Some(body));
         let snapshot = &run.snapshot;
-        if let Flow::Reply(r) = weir_plugin::run_request(
+        let flow = weir_plugin::run_request(
             route.map_or(&*NO_PLUGINS, |r| &r.plugins),
             snapshot.global.as_deref(),
             &snapshot.consumers,
             &mut ctx,
-        ) {
+        );
+        run.log = LogPhase::prepare(
+            snapshot,
+            self.route.as_ref(),
+            &run.state,
+            &view,
+            conn.remote.ip(),
+        );
+        if let Flow::Reply(r) = flow {
             run.reply = Some(r);
             return;
         }
@@ -371,13 +383,16 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
                 state: PluginState::default(),
                 reply: None,
                 awaiting_body: pipeline.needs_body() || global.is_some_and(Pipeline::needs_body),
+                log: None,
             });
             if !run.awaiting_body {
                 let route_id = r.as_ref().map_or("", |r| &r.id);
                 let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, None);
-                if let Flow::Reply(reply) =
-                    weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx)
-                {
+                let flow =
+                    weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx);
+                run.log =
+                    LogPhase::prepare(snapshot, r.as_ref(), &run.state, &view, conn.remote.ip());
+                if let Flow::Reply(reply) = flow {
                     run.reply = Some(reply);
                 }
             }
