@@ -40,6 +40,8 @@ pub struct PluginState {
     /// The client address `real-ip` found (trusted forwarding fields); it
     /// replaces the connection's peer for later plugins and the log.
     pub real_ip: Option<IpAddr>,
+    /// What plugins keep until the request is over (see [`crate::Held`]).
+    pub held: Vec<crate::Held>,
 }
 
 /// A request as the request phases see it: read-only head, mutable plugin
@@ -132,6 +134,12 @@ impl<'a> RequestCtx<'a> {
     /// `remote_addr`, ...); see [`crate::vars`].
     pub fn var(&self, name: &str) -> Option<Cow<'_, str>> {
         crate::vars::lookup(name, self.view, self.conn, self.state, self.route_id)
+    }
+
+    /// Keeps `value` until the request is over, whichever way it ends
+    /// (then drops it).
+    pub fn hold(&mut self, value: crate::Held) {
+        self.state.held.push(value);
     }
 
     /// Replaces header field `name` of the upstream request.

@@ -25,7 +25,10 @@ use std::sync::Arc;
 pub use build::{parse_config, BuildCtx, ConfigError, ConsumerConf};
 pub use consumer::Consumer;
 pub use ctx::{Conn, LogCtx, PluginState, RequestCtx, ResponseCtx};
-pub use pipeline::{run_log, run_request, run_response, ConsumerPlugins, Entry, Pipeline};
+pub use pipeline::{
+    resume_request, run_log, run_request, run_response, ConsumerPlugins, Entry, Pipeline, Resumed,
+    Wait,
+};
 pub use weir_http::view::percent_decode;
 pub use weir_http::{HeaderEdits, LocalReply, RequestView};
 
@@ -71,7 +74,6 @@ impl Phases {
 }
 
 /// What a request phase decided.
-#[derive(Debug)]
 pub enum Flow {
     /// Go on with the next plugin, then the next phase.
     Continue,
@@ -79,7 +81,43 @@ pub enum Flow {
     /// phases runs, and no node is asked. The response-header and log phases
     /// still run.
     Reply(LocalReply),
+    /// Wait for something (a shared store's answer, a delay) before
+    /// deciding: the request phases stop here, the transport awaits the
+    /// future without blocking its thread, then hands the request back to
+    /// the closure the future gave, which decides as a phase would; the
+    /// next plugin follows. Make one with [`Flow::wait`].
+    Wait(Wait),
 }
+
+impl Flow {
+    /// A decision that waits for `future` first; its output then decides
+    /// over the request (and may set headers, or wait again).
+    pub fn wait<F>(future: F) -> Flow
+    where
+        F: std::future::Future<Output = Then> + Send + 'static,
+    {
+        Flow::Wait(Wait::new(Box::pin(future)))
+    }
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Flow::Continue => f.write_str("Continue"),
+            Flow::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
+            Flow::Wait(_) => f.write_str("Wait"),
+        }
+    }
+}
+
+/// What a waiting plugin decides once its wait is over.
+pub type Then = Box<dyn FnOnce(&mut RequestCtx<'_>) -> Flow + Send>;
+
+/// Something a plugin keeps until the request is over, whichever way it
+/// ends (a connection slot of `limit-conn`, released on drop): the
+/// transports drop it after the response's last byte, or when the client
+/// leaves.
+pub type Held = Box<dyn std::any::Any + Send + Sync>;
 
 /// A configured plugin instance: the phases it declared in its
 /// [`PluginSpec`] are called; the others keep their defaults, which do

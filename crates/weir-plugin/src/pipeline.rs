@@ -1,12 +1,16 @@
 //! A route's plugins, resolved once per snapshot into one ordered list per
 //! phase, and the loop that runs them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderValue;
+use sync_wrapper::SyncWrapper;
 
-use crate::{Flow, LocalReply, LogCtx, Phase, Plugin, PluginSpec, RequestCtx, ResponseCtx};
+use crate::{Flow, LocalReply, LogCtx, Phase, Plugin, PluginSpec, RequestCtx, ResponseCtx, Then};
 
 /// A `_meta.filter` condition: the plugin runs only when it holds.
 pub type Filter = Box<dyn Fn(&RequestCtx<'_>) -> bool + Send + Sync>;
@@ -148,84 +152,245 @@ impl ConsumerPlugins for () {
     }
 }
 
+/// The request-phase stages, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    GlobalRewrite,
+    RouteRewrite,
+    ConsumerRewrite,
+    GlobalAccess,
+    Access,
+}
+
+const STAGES: [Stage; 5] = [
+    Stage::GlobalRewrite,
+    Stage::RouteRewrite,
+    Stage::ConsumerRewrite,
+    Stage::GlobalAccess,
+    Stage::Access,
+];
+
+/// Where a request's phases stopped to wait: the stage and the index of
+/// the waiting plugin in that stage's list.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    stage: Stage,
+    index: usize,
+}
+
+/// A plugin's wait (see [`Flow::Wait`]), with where the request phases
+/// stopped. Awaiting it gives the [`Resumed`] to pass to
+/// [`resume_request`].
+pub struct Wait {
+    future: SyncWrapper<Pin<Box<dyn Future<Output = Then> + Send>>>,
+    at: Option<Cursor>,
+}
+
+impl Wait {
+    pub(crate) fn new(future: Pin<Box<dyn Future<Output = Then> + Send>>) -> Wait {
+        Wait {
+            future: SyncWrapper::new(future),
+            at: None,
+        }
+    }
+}
+
+impl Future for Wait {
+    type Output = Resumed;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resumed> {
+        let at = self.at;
+        self.future
+            .get_mut()
+            .as_mut()
+            .poll(cx)
+            .map(|then| Resumed { then, at })
+    }
+}
+
+/// A finished wait: what the plugin decides now, and where to go on.
+pub struct Resumed {
+    then: Then,
+    at: Option<Cursor>,
+}
+
+/// The entries one stage runs: a phase list of one pipeline, or a list made
+/// for this request (the consumer's plugins merged in).
+enum StageList<'p> {
+    Phase(&'p Pipeline, &'p [u16]),
+    Made(Vec<&'p Entry>),
+}
+
+impl<'p> StageList<'p> {
+    fn get(&self, i: usize) -> Option<&'p Entry> {
+        match self {
+            StageList::Phase(p, list) => list.get(i).map(|&e| &p.entries[e as usize]),
+            StageList::Made(v) => v.get(i).copied(),
+        }
+    }
+}
+
+/// The pipelines one request runs.
+struct Plan<'p> {
+    route: &'p Pipeline,
+    global: Option<&'p Pipeline>,
+    consumers: &'p dyn ConsumerPlugins,
+}
+
+impl<'p> Plan<'p> {
+    fn list(&self, stage: Stage, ctx: &RequestCtx<'_>) -> StageList<'p> {
+        let empty = || StageList::Made(Vec::new());
+        let consumer = || {
+            ctx.consumer()
+                .and_then(|c| self.consumers.plugins_of(&c.username))
+        };
+        match stage {
+            Stage::GlobalRewrite => self
+                .global
+                .map_or_else(empty, |g| StageList::Phase(g, &g.rewrite)),
+            Stage::RouteRewrite => StageList::Phase(self.route, &self.route.rewrite),
+            Stage::ConsumerRewrite => match consumer() {
+                None => empty(),
+                Some(c) => StageList::Made(
+                    c.phase(&c.rewrite)
+                        .filter(|e| !e.spec.is_auth() && !self.route.has(e.spec.name))
+                        .collect(),
+                ),
+            },
+            Stage::GlobalAccess => self
+                .global
+                .map_or_else(empty, |g| StageList::Phase(g, &g.access)),
+            Stage::Access => match consumer() {
+                None => StageList::Phase(self.route, &self.route.access),
+                Some(c) => {
+                    let mut merged: Vec<&Entry> = self
+                        .route
+                        .phase(&self.route.access)
+                        .filter(|e| !c.has(e.spec.name))
+                        .chain(c.phase(&c.access))
+                        .collect();
+                    merged.sort_by_key(|e| std::cmp::Reverse(e.priority));
+                    StageList::Made(merged)
+                }
+            },
+        }
+    }
+
+    /// Runs the request phases from `from` on.
+    fn run_from(&self, ctx: &mut RequestCtx<'_>, from: Cursor) -> Flow {
+        for stage in STAGES.into_iter().filter(|s| *s >= from.stage) {
+            let list = self.list(stage, ctx);
+            let call: fn(&dyn Plugin, &mut RequestCtx<'_>) -> Flow = match stage {
+                Stage::GlobalRewrite | Stage::RouteRewrite | Stage::ConsumerRewrite => {
+                    Plugin::rewrite
+                }
+                Stage::GlobalAccess | Stage::Access => Plugin::access,
+            };
+            let mut i = if stage == from.stage { from.index } else { 0 };
+            while let Some(e) = list.get(i) {
+                if e.runs(ctx) {
+                    match call(e.plugin.as_ref(), ctx) {
+                        Flow::Continue => {}
+                        Flow::Reply(reply) => return Flow::Reply(e.answer(reply)),
+                        Flow::Wait(mut w) => {
+                            w.at = Some(Cursor { stage, index: i });
+                            return Flow::Wait(w);
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }
+        self.before_proxy(ctx);
+        Flow::Continue
+    }
+
+    fn before_proxy(&self, ctx: &mut RequestCtx<'_>) {
+        let consumer = ctx
+            .consumer()
+            .and_then(|c| self.consumers.plugins_of(&c.username));
+        for p in [self.global, Some(self.route), consumer]
+            .into_iter()
+            .flatten()
+        {
+            // A route plugin the consumer configures runs once: the consumer's.
+            let overridden = |e: &Entry| {
+                std::ptr::eq(p, self.route) && consumer.is_some_and(|c| c.has(e.spec.name))
+            };
+            for e in p.phase(&p.before_proxy) {
+                if !overridden(e) && e.runs(ctx) {
+                    e.plugin.before_proxy(ctx);
+                }
+            }
+        }
+    }
+}
+
 /// Runs the request phases as APISIX does: global rewrite, route rewrite
 /// (authentication attaches the consumer), the consumer's own plugins'
 /// rewrite (those the route does not have), global access, then the access
 /// phase of the route merged with the consumer's (the consumer's
 /// configuration of a plugin wins), then before-proxy. The first answer
-/// ends the request phases.
+/// ends the request phases. A plugin that waits stops them: the transport
+/// awaits the [`Wait`] and calls [`resume_request`] with what it gives.
 pub fn run_request(
     route: &Pipeline,
     global: Option<&Pipeline>,
     consumers: &dyn ConsumerPlugins,
     ctx: &mut RequestCtx<'_>,
 ) -> Flow {
-    if let Some(g) = global {
-        if let Flow::Reply(r) = run_phase(g.phase(&g.rewrite), ctx, Plugin::rewrite) {
-            return Flow::Reply(r);
-        }
-    }
-    if let Flow::Reply(r) = run_phase(route.phase(&route.rewrite), ctx, Plugin::rewrite) {
-        return Flow::Reply(r);
-    }
-    let consumer = ctx
-        .consumer()
-        .and_then(|c| consumers.plugins_of(&c.username));
-    if let Some(c) = consumer {
-        let extra = c
-            .phase(&c.rewrite)
-            .filter(|e| !e.spec.is_auth() && !route.has(e.spec.name));
-        if let Flow::Reply(r) = run_phase(extra, ctx, Plugin::rewrite) {
-            return Flow::Reply(r);
-        }
-    }
-    if let Some(g) = global {
-        if let Flow::Reply(r) = run_phase(g.phase(&g.access), ctx, Plugin::access) {
-            return Flow::Reply(r);
-        }
-    }
-    let flow = match consumer {
-        None => run_phase(route.phase(&route.access), ctx, Plugin::access),
-        Some(c) => {
-            let mut merged: Vec<&Entry> = route
-                .phase(&route.access)
-                .filter(|e| !c.has(e.spec.name))
-                .chain(c.phase(&c.access))
-                .collect();
-            merged.sort_by_key(|e| std::cmp::Reverse(e.priority));
-            run_phase(merged.into_iter(), ctx, Plugin::access)
-        }
+    let plan = Plan {
+        route,
+        global,
+        consumers,
     };
-    if let Flow::Reply(r) = flow {
-        return Flow::Reply(r);
-    }
-    for p in [global, Some(route), consumer].into_iter().flatten() {
-        // A route plugin the consumer configures runs once: the consumer's.
-        let overridden =
-            |e: &Entry| std::ptr::eq(p, route) && consumer.is_some_and(|c| c.has(e.spec.name));
-        for e in p.phase(&p.before_proxy) {
-            if !overridden(e) && e.runs(ctx) {
-                e.plugin.before_proxy(ctx);
-            }
-        }
-    }
-    Flow::Continue
+    plan.run_from(
+        ctx,
+        Cursor {
+            stage: Stage::GlobalRewrite,
+            index: 0,
+        },
+    )
 }
 
-fn run_phase<'e>(
-    entries: impl Iterator<Item = &'e Entry>,
+/// Goes on with the request phases after a wait: the waiting plugin
+/// decides (`resumed`), then the plugins after it run. The pipelines must be
+/// the ones [`run_request`] ran (the same snapshot), and `ctx` a context
+/// over the same request and state.
+pub fn resume_request(
+    route: &Pipeline,
+    global: Option<&Pipeline>,
+    consumers: &dyn ConsumerPlugins,
     ctx: &mut RequestCtx<'_>,
-    call: fn(&dyn Plugin, &mut RequestCtx<'_>) -> Flow,
+    resumed: Resumed,
 ) -> Flow {
-    for e in entries {
-        if !e.runs(ctx) {
-            continue;
-        }
-        if let Flow::Reply(reply) = call(e.plugin.as_ref(), ctx) {
-            return Flow::Reply(e.answer(reply));
+    let plan = Plan {
+        route,
+        global,
+        consumers,
+    };
+    let Some(at) = resumed.at else {
+        // A wait that did not come from the pipeline: decide, then stop.
+        return (resumed.then)(ctx);
+    };
+    let entry = plan.list(at.stage, ctx).get(at.index);
+    match (resumed.then)(ctx) {
+        Flow::Continue => plan.run_from(
+            ctx,
+            Cursor {
+                stage: at.stage,
+                index: at.index + 1,
+            },
+        ),
+        Flow::Reply(reply) => Flow::Reply(match entry {
+            Some(e) => e.answer(reply),
+            None => reply,
+        }),
+        Flow::Wait(mut w) => {
+            w.at = Some(at);
+            Flow::Wait(w)
         }
     }
-    Flow::Continue
 }
 
 /// The entries of `phase` a request runs after the global rules: the

@@ -230,6 +230,7 @@ impl TestReq {
         let reply = match flow {
             Flow::Continue => None,
             Flow::Reply(r) => Some(r),
+            Flow::Wait(_) => panic!("the phase waits: test it over real sockets"),
         };
         Outcome { reply, state }
     }

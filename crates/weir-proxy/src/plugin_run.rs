@@ -7,15 +7,49 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
-use weir_http::{HeaderEdits, RequestView};
+use weir_http::{HeaderEdits, LocalReply, RequestView};
 use weir_plugin::pipeline::Pipeline;
-use weir_plugin::{Consumer, ConsumerPlugins, LogCtx, PluginState};
+use weir_plugin::{Consumer, ConsumerPlugins, Flow, LogCtx, PluginState, RequestCtx};
 
 use crate::snapshot::{CompiledRoute, ConsumerTable, Snapshot};
 
 /// The pipeline of a request that matched no route, or a route without
 /// plugins, when global rules still run.
 pub static NO_PLUGINS: LazyLock<Pipeline> = LazyLock::new(Pipeline::default);
+
+/// Runs the request phases of `route` (and the global rules, and the
+/// consumer's own plugins) over `view` to their end, awaiting the plugins
+/// that wait; the general path's way (the fast path resumes from its
+/// exchange, over its read buffer). Returns the plugins' answer, if one
+/// answered.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_request_phases<V: RequestView + Sync>(
+    route: &Pipeline,
+    snapshot: &Snapshot,
+    view: &V,
+    conn: &weir_plugin::Conn,
+    route_id: &str,
+    state: &mut PluginState,
+    body: Option<&[u8]>,
+) -> Option<LocalReply> {
+    let global = snapshot.global.as_deref();
+    let consumers = &snapshot.consumers;
+    let mut flow = {
+        let mut ctx = RequestCtx::new(view, conn, route_id, state, body);
+        weir_plugin::run_request(route, global, consumers, &mut ctx)
+    };
+    loop {
+        match flow {
+            Flow::Continue => return None,
+            Flow::Reply(reply) => return Some(reply),
+            Flow::Wait(wait) => {
+                let resumed = wait.await;
+                let mut ctx = RequestCtx::new(view, conn, route_id, state, body);
+                flow = weir_plugin::resume_request(route, global, consumers, &mut ctx, resumed);
+            }
+        }
+    }
+}
 
 /// What the response-headers phase needs.
 pub struct ResponsePlugins<'a> {

@@ -68,6 +68,8 @@ pub struct Completion {
     pub start: Instant,
     /// The plugins' log phase, run when the exchange ends.
     pub log_phase: Option<Box<crate::plugin_run::LogPhase>>,
+    /// What the plugins keep until the exchange ends (dropped then).
+    pub held: Vec<weir_plugin::Held>,
 }
 
 /// What a proxied response holds on its node until its body is done.
@@ -152,6 +154,7 @@ impl ResponseBody {
             stats,
             start,
             log_phase,
+            held,
         }) = self.completion.take()
         {
             // One clock read serves the metrics and the log line.
@@ -160,6 +163,7 @@ impl ResponseBody {
                 .as_deref()
                 .unwrap_or_else(|| crate::metrics::unmatched())
                 .observe(record.status, elapsed);
+            drop(held);
             if let Some(l) = log_phase {
                 l.run(record.status, self.bytes, elapsed);
             }

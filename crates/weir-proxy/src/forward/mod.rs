@@ -16,14 +16,14 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use weir_config::LbType;
 use weir_http::LocalReply;
-use weir_plugin::{Flow, PluginState, RequestCtx};
+use weir_plugin::{Held, PluginState};
 
 use crate::access_log::{AccessLog, AccessRecord, RequestFields};
 use crate::attempts::{AttemptPlan, Failure, Verdict};
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::metrics::RouteStats;
-use crate::plugin_run::{LogPhase, ResponsePlugins, NO_PLUGINS};
+use crate::plugin_run::{run_request_phases, LogPhase, ResponsePlugins, NO_PLUGINS};
 use crate::response_body::{Completion, Lease, ResponseBody};
 use crate::snapshot::ProxyState;
 use crate::upstream::Upstream;
@@ -84,6 +84,7 @@ pub async fn handle(
         start: Instant::now(),
         stats: None,
         log_phase: None,
+        held: Vec::new(),
         taken: false,
     };
     let record = &mut pending.record;
@@ -154,15 +155,20 @@ pub async fn handle(
         };
         let (parts, _body) = req.into_parts();
         let mut plugin_state = PluginState::default();
-        let mut ctx = RequestCtx::new(&parts, &conn.plugin, "", &mut plugin_state, None);
-        let flow =
-            weir_plugin::run_request(&NO_PLUGINS, Some(global), &snapshot.consumers, &mut ctx);
+        let answer = run_request_phases(
+            &NO_PLUGINS,
+            &snapshot,
+            &parts,
+            &conn.plugin,
+            "",
+            &mut plugin_state,
+            None,
+        )
+        .await;
         pending.log_phase =
             LogPhase::prepare(&snapshot, None, &plugin_state, &parts, conn.remote.ip());
-        let reply = match flow {
-            Flow::Reply(r) => r,
-            Flow::Continue => not_found,
-        };
+        pending.held = std::mem::take(&mut plugin_state.held);
+        let reply = answer.unwrap_or(not_found);
         let responses = ResponsePlugins {
             route: &NO_PLUGINS,
             global: Some(global),
@@ -206,19 +212,17 @@ pub async fn handle(
         } else {
             None
         };
-        let mut ctx = RequestCtx::new(
+        let answer = run_request_phases(
+            &route.plugins,
+            &snapshot,
             &parts,
             &conn.plugin,
             &route.id,
             &mut plugin_state,
             buffered.as_deref(),
-        );
-        let flow = weir_plugin::run_request(
-            &route.plugins,
-            snapshot.global.as_deref(),
-            &snapshot.consumers,
-            &mut ctx,
-        );
+        )
+        .await;
+        pending.held = std::mem::take(&mut plugin_state.held);
         pending.log_phase = LogPhase::prepare(
             &snapshot,
             Some(&route),
@@ -232,7 +236,7 @@ pub async fn handle(
             consumers: &snapshot.consumers,
             state: &plugin_state,
         };
-        if let Flow::Reply(reply) = flow {
+        if let Some(reply) = answer {
             let edits = responses.edits(&reply, false);
             let resp = local(reply, head_request, Some(&edits));
             return Ok(finish(&state, resp, pending.take(), None));
@@ -314,6 +318,8 @@ struct PendingRecord<'a> {
     stats: Option<Arc<RouteStats>>,
     /// The plugins' log phase, once the request phases ran.
     log_phase: Option<Box<LogPhase>>,
+    /// What the plugins keep until the request is over.
+    held: Vec<Held>,
     taken: bool,
 }
 
@@ -323,6 +329,7 @@ struct Outcome {
     stats: Option<Arc<RouteStats>>,
     start: Instant,
     log_phase: Option<Box<LogPhase>>,
+    held: Vec<Held>,
 }
 
 impl PendingRecord<'_> {
@@ -335,6 +342,7 @@ impl PendingRecord<'_> {
             stats: self.stats.take(),
             start: self.start,
             log_phase: self.log_phase.take(),
+            held: std::mem::take(&mut self.held),
         }
     }
 }
@@ -349,7 +357,9 @@ impl Drop for PendingRecord<'_> {
             stats,
             start,
             log_phase,
+            held,
         } = self.take();
+        drop(held);
         let elapsed = start.elapsed();
         stats
             .as_deref()
@@ -378,6 +388,7 @@ fn finish(
         stats,
         start,
         log_phase,
+        held,
     } = outcome;
     let (mut parts, body) = resp.into_parts();
     if state.is_draining() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
@@ -393,6 +404,7 @@ fn finish(
         stats,
         start,
         log_phase,
+        held,
     };
     Response::from_parts(parts, ResponseBody::new(body, Some(completion)))
 }

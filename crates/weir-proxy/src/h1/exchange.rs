@@ -137,6 +137,20 @@ impl<S: ClientStream> Exchange<'_, S> {
                 return after;
             }
         }
+        while let Some(wait) = req.take_wait() {
+            let resumed = wait.await;
+            let all = self.cbuf.filled();
+            let data = match (&body, req.plugins_read_body()) {
+                (RequestBody::Buffered { len }, true) => Some(decoded_body(all, &req, *len)),
+                _ => None,
+            };
+            req.run_plugins(
+                &all[..req.head_len],
+                self.conn,
+                data.as_deref(),
+                Some(resumed),
+            );
+        }
         if let Some(reply) = req.take_reply() {
             return self.answer(&req, body, reply, record).await;
         }
@@ -613,13 +627,8 @@ impl<S: ClientStream> Exchange<'_, S> {
             match body {
                 RequestBody::Buffered { len } => {
                     let all = self.cbuf.filled();
-                    let raw = &all[req.head_len..req.head_len + *len];
-                    let data: Cow<'_, [u8]> = if req.body == BodyFraming::Chunked {
-                        super::chunked::decode(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
-                    } else {
-                        Cow::Borrowed(raw)
-                    };
-                    req.run_plugins_with_body(&all[..req.head_len], self.conn, &data);
+                    let data = decoded_body(all, req, *len);
+                    req.run_plugins(&all[..req.head_len], self.conn, Some(&data), None);
                     return Ok(());
                 }
                 RequestBody::Incomplete { .. } => {}
@@ -686,6 +695,17 @@ impl<S: ClientStream> Exchange<'_, S> {
                 }
             }
         }
+    }
+}
+
+/// The request body buffered after the head (`len` bytes as received),
+/// decoded when chunked, for plugins that read it.
+fn decoded_body<'b>(all: &'b [u8], req: &Request, len: usize) -> Cow<'b, [u8]> {
+    let raw = &all[req.head_len..req.head_len + len];
+    if req.body == BodyFraming::Chunked {
+        super::chunked::decode(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
+    } else {
+        Cow::Borrowed(raw)
     }
 }
 

@@ -349,7 +349,7 @@ fn check_request(data: &[u8], snapshot: &Arc<Snapshot>, conn: &ConnInfo, log: bo
             BodyFraming::Chunked => chunked::decode(body).unwrap_or_else(|| body.to_vec()),
             _ => body.to_vec(),
         };
-        req.run_plugins_with_body(&data[..req.head_len], conn, &decoded);
+        req.run_plugins(&data[..req.head_len], conn, Some(&decoded), None);
     }
     let Some(route) = req.route.clone() else {
         return;

@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost, Scheme};
 use weir_http::fields::{self, classify, Field, NamedFields};
 use weir_http::{LocalReply, RawHead, RequestView};
-use weir_plugin::{Flow, Pipeline, PluginState, RequestCtx};
+use weir_plugin::{Flow, Pipeline, PluginState, RequestCtx, Resumed, Wait};
 
 use super::buf::{OutBuf, MAX_HEAD};
 use super::BodyFraming;
@@ -80,6 +80,9 @@ pub struct PluginRun {
     /// The plugins' log phase, once the request phases ran (None: no
     /// plugin of this request has one).
     pub log: Option<Box<LogPhase>>,
+    /// A plugin waits (a shared store, a delay): the exchange awaits it and
+    /// resumes the request phases.
+    pub waiting: Option<Wait>,
 }
 
 impl PluginRun {
@@ -139,11 +142,38 @@ impl Request {
         self.plugins.as_ref().is_some_and(|p| p.awaiting_body)
     }
 
-    /// Runs the request phases of a route whose plugins read the body,
-    /// now that `body` (decoded) is here; `head` is the request head as
-    /// received (the start of the read buffer). Prepares the upstream head
-    /// unless a plugin answered.
-    pub fn run_plugins_with_body(&mut self, head: &[u8], conn: &ConnInfo, body: &[u8]) {
+    /// True when the plugins' request phases read the body.
+    pub fn plugins_read_body(&self) -> bool {
+        self.plugins.as_ref().is_some_and(|p| {
+            self.route
+                .as_deref()
+                .is_some_and(|r| r.plugins.needs_body())
+                || p.snapshot
+                    .global
+                    .as_deref()
+                    .is_some_and(Pipeline::needs_body)
+        })
+    }
+
+    /// The wait a plugin asked for, if one did: await it, then call
+    /// [`Request::run_plugins`] with what it gives.
+    pub fn take_wait(&mut self) -> Option<Wait> {
+        self.plugins.as_mut().and_then(|p| p.waiting.take())
+    }
+
+    /// Runs the request phases (again, or on) where they could not run
+    /// when the head was parsed: a plugin reads the body (`body`, decoded),
+    /// or a plugin waited (`resumed`: what its wait gave). `head` is the
+    /// request head as received (the start of the read buffer). Prepares
+    /// the upstream head once the phases are done, unless a plugin answered;
+    /// a plugin may wait again (see [`Request::take_wait`]).
+    pub fn run_plugins(
+        &mut self,
+        head: &[u8],
+        conn: &ConnInfo,
+        body: Option<&[u8]>,
+        resumed: Option<Resumed>,
+    ) {
         let Some(run) = self.plugins.as_mut() else {
             return;
         };
@@ -175,14 +205,24 @@ impl Request {
             fields: req.headers,
         };
         let route_id = route.map_or("", |r| &r.id);
-        let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, Some(body));
+        let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, body);
         let snapshot = &run.snapshot;
-        let flow = weir_plugin::run_request(
-            route.map_or(&*NO_PLUGINS, |r| &r.plugins),
-            snapshot.global.as_deref(),
-            &snapshot.consumers,
-            &mut ctx,
-        );
+        let pipeline = route.map_or(&*NO_PLUGINS, |r| &r.plugins);
+        let global = snapshot.global.as_deref();
+        let flow = match resumed {
+            None => weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx),
+            Some(r) => {
+                weir_plugin::resume_request(pipeline, global, &snapshot.consumers, &mut ctx, r)
+            }
+        };
+        let reply = match flow {
+            Flow::Wait(w) => {
+                run.waiting = Some(w);
+                return;
+            }
+            Flow::Reply(r) => Some(r),
+            Flow::Continue => None,
+        };
         run.log = LogPhase::prepare(
             snapshot,
             self.route.as_ref(),
@@ -190,8 +230,8 @@ impl Request {
             &view,
             conn.remote.ip(),
         );
-        if let Flow::Reply(r) = flow {
-            run.reply = Some(r);
+        if reply.is_some() {
+            run.reply = reply;
             return;
         }
         let out = UpstreamHead {
@@ -384,16 +424,25 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
                 reply: None,
                 awaiting_body: pipeline.needs_body() || global.is_some_and(Pipeline::needs_body),
                 log: None,
+                waiting: None,
             });
             if !run.awaiting_body {
                 let route_id = r.as_ref().map_or("", |r| &r.id);
                 let mut ctx = RequestCtx::new(&view, &conn.plugin, route_id, &mut run.state, None);
-                let flow =
-                    weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx);
-                run.log =
-                    LogPhase::prepare(snapshot, r.as_ref(), &run.state, &view, conn.remote.ip());
-                if let Flow::Reply(reply) = flow {
-                    run.reply = Some(reply);
+                match weir_plugin::run_request(pipeline, global, &snapshot.consumers, &mut ctx) {
+                    Flow::Wait(w) => run.waiting = Some(w),
+                    flow => {
+                        run.log = LogPhase::prepare(
+                            snapshot,
+                            r.as_ref(),
+                            &run.state,
+                            &view,
+                            conn.remote.ip(),
+                        );
+                        if let Flow::Reply(reply) = flow {
+                            run.reply = Some(reply);
+                        }
+                    }
                 }
             }
             Some(run)
@@ -418,7 +467,9 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     // request a plugin answered).
     let via = snapshot.config.gateway.via;
     let (parts, line_end, fields_end) = match &plugins {
-        Some(run) if run.awaiting_body || run.reply.is_some() => (OutBuf::take(), 0, 0),
+        Some(run) if run.awaiting_body || run.reply.is_some() || run.waiting.is_some() => {
+            (OutBuf::take(), 0, 0)
+        }
         _ => UpstreamHead {
             method: method_str,
             target,
