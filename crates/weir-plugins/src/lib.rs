@@ -13,6 +13,8 @@ mod ip_restriction;
 mod ipmatch;
 mod jwt_auth;
 mod key_auth;
+pub mod limit;
+mod limit_count;
 mod real_ip;
 mod redirect;
 mod referer_restriction;
@@ -40,6 +42,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &real_ip::SPEC,
     &redirect::SPEC,
     &file_logger::SPEC,
+    &limit_count::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -75,6 +78,7 @@ mod tests {
             ("consumer-restriction", 2400),
             ("redirect", 900),
             ("file-logger", 399),
+            ("limit-count", 1002),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

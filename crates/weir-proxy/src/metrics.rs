@@ -276,6 +276,17 @@ pub fn render(out: &mut String) {
             "weir_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
         );
     }
+
+    out.push_str(
+        "# HELP weir_limit_store_failures_total Requests a limiting plugin could not count in its shared store (Redis), by plugin.\n",
+    );
+    out.push_str("# TYPE weir_limit_store_failures_total counter\n");
+    for (plugin, n) in weir_plugins::limit::redis::failures() {
+        let _ = writeln!(
+            out,
+            "weir_limit_store_failures_total{{plugin=\"{plugin}\"}} {n}"
+        );
+    }
 }
 
 /// Microseconds as decimal seconds, exactly (`1500` → `0.0015`).
