@@ -1,0 +1,155 @@
+//! A real Redis server (Debian's `redis-server`) for the tests that share
+//! counts across replicas: started on a free port of 127.0.0.1 with no
+//! persistence and a temporary directory, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A running `redis-server`.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// How long a server may take to answer PING after it starts.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+impl RedisServer {
+    /// Starts a server on a free port. Ports are tried at random in
+    /// 20000-29999 until one binds (redis-server exits at once when its port
+    /// is taken); it is ready when it answers PING.
+    pub async fn start() -> RedisServer {
+        for _ in 0..50 {
+            let mut server = RedisServer {
+                child: None,
+                port: 20_000 + rand::random::<u16>() % 10_000,
+                dir: tempfile::tempdir().expect("temporary directory"),
+            };
+            if server.spawn_and_wait().await {
+                return server;
+            }
+        }
+        panic!("no free port for redis-server after 50 tries");
+    }
+
+    /// Starts `redis-server` on `self.port`; true once it answers PING,
+    /// false if it exited (its port is taken).
+    async fn spawn_and_wait(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): install it (apt-get install redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if ping(self.addr()).await {
+                // Ours, not another test's server on the same port.
+                let info = self.command("INFO server").await;
+                let pid = self.child.as_ref().map(Child::id);
+                if pid.is_some_and(|p| info.contains(&format!("process_id:{p}\r\n"))) {
+                    return true;
+                }
+                self.kill();
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server on port {} not ready within {READY_WITHIN:?}", self.port);
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL: the store is gone at once, connections reset).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (after [`kill`](Self::kill)); its
+    /// data is gone, as after a crash without persistence.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: the server is still running");
+        assert!(
+            self.spawn_and_wait().await,
+            "redis-server could not take its port {} again",
+            self.port
+        );
+    }
+
+    /// Sends one command (inline form) and returns the raw reply.
+    pub async fn command(&self, line: &str) -> String {
+        let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(self.addr()))
+            .await
+            .expect("connect to redis timed out")
+            .expect("connect to redis");
+        s.write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write to redis");
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("redis reply timed out")
+            .expect("read from redis");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn ping(addr: SocketAddr) -> bool {
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"+PONG")
+    )
+}
