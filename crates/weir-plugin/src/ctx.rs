@@ -42,6 +42,8 @@ pub struct PluginState {
     pub real_ip: Option<IpAddr>,
     /// What plugins keep until the request is over (see [`crate::Held`]).
     pub held: Vec<crate::Held>,
+    /// The upstream a plugin chose (`traffic-split`); None: the route's.
+    pub upstream: Option<crate::UpstreamChoice>,
 }
 
 /// A request as the request phases see it: read-only head, mutable plugin
@@ -140,6 +142,11 @@ impl<'a> RequestCtx<'a> {
     /// (then drops it).
     pub fn hold(&mut self, value: crate::Held) {
         self.state.held.push(value);
+    }
+
+    /// Sends the request to `choice` instead of the route's upstream.
+    pub fn choose_upstream(&mut self, choice: crate::UpstreamChoice) {
+        self.state.upstream = Some(choice);
     }
 
     /// Replaces header field `name` of the upstream request.

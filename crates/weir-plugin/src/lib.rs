@@ -18,6 +18,7 @@ mod build;
 mod consumer;
 mod ctx;
 pub mod pipeline;
+mod upstream;
 pub mod vars;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use pipeline::{
     resume_request, run_log, run_request, run_response, ConsumerPlugins, Entry, Pipeline, Resumed,
     Wait,
 };
+pub use upstream::{PluginUpstream, PluginUpstreamSource, UpstreamChoice};
 pub use weir_http::view::percent_decode;
 pub use weir_http::{HeaderEdits, LocalReply, RequestView};
 

@@ -22,6 +22,7 @@ mod request_id;
 mod secret;
 #[cfg(test)]
 mod testing;
+mod traffic_split;
 mod ua_restriction;
 
 use weir_plugin::PluginSpec;
@@ -43,11 +44,21 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &redirect::SPEC,
     &file_logger::SPEC,
     &limit_count::SPEC,
+    &traffic_split::SPEC,
 ];
 
 /// The catalogue entry of `name`.
 pub fn find(name: &str) -> Option<&'static PluginSpec> {
     CATALOGUE.iter().copied().find(|s| s.name == name)
+}
+
+/// The upstreams plugin `name`'s configuration names (`traffic-split`'s
+/// `upstream_id`s and inline upstreams), for the engine to build and check.
+pub fn plugin_upstreams(name: &str, conf: &serde_json::Value) -> Vec<weir_plugin::PluginUpstream> {
+    match name {
+        "traffic-split" => traffic_split::upstreams(conf),
+        _ => Vec::new(),
+    }
 }
 
 /// The names of every plugin, sorted (for error messages).
@@ -79,6 +90,7 @@ mod tests {
             ("redirect", 900),
             ("file-logger", 399),
             ("limit-count", 1002),
+            ("traffic-split", 966),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

@@ -78,6 +78,11 @@ impl Compiler {
             }
             let upstream = self.route_upstream(route, &mut upstreams, &mut errors);
             let plugins = route_plugins(route, &ctx, &mut errors);
+            let plugin_upstreams = self.plugin_upstreams(route, &mut upstreams, &mut errors);
+            let https_upstream = upstream
+                .iter()
+                .chain(plugin_upstreams.chosen.iter())
+                .any(|u| u.scheme == Scheme::Https);
             let conditions = (route.vars.is_some() || route.remote_addrs.is_some()).then(|| {
                 Box::new(RouteConditions {
                     vars: route.vars.clone(),
@@ -103,6 +108,8 @@ impl Compiler {
                     plugins,
                     enable_websocket: route.enable_websocket,
                     conditions,
+                    plugin_upstreams: plugin_upstreams.inline,
+                    https_upstream,
                 }),
             });
         }
@@ -164,6 +171,58 @@ impl Compiler {
         }
     }
 
+    /// The upstreams a route's plugins name (`traffic-split`): ids are
+    /// checked against `upstreams`, inline ones built (and added to
+    /// `upstreams`, so their health checks run) under
+    /// `route:<id>:<the plugin's name for it>`.
+    fn plugin_upstreams(
+        &self,
+        route: &EffectiveRoute,
+        upstreams: &mut HashMap<String, Arc<Upstream>>,
+        errors: &mut Vec<FieldError>,
+    ) -> PluginUpstreams {
+        let mut out = PluginUpstreams::default();
+        for (plugin, conf) in &route.plugins {
+            for u in weir_plugins::plugin_upstreams(plugin, conf) {
+                let at = format!("routes[{}].plugins.{plugin}.{}", route.index, u.at);
+                match u.source {
+                    weir_plugin::PluginUpstreamSource::Id(id) => match upstreams.get(&id) {
+                        Some(up) => out.chosen.push(up.clone()),
+                        None => errors.push(FieldError::new(
+                            format!("{at}.upstream_id"),
+                            format!("upstream {id:?} does not exist (no item of `upstreams` has this id)"),
+                        )),
+                    },
+                    weir_plugin::PluginUpstreamSource::Inline(v) => {
+                        let at = format!("{at}.upstream");
+                        let parsed: Result<weir_config::Upstream, _> =
+                            serde_path_to_error::deserialize(&v);
+                        let config = match parsed {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let path = e.path().to_string();
+                                let field = if path == "." { at } else { format!("{at}.{path}") };
+                                errors.push(FieldError::new(field, e.into_inner().to_string()));
+                                continue;
+                            }
+                        };
+                        let key = format!("route:{}:{}", route.id, u.name);
+                        match self.upstream(key.clone(), &config, &at) {
+                            Ok(built) => {
+                                let built = Arc::new(built);
+                                upstreams.insert(key, built.clone());
+                                out.chosen.push(built.clone());
+                                out.inline.insert(Arc::from(u.name.as_str()), built);
+                            }
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn upstream(
         &self,
         id: String,
@@ -214,6 +273,15 @@ impl Compiler {
             tls,
         ))
     }
+}
+
+/// The upstreams a route's plugins may send its requests to.
+#[derive(Default)]
+struct PluginUpstreams {
+    /// Every one of them.
+    chosen: Vec<Arc<Upstream>>,
+    /// The inline ones, by the plugin's name for them.
+    inline: HashMap<Arc<str>, Arc<Upstream>>,
 }
 
 /// A route's merged plugins. Errors are reported here only for the route's

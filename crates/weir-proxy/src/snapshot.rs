@@ -30,9 +30,30 @@ pub struct CompiledRoute {
     /// `vars` and `remote_addrs`: further conditions a request must meet
     /// (None: host, path and method decide).
     pub conditions: Option<Box<RouteConditions>>,
+    /// Inline upstreams of its plugins (`traffic-split`), by the plugin's
+    /// name for them.
+    pub plugin_upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+    /// Some upstream its requests may go to (its own, or one its plugins
+    /// may choose) speaks TLS: the HTTP/1.1 fast path hands such routes to
+    /// the general path.
+    pub https_upstream: bool,
 }
 
 impl CompiledRoute {
+    /// The upstream a request goes to: the one a plugin chose (`state`,
+    /// with the `snapshot` the request was routed with), else the route's
+    /// own.
+    pub fn upstream_for<'a>(
+        &'a self,
+        chosen: Option<(&'a Snapshot, &'a weir_plugin::PluginState)>,
+    ) -> Option<&'a Arc<Upstream>> {
+        let picked = chosen.and_then(|(snapshot, state)| match state.upstream.as_ref()? {
+            weir_plugin::UpstreamChoice::Id(id) => snapshot.upstreams.get(&**id),
+            weir_plugin::UpstreamChoice::Inline(name) => self.plugin_upstreams.get(name),
+        });
+        picked.or(self.upstream.as_ref())
+    }
+
     /// True when the request meets the route's `vars` and `remote_addrs`.
     pub fn admits(&self, view: &dyn weir_http::RequestView, conn: &weir_plugin::Conn) -> bool {
         self.conditions

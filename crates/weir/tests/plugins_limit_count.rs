@@ -45,7 +45,10 @@ async fn the_count_then_the_refusal_with_quota_headers(t: T) {
         assert_eq!(r.status, 200, "{t:?}: {}", r.text());
         let (limit, remaining, reset) = quota(&r);
         assert_eq!((limit, remaining), (Some("3"), Some(left)), "{t:?}");
-        assert!(reset.is_some_and(|s| (1..=60).contains(&s)), "{t:?}: {reset:?}");
+        assert!(
+            reset.is_some_and(|s| (1..=60).contains(&s)),
+            "{t:?}: {reset:?}"
+        );
     }
     let r = c.send(&Req::get("/x")).await;
     assert_eq!(r.status, 429, "{t:?}");
@@ -161,9 +164,17 @@ async fn an_unchanged_reload_keeps_the_counts_a_changed_one_starts_afresh() {
     };
     assert_eq!(statuses(3).await, [200, 200, 503]);
     gw.core.reload(doc(2, true)).await.expect("reload");
-    assert_eq!(statuses(1).await, [503], "an unchanged plugin lost its counts");
+    assert_eq!(
+        statuses(1).await,
+        [503],
+        "an unchanged plugin lost its counts"
+    );
     gw.core.reload(doc(3, true)).await.expect("reload");
-    assert_eq!(statuses(4).await, [200, 200, 200, 503], "a changed plugin kept old counts");
+    assert_eq!(
+        statuses(4).await,
+        [200, 200, 200, 503],
+        "a changed plugin kept old counts"
+    );
 }
 
 /// `rules`: the first rule whose key the request has applies, with its own
@@ -183,11 +194,21 @@ async fn rules_pick_the_first_key_the_request_has() {
     let jack = Req::get("/r").header("x-user", "jack");
     let r = c.send(&jack).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-user-ratelimit-limit"), Some("1"), "{:?}", r.headers);
+    assert_eq!(
+        r.header("x-user-ratelimit-limit"),
+        Some("1"),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(c.send(&jack).await.status, 503, "jack's rule allows one");
     let anon = c.send(&Req::get("/r")).await;
     assert_eq!(anon.status, 200, "the address rule still has room");
-    assert_eq!(anon.header("x-2-ratelimit-limit"), Some("2"), "{:?}", anon.headers);
+    assert_eq!(
+        anon.header("x-2-ratelimit-limit"),
+        Some("2"),
+        "{:?}",
+        anon.headers
+    );
 }
 
 fn process_yaml(node: &str, redis: &RedisServer) -> String {
@@ -284,10 +305,22 @@ async fn redis_killed_under_traffic_then_back() {
         assert_eq!(r.body, r#"{"error_msg":"failed to limit count"}"#);
         // Bounded by the store's timeout (500 ms), with room for a loaded
         // machine; most answers come at once (backing off).
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         strict_500 += 1;
-        assert_eq!(get(addr, None, "/lenient").await.status, 200, "degraded route");
-        assert_eq!(get(addr, None, "/free").await.status, 200, "route without limits");
+        assert_eq!(
+            get(addr, None, "/lenient").await.status,
+            200,
+            "degraded route"
+        );
+        assert_eq!(
+            get(addr, None, "/free").await.status,
+            200,
+            "route without limits"
+        );
     }
     assert_eq!(strict_500, 20);
     let control = gw.control_addr().expect("control listener");
@@ -312,5 +345,8 @@ async fn redis_killed_under_traffic_then_back() {
     .await;
     assert!(back.is_ok(), "the strict route never recovered");
     let keys = redis.command("KEYS plugin-limit-count:*").await;
-    assert!(keys.contains("route:strict"), "counting resumed in Redis: {keys:?}");
+    assert!(
+        keys.contains("route:strict"),
+        "counting resumed in Redis: {keys:?}"
+    );
 }

@@ -449,3 +449,40 @@ async fn gateway_start_and_a_reload_refuse_a_key_used_twice_without_quoting_it()
     .expect("request timed out");
     assert_eq!(r, 200, "the previous configuration keeps serving");
 }
+
+#[test]
+fn traffic_split_upstreams_are_checked_where_they_are_written() {
+    let config = json!({
+        "routes": [route(json!({"traffic-split": {"rules": [{"weighted_upstreams": [
+            {"upstream_id": "missing-pool", "weight": 1},
+            {"upstream": {"nodes": {NODE: 1}, "type": "fastest"}, "weight": 1},
+        ]}]}}))],
+    });
+    assert_refused(
+        &config,
+        &[
+            "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[0].upstream_id",
+            "\"missing-pool\" does not exist",
+            "routes[0].plugins.traffic-split.rules[0].weighted_upstreams[1].upstream.type",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn limit_count_mistakes_are_named() {
+    let config = json!({
+        "routes": [route(json!({"limit-count": {"count": 0, "time_window": 60}})),
+                   {"id": "r2", "uri": "/b", "upstream": {"nodes": {NODE: 1}},
+                    "plugins": {"limit-count": {"count": 1, "time_window": 60, "policy": "redis",
+                                                "redis_password": "p4ss-w0rd-never-shown"}}}],
+    });
+    assert_refused(
+        &config,
+        &[
+            "routes[0].plugins.limit-count.count",
+            "routes[1].plugins.limit-count.redis_host",
+        ],
+        &["p4ss-w0rd-never-shown"],
+    );
+}

@@ -256,7 +256,8 @@ pub async fn handle(
         state: s,
     });
 
-    let Some(upstream) = route.upstream.clone() else {
+    let chosen = plugin_state.as_ref().map(|s| (&*snapshot, s));
+    let Some(upstream) = route.upstream_for(chosen).cloned() else {
         let reply = LocalReply::error_msg(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream");
         let edits = responses.as_ref().map(|r| r.edits(&reply, false));
         return Ok(finish(

@@ -165,7 +165,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                 )
                 .await;
         };
-        let Some(upstream) = route.upstream.clone() else {
+        let Some(upstream) = req.upstream(&route).cloned() else {
             return self
                 .answer_error(
                     &req,
@@ -341,7 +341,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             };
             self.deadline.set_after(wait);
             out.0.clear();
-            req.write_head(route, &node.key, &mut out.0);
+            req.write_head(Some(upstream), &node.key, &mut out.0);
             let prefix = match body {
                 RequestBody::Buffered { len } => *len,
                 RequestBody::Incomplete { buffered, .. } => *buffered,

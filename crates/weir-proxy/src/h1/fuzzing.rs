@@ -359,7 +359,7 @@ fn check_request(data: &[u8], snapshot: &Arc<Snapshot>, conn: &ConnInfo, log: bo
         return;
     }
     let mut out = Vec::new();
-    req.write_head(&route, NODE, &mut out);
+    req.write_head(req.upstream(&route).map(|u| &**u), NODE, &mut out);
     check_upstream_head(&out, &client, &connection, &req, &route, conn, ctx);
 }
 

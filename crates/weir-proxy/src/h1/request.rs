@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, StatusCode};
-use weir_config::{LbType, PassHost, Scheme};
+use weir_config::{LbType, PassHost};
 use weir_http::fields::{self, classify, Field, NamedFields};
 use weir_http::{LocalReply, RawHead, RequestView};
 use weir_plugin::{Flow, Pipeline, PluginState, RequestCtx, Resumed, Wait};
@@ -17,6 +17,7 @@ use crate::access_log::{AccessRecord, RequestFields};
 use crate::forward::ConnInfo;
 use crate::plugin_run::{LogPhase, ResponsePlugins, NO_PLUGINS};
 use crate::snapshot::{CompiledRoute, Snapshot};
+use crate::upstream::Upstream;
 
 /// Most header fields accepted in one message (as hyper).
 pub const MAX_HEADERS: usize = 100;
@@ -109,15 +110,20 @@ impl Request {
         &self.parts.0[self.fields_end..]
     }
 
-    /// Writes the upstream request head for one attempt on `node_key`.
-    pub fn write_head(&self, route: &CompiledRoute, node_key: &str, out: &mut Vec<u8>) {
+    /// The upstream this request goes to: the one a plugin chose, else the
+    /// route's.
+    pub fn upstream<'a>(&'a self, route: &'a CompiledRoute) -> Option<&'a Arc<Upstream>> {
+        route.upstream_for(self.plugins.as_deref().map(|p| (&*p.snapshot, &p.state)))
+    }
+
+    /// Writes the upstream request head for one attempt on `node_key` of
+    /// `upstream`.
+    pub fn write_head(&self, upstream: Option<&Upstream>, node_key: &str, out: &mut Vec<u8>) {
         let p = &self.parts.0;
         out.extend_from_slice(&p[..self.line_end]);
-        let host: Option<&[u8]> = match route.upstream.as_deref().map(|u| u.pass_host) {
+        let host: Option<&[u8]> = match upstream.map(|u| u.pass_host) {
             Some(PassHost::Node) => Some(node_key.as_bytes()),
-            Some(PassHost::Rewrite) => route
-                .upstream
-                .as_deref()
+            Some(PassHost::Rewrite) => upstream
                 .and_then(|u| u.upstream_host.as_ref())
                 .map(HeaderValue::as_bytes),
             // Even empty: the request had exactly one, so has the node's.
@@ -406,10 +412,8 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
             r.admits(&view, &conn.plugin)
         })
         .map(|m| m.value.clone());
-    if let Some(up) = route.as_ref().and_then(|r| r.upstream.as_deref()) {
-        if up.scheme == Scheme::Https {
-            return Head::Fallback("https upstream");
-        }
+    if route.as_ref().is_some_and(|r| r.https_upstream) {
+        return Head::Fallback("https upstream");
     }
     // Plugins: run now, on the borrowed head, unless one reads the body.
     let plugins = match &route {
@@ -451,7 +455,8 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     };
 
     // The consistent-hash input, once the consumer is known.
-    let hash = match route.as_ref().and_then(|r| r.upstream.as_deref()) {
+    let chosen = plugins.as_deref().map(|p| (&*p.snapshot, &p.state));
+    let hash = match route.as_ref().and_then(|r| r.upstream_for(chosen)) {
         Some(up) if up.lb == LbType::Chash => {
             let consumer = plugins
                 .as_ref()

@@ -82,7 +82,10 @@ impl RedisServer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("redis-server on port {} not ready within {READY_WITHIN:?}", self.port);
+        panic!(
+            "redis-server on port {} not ready within {READY_WITHIN:?}",
+            self.port
+        );
     }
 
     /// Its address.
