@@ -44,6 +44,11 @@ pub struct PluginState {
     pub held: Vec<crate::Held>,
     /// The upstream a plugin chose (`traffic-split`); None: the route's.
     pub upstream: Option<crate::UpstreamChoice>,
+    /// A new method for the upstream request (`proxy-rewrite`).
+    pub upstream_method: Option<http::Method>,
+    /// A new Host for the upstream request, whatever the upstream's
+    /// `pass_host` (`proxy-rewrite`).
+    pub upstream_host: Option<HeaderValue>,
 }
 
 /// A request as the request phases see it: read-only head, mutable plugin
@@ -142,6 +147,17 @@ impl<'a> RequestCtx<'a> {
     /// (then drops it).
     pub fn hold(&mut self, value: crate::Held) {
         self.state.held.push(value);
+    }
+
+    /// Sends the upstream request with `method`.
+    pub fn set_upstream_method(&mut self, method: http::Method) {
+        self.state.upstream_method = Some(method);
+    }
+
+    /// Sends the upstream request with this Host, whatever the upstream's
+    /// `pass_host`.
+    pub fn set_upstream_host(&mut self, host: HeaderValue) {
+        self.state.upstream_host = Some(host);
     }
 
     /// Sends the request to `choice` instead of the route's upstream.

@@ -7,6 +7,7 @@ mod basic_auth;
 mod consumer_restriction;
 mod cors;
 mod echo;
+mod fault_injection;
 mod file_logger;
 mod hmac_auth;
 mod ip_restriction;
@@ -15,11 +16,13 @@ mod jwt_auth;
 mod key_auth;
 pub mod limit;
 mod limit_count;
+mod proxy_rewrite;
 mod real_ip;
 mod redirect;
 mod referer_restriction;
 mod request_id;
 mod secret;
+mod template;
 #[cfg(test)]
 mod testing;
 mod traffic_split;
@@ -45,6 +48,8 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &file_logger::SPEC,
     &limit_count::SPEC,
     &traffic_split::SPEC,
+    &fault_injection::SPEC,
+    &proxy_rewrite::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -91,6 +96,8 @@ mod tests {
             ("file-logger", 399),
             ("limit-count", 1002),
             ("traffic-split", 966),
+            ("fault-injection", 11000),
+            ("proxy-rewrite", 1008),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

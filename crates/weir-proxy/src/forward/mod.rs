@@ -482,7 +482,11 @@ async fn forward(
                 parts.uri = uri;
             }
         }
+        if let Some(m) = &p.state.upstream_method {
+            parts.method = m.clone();
+        }
     }
+    let rewritten_host = plugins.and_then(|p| p.state.upstream_host.clone());
 
     // A copy for retries after the request may have reached a node.
     let replay = plan.replayable().then(|| RequestHead::copy(&parts));
@@ -503,6 +507,9 @@ async fn forward(
             &node.key,
             original_host.as_ref(),
         );
+        if let Some(h) = &rewritten_host {
+            head.headers.insert(header::HOST, h.clone());
+        }
         let log = logging.then_some(&mut *record);
         match send_to_node(upstream, &set, attempt.index, head, body).await {
             Ok((mut resp, sender_back)) => {

@@ -121,7 +121,12 @@ impl Request {
     pub fn write_head(&self, upstream: Option<&Upstream>, node_key: &str, out: &mut Vec<u8>) {
         let p = &self.parts.0;
         out.extend_from_slice(&p[..self.line_end]);
+        let rewritten = self
+            .plugins
+            .as_ref()
+            .and_then(|p| p.state.upstream_host.as_ref());
         let host: Option<&[u8]> = match upstream.map(|u| u.pass_host) {
+            _ if rewritten.is_some() => rewritten.map(HeaderValue::as_bytes),
             Some(PassHost::Node) => Some(node_key.as_bytes()),
             Some(PassHost::Rewrite) => upstream
                 .and_then(|u| u.upstream_host.as_ref())
@@ -554,9 +559,12 @@ impl UpstreamHead<'_, '_> {
         let target = plugins
             .and_then(|s| s.upstream_target.as_deref())
             .unwrap_or(self.target);
+        let method = plugins
+            .and_then(|s| s.upstream_method.as_ref())
+            .map_or(self.method, http::Method::as_str);
         let mut parts = OutBuf::take();
         let p = &mut parts.0;
-        p.extend_from_slice(self.method.as_bytes());
+        p.extend_from_slice(method.as_bytes());
         p.push(b' ');
         p.extend_from_slice(target.as_bytes());
         p.extend_from_slice(b" HTTP/1.1\r\n");
