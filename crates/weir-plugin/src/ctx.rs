@@ -296,6 +296,10 @@ pub struct LogCtx<'a> {
     pub client_ip: IpAddr,
     /// The status sent (499: the client left first).
     pub status: u16,
+    /// The status the upstream answered with, or the 502/504 weir answered
+    /// after the upstream's nodes failed (nginx's `$upstream_status`); None
+    /// when no node was asked (a plugin's or weir's own answer).
+    pub upstream_status: Option<u16>,
     /// Response body bytes sent.
     pub body_bytes: u64,
     /// The matched route's id (empty: no route matched).

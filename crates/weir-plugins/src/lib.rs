@@ -2,6 +2,7 @@
 //! one line in [`CATALOGUE`] and its section in `docs/plugins.md`.
 #![forbid(unsafe_code)]
 
+mod api_breaker;
 mod auth;
 mod basic_auth;
 mod consumer_restriction;
@@ -50,6 +51,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &traffic_split::SPEC,
     &fault_injection::SPEC,
     &proxy_rewrite::SPEC,
+    &api_breaker::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -98,6 +100,7 @@ mod tests {
             ("traffic-split", 966),
             ("fault-injection", 11000),
             ("proxy-rewrite", 1008),
+            ("api-breaker", 1005),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
@@ -105,6 +106,8 @@ pub struct LogPhase {
     host: Box<str>,
     client_ip: IpAddr,
     start: SystemTime,
+    /// See [`LogCtx::upstream_status`] (0: none).
+    upstream_status: AtomicU16,
 }
 
 impl LogPhase {
@@ -137,8 +140,15 @@ impl LogPhase {
                 host: String::from_utf8_lossy(view.host().unwrap_or_default()).into(),
                 client_ip: state.real_ip.unwrap_or(client_ip),
                 start: SystemTime::now(),
+                upstream_status: AtomicU16::new(0),
             })
         })
+    }
+
+    /// Records what the upstream answered (or the 502/504 weir answered for
+    /// it after its nodes failed).
+    pub fn upstream_answered(&self, status: u16) {
+        self.upstream_status.store(status, Ordering::Relaxed);
     }
 
     /// Runs the log phase: the request ended with `status` after `duration`,
@@ -155,6 +165,7 @@ impl LogPhase {
             host: &self.host,
             client_ip: self.client_ip,
             status,
+            upstream_status: Some(self.upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0),
             body_bytes,
             route_id: route.map_or("", |r| &r.id),
             consumer: self.consumer.as_deref(),

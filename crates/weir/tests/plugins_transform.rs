@@ -1,4 +1,4 @@
-//! `proxy-rewrite` and `fault-injection` over real sockets: every rewrite
+//! `proxy-rewrite`, `fault-injection` and `api-breaker` over real sockets: every rewrite
 //! checked where it lands (what the node received) and at the client;
 //! aborts with their status, body and headers; delays measured (bounded
 //! below by the configured delay, above generously); percentages within
@@ -137,6 +137,7 @@ on_every_transport!(
     proxy_rewrite_uri_keeps_the_query,
     fault_injection_aborts_with_status_body_and_headers,
     fault_injection_delays_then_proxies,
+    api_breaker_opens_and_closes,
 );
 
 /// `percentage: 30` aborts about 30% of 1,000 requests (binomial: the
@@ -190,4 +191,69 @@ async fn delays_do_not_hold_threads() {
     let took = started.elapsed();
     // 20 requests one after the other would take 10 s.
     assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// `api-breaker`: the third 500 from the upstream opens the breaker (the
+/// breaker's own answer, the node not asked) for 2 s; then requests reach
+/// the node again; three 200s close it and forget the failures. Each
+/// transport uses its own path: breakers are per Host and path.
+async fn api_breaker_opens_and_closes(t: T) {
+    let b = common::Backend::start("b").await;
+    let gw = start(
+        t,
+        with(
+            &b.node(),
+            json!({"api-breaker": {
+                "break_response_code": 502, "break_response_body": "breaker open\n",
+                "break_response_headers": [{"key": "X-Breaker", "value": "open"}],
+                "unhealthy": {"http_statuses": [500], "failures": 3},
+                "healthy": {"http_statuses": [200], "successes": 3},
+                "max_breaker_sec": 3}}),
+        ),
+    )
+    .await;
+    let path = format!("/breaker/{t:?}");
+    let mut c = gw.client();
+    b.set_fail_status(500);
+    for i in 0..3 {
+        let r = c.send(&Req::get(&path)).await;
+        assert_eq!(r.status, 500, "{t:?}: failure {i} is the node's");
+    }
+    let opened = Instant::now();
+    let r = c.send(&Req::get(&path)).await;
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("x-breaker")),
+        (502, "breaker open\n", Some("open")),
+        "{t:?}"
+    );
+    assert_eq!(b.hits(), 3, "{t:?}: the open breaker asked the node");
+    // It stays open about 2 s, then lets requests through again.
+    b.set_fail_status(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.send(&Req::get(&path)).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 502, "{t:?}");
+        assert!(Instant::now() < deadline, "{t:?}: the breaker never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1500),
+        "{t:?}: closed after only {:?}",
+        opened.elapsed()
+    );
+    // Two more successes close it for good: a new failure does not reopen.
+    for _ in 0..2 {
+        assert_eq!(c.send(&Req::get(&path)).await.status, 200, "{t:?}");
+    }
+    b.set_fail_status(500);
+    assert_eq!(c.send(&Req::get(&path)).await.status, 500, "{t:?}");
+    b.set_fail_status(0);
+    assert_eq!(
+        c.send(&Req::get(&path)).await.status,
+        200,
+        "{t:?}: reopened after one failure"
+    );
 }

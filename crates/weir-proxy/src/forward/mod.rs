@@ -298,6 +298,11 @@ pub async fn handle(
                 reason = %e.reason,
                 "request failed"
             );
+            if !e.client_fault {
+                if let Some(l) = &pending.log_phase {
+                    l.upstream_answered(e.status.as_u16());
+                }
+            }
             let reply = LocalReply::error_msg(e.status, e.public);
             let edits = responses.as_ref().map(|r| r.edits(&reply, false));
             (local(reply, head_request, edits.as_deref()), None)
@@ -398,6 +403,9 @@ fn finish(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     record.status = parts.status.as_u16();
+    if let (Some(l), Some(_)) = (&log_phase, &lease) {
+        l.upstream_answered(record.status);
+    }
     let completion = Completion {
         record,
         log: state.access_log.clone(),

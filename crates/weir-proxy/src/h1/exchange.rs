@@ -198,6 +198,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     reason = %f.reason,
                     "request failed"
                 );
+                req.upstream_answered(f.status.as_u16());
                 self.answer_error(&req, body, f.status, f.public, record)
                     .await
             }

@@ -166,6 +166,13 @@ impl Request {
         })
     }
 
+    /// Tells the log phase (if any) what the upstream answered.
+    pub fn upstream_answered(&self, status: u16) {
+        if let Some(log) = self.plugins.as_ref().and_then(|p| p.log.as_deref()) {
+            log.upstream_answered(status);
+        }
+    }
+
     /// The wait a plugin asked for, if one did: await it, then call
     /// [`Request::run_plugins`] with what it gives.
     pub fn take_wait(&mut self) -> Option<Wait> {

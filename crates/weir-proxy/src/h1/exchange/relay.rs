@@ -120,6 +120,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             drop(up);
         }
+        req.upstream_answered(status);
         finish_request(self.state, req, record.take(), status, sent);
         if complete && ok && !close_client {
             After::KeepAlive
