@@ -22,6 +22,7 @@ mod real_ip;
 mod redirect;
 mod referer_restriction;
 mod request_id;
+mod request_validation;
 mod secret;
 mod template;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &fault_injection::SPEC,
     &proxy_rewrite::SPEC,
     &api_breaker::SPEC,
+    &request_validation::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -101,6 +103,7 @@ mod tests {
             ("fault-injection", 11000),
             ("proxy-rewrite", 1008),
             ("api-breaker", 1005),
+            ("request-validation", 2800),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

@@ -1,4 +1,5 @@
-//! `proxy-rewrite`, `fault-injection` and `api-breaker` over real sockets: every rewrite
+//! `proxy-rewrite`, `fault-injection`, `api-breaker` and
+//! `request-validation` over real sockets: every rewrite
 //! checked where it lands (what the node received) and at the client;
 //! aborts with their status, body and headers; delays measured (bounded
 //! below by the configured delay, above generously); percentages within
@@ -138,6 +139,7 @@ on_every_transport!(
     fault_injection_aborts_with_status_body_and_headers,
     fault_injection_delays_then_proxies,
     api_breaker_opens_and_closes,
+    request_validation_refuses_what_the_schemas_refuse,
 );
 
 /// `percentage: 30` aborts about 30% of 1,000 requests (binomial: the
@@ -255,5 +257,76 @@ async fn api_breaker_opens_and_closes(t: T) {
         c.send(&Req::get(&path)).await.status,
         200,
         "{t:?}: reopened after one failure"
+    );
+}
+
+/// `request-validation`: a header schema and a body schema (JSON and form);
+/// refusals are 400 with the validator's message (or `rejected_msg`), and
+/// never reach the node.
+async fn request_validation_refuses_what_the_schemas_refuse(t: T) {
+    let b = echo_target().await;
+    let gw = start(
+        t,
+        json!({"routes": [
+            {"id": "v", "uri": "/orders", "upstream": upstream(&b.node()), "plugins": {
+                "request-validation": {
+                    "header_schema": {"type": "object", "required": ["x-tenant"],
+                                      "properties": {"x-tenant": {"type": "string", "pattern": "^[a-z]+$"}}},
+                    "body_schema": {"type": "object", "required": ["qty"],
+                                    "properties": {"qty": {"type": "integer", "minimum": 1}}}}}},
+            {"id": "m", "uri": "/form", "upstream": upstream(&b.node()), "plugins": {
+                "request-validation": {
+                    "body_schema": {"type": "object", "required": ["name"]},
+                    "rejected_code": 422, "rejected_msg": "name is required"}}},
+        ]}),
+    )
+    .await;
+    let mut c = gw.client();
+    let ok = c
+        .send(&Req::post("/orders", br#"{"qty": 2}"#).header("x-tenant", "acme"))
+        .await;
+    assert_eq!(ok.status, 200, "{t:?}: {}", ok.text());
+    assert_eq!(
+        last(&b).body,
+        br#"{"qty": 2}"#,
+        "{t:?}: the body reached the node"
+    );
+    for (req, why) in [
+        (Req::post("/orders", br#"{"qty": 2}"#), "x-tenant"),
+        (
+            Req::post("/orders", br#"{"qty": 2}"#).header("x-tenant", "ACME1"),
+            "ACME1",
+        ),
+        (
+            Req::post("/orders", br#"{"qty": 0}"#).header("x-tenant", "acme"),
+            "minimum",
+        ),
+        (
+            Req::post("/orders", b"{not json").header("x-tenant", "acme"),
+            "failed to decode the json body",
+        ),
+    ] {
+        let r = c.send(&req).await;
+        assert_eq!(r.status, 400, "{t:?}: {req:?}");
+        assert!(
+            r.text().contains(why),
+            "{t:?}: {:?} lacks {why:?}",
+            r.text()
+        );
+    }
+    let form = |body: &'static [u8]| {
+        Req::post("/form", body).header("content-type", "application/x-www-form-urlencoded")
+    };
+    assert_eq!(c.send(&form(b"name=jack&x=1")).await.status, 200, "{t:?}");
+    let r = c.send(&form(b"x=1")).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (422, "name is required"),
+        "{t:?}"
+    );
+    assert_eq!(
+        b.seen().len(),
+        2,
+        "{t:?}: a refused request reached the node"
     );
 }
