@@ -14,7 +14,9 @@ mod ipmatch;
 mod jwt_auth;
 mod key_auth;
 pub mod limit;
+mod limit_conn;
 mod limit_count;
+mod limit_req;
 mod real_ip;
 mod redirect;
 mod referer_restriction;
@@ -43,6 +45,8 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &redirect::SPEC,
     &file_logger::SPEC,
     &limit_count::SPEC,
+    &limit_req::SPEC,
+    &limit_conn::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -79,6 +83,8 @@ mod tests {
             ("redirect", 900),
             ("file-logger", 399),
             ("limit-count", 1002),
+            ("limit-req", 1001),
+            ("limit-conn", 1003),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {
