@@ -16,7 +16,9 @@ mod ipmatch;
 mod jwt_auth;
 mod key_auth;
 pub mod limit;
+mod limit_conn;
 mod limit_count;
+mod limit_req;
 mod proxy_rewrite;
 mod real_ip;
 mod redirect;
@@ -54,6 +56,8 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &proxy_rewrite::SPEC,
     &api_breaker::SPEC,
     &request_validation::SPEC,
+    &limit_req::SPEC,
+    &limit_conn::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -104,6 +108,8 @@ mod tests {
             ("proxy-rewrite", 1008),
             ("api-breaker", 1005),
             ("request-validation", 2800),
+            ("limit-req", 1001),
+            ("limit-conn", 1003),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {
