@@ -188,9 +188,9 @@ rejects!(
 rejects!(
     validate_rejects_unknown_plugin,
     &format!(
-        "routes:\n  - {{uri: /a, plugins: {{limit-count: {{count: 1}}}}, upstream: {NODE}}}\n"
+        "routes:\n  - {{uri: /a, plugins: {{grpc-transcode: {{proto_id: 1}}}}, upstream: {NODE}}}\n"
     ),
-    "routes[0].plugins.limit-count: unknown plugin"
+    "routes[0].plugins.grpc-transcode: unknown plugin"
 );
 
 rejects!(
