@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisCluster, RedisServer};
 use common::wire::echo_target;
 use common::{get, Backend, WeirProcess};
 use plugin_kit::*;
@@ -349,4 +349,38 @@ async fn redis_killed_under_traffic_then_back() {
         keys.contains("route:strict"),
         "counting resumed in Redis: {keys:?}"
     );
+}
+
+/// `policy: redis-cluster` on a real three-node cluster: the count is
+/// shared (two gateways, exactly `count` admitted), and keys live in the
+/// cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_policy_redis_cluster_two_gateways_share_one_count() {
+    let cluster = RedisCluster::start().await;
+    let b = Backend::start("b").await;
+    let doc = json!({
+        "gateway": {"listeners": [{"address": "127.0.0.1:0"}]},
+        "routes": [route("clustered", "/*", &b.node(), json!({
+            "count": 10, "time_window": 60, "key_type": "constant", "key": "all",
+            "policy": "redis-cluster", "redis_cluster_name": "test",
+            "redis_cluster_nodes": cluster.node_list()}))],
+    })
+    .to_string();
+    let (one, two) = (common::gateway(&doc).await, common::gateway(&doc).await);
+    let mut ok = 0;
+    for i in 0..30 {
+        let addr = if i % 2 == 0 {
+            one.proxy_addr()
+        } else {
+            two.proxy_addr()
+        };
+        match get(addr, None, "/c").await.status.as_u16() {
+            200 => ok += 1,
+            503 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    let keys = cluster.keys("plugin-limit-count:*").await;
+    assert!(keys.contains("route:clustered"), "{keys:?}");
 }

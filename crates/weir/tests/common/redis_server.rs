@@ -14,6 +14,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Extra `redis-server` arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 /// How long a server may take to answer PING after it starts.
@@ -24,11 +26,18 @@ impl RedisServer {
     /// 20000-29999 until one binds (redis-server exits at once when its port
     /// is taken); it is ready when it answers PING.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(20_000, &[]).await
+    }
+
+    /// Starts a server on a free port in `base`..`base + 10000` with extra
+    /// arguments.
+    async fn start_with(base: u16, extra: &[&str]) -> RedisServer {
         for _ in 0..50 {
             let mut server = RedisServer {
                 child: None,
-                port: 20_000 + rand::random::<u16>() % 10_000,
+                port: base + rand::random::<u16>() % 10_000,
                 dir: tempfile::tempdir().expect("temporary directory"),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
             };
             if server.spawn_and_wait().await {
                 return server;
@@ -55,6 +64,7 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -132,6 +142,70 @@ impl RedisServer {
             .expect("redis reply timed out")
             .expect("read from redis");
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// A Redis cluster of three masters (no replicas), each a
+/// [`RedisServer`] in cluster mode; its slots are assigned with
+/// `redis-cli --cluster create`. Ports are drawn from 10000-19999, so the
+/// cluster bus ports (port + 10000) stay below the kernel's ephemeral range.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes and forms the cluster; ready once every node
+    /// reports `cluster_state:ok`.
+    pub async fn start() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(
+                RedisServer::start_with(
+                    10_000,
+                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
+                )
+                .await,
+            );
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): install redis-tools"));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + READY_WITHIN;
+        for n in &nodes {
+            loop {
+                if n.command("CLUSTER INFO").await.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster never became ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// `host:port` of each node, for `redis_cluster_nodes`.
+    pub fn node_list(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr().to_string()).collect()
+    }
+
+    /// Every key of the cluster matching `pattern` (KEYS on each node).
+    pub async fn keys(&self, pattern: &str) -> String {
+        let mut all = String::new();
+        for n in &self.nodes {
+            all.push_str(&n.command(&format!("KEYS {pattern}")).await);
+        }
+        all
     }
 }
 
