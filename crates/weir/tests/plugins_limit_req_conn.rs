@@ -323,3 +323,49 @@ async fn redis_killed_gives_500_or_passes_with_degradation() {
         }
     }
 }
+
+/// conn 1, burst 1: a second request while one is in flight is admitted
+/// but waits `default_conn_delay` (0.5 s) before it reaches the node (not
+/// for the first to finish: that takes 3 s); a third, beyond conn + burst,
+/// is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_conn_delays_requests_within_the_burst() {
+    let b = Backend::start("b").await;
+    b.set_delay(3000);
+    let conf = conn_conf(json!({"burst": 1, "default_conn_delay": 0.5,
+                                "only_use_default_delay": true}));
+    let gw = common::gateway(
+        &json!({
+            "gateway": {"listeners": [{"address": "127.0.0.1:0"}]},
+            "routes": [route("lc-delay", "/*", &b.node(), "limit-conn", conf)],
+        })
+        .to_string(),
+    )
+    .await;
+    let addr = gw.proxy_addr();
+    let first = tokio::spawn(async move { get(addr, None, "/d").await });
+    let in_flight = b.in_flight.clone();
+    until("the first request reaches the node", async || {
+        in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let sent = Instant::now();
+    let second = tokio::spawn(async move { get(addr, None, "/d").await });
+    until("the second request reaches the node", async || {
+        in_flight.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "not delayed: {waited:?}"
+    );
+    assert!(
+        !first.is_finished(),
+        "the second waited for the first to finish, not for its delay"
+    );
+    let third = get(addr, None, "/d").await;
+    assert_eq!(third.status, 429, "beyond conn + burst: {}", third.body);
+    assert_eq!(first.await.expect("first").status, 200);
+    assert_eq!(second.await.expect("second").status, 200);
+}
