@@ -220,7 +220,73 @@ async fn a_consumers_own_plugins_run_in_the_response_and_log_phases(t: T) {
     assert_eq!(l[0]["consumer"]["username"], "jack", "{}", l[0]);
 }
 
+/// The access log names the consumer an authentication plugin recognised
+/// (text: ` consumer=<name>` at the end; JSON: `"consumer"`), and only then.
+async fn the_access_log_names_the_consumer(t: T) {
+    let b = echo_target().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (text, json_log) = (
+        dir.path().join("access.log"),
+        dir.path().join("access.json"),
+    );
+    for (path, format) in [(&text, "text"), (&json_log, "json")] {
+        let gw = start(
+            t,
+            json!({
+                "gateway": {"access_log": {"path": path_str(path), "format": format}},
+                "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
+                            "plugins": {"key-auth": {}}}],
+                "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}}],
+            }),
+        )
+        .await;
+        let mut c = gw.client();
+        assert_eq!(
+            c.send(&Req::get("/a").header("apikey", "jack-key"))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(c.send(&Req::get("/b")).await.status, 401);
+        wait_until_for(10, "two access log lines", || {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 2
+        })
+        .await;
+    }
+    let text_lines: Vec<String> = std::fs::read_to_string(&text)
+        .expect("read the text log")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        text_lines[0].ends_with(" route=r consumer=jack"),
+        "{t:?}: {}",
+        text_lines[0]
+    );
+    assert!(
+        text_lines[1].ends_with(" route=r"),
+        "{t:?}: {}",
+        text_lines[1]
+    );
+    let json_lines = lines(&json_log);
+    assert_eq!(
+        json_lines[0]["consumer"], "jack",
+        "{t:?}: {}",
+        json_lines[0]
+    );
+    assert!(
+        json_lines[1].get("consumer").is_none(),
+        "{t:?}: {}",
+        json_lines[1]
+    );
+}
+
 on_every_transport!(
+    the_access_log_names_the_consumer,
     a_line_per_request_with_what_happened,
     a_global_rule_logs_requests_no_route_matched,
     log_format_takes_variables_and_literals,

@@ -151,6 +151,10 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b" route=");
     push_escaped(out, rec.route_id.as_deref().unwrap_or("").as_bytes());
+    if let Some(c) = &rec.consumer {
+        out.extend_from_slice(b" consumer=");
+        push_escaped(out, c.as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -175,6 +179,8 @@ struct JsonLine<'a> {
     upstream_status: String,
     upstream_response_time: String,
     route_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<&'a str>,
 }
 
 /// Formats one JSON line (with its newline) into `out`.
@@ -208,6 +214,7 @@ pub(super) fn json(rec: &AccessRecord, out: &mut Vec<u8>) {
         }),
         upstream_response_time: join(&|a, s| Seconds(a.elapsed).push(s)),
         route_id: rec.route_id.as_deref().unwrap_or(""),
+        consumer: rec.consumer.as_deref(),
     };
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');

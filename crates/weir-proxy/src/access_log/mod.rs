@@ -5,7 +5,8 @@
 //! `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
 //! "$http_referer" "$http_user_agent" host=$host rt=$request_time
 //! upstream=$upstream_addr ustatus=$upstream_status urt=$upstream_response_time
-//! route=$route_id`
+//! route=$route_id`, then ` consumer=<username>` when an authentication
+//! plugin recognised one
 
 mod format;
 mod record;

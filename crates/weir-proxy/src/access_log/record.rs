@@ -22,6 +22,8 @@ pub struct AccessRecord {
     pub body_bytes: u64,
     /// Matched route id (`-` for none).
     pub route_id: Option<Arc<str>>,
+    /// The consumer an authentication plugin recognised, if any.
+    pub consumer: Option<Arc<str>>,
     /// Every node tried, in order.
     pub attempts: Vec<Attempt>,
     /// When the request arrived (the wall-clock time in the line is derived
@@ -108,6 +110,7 @@ impl AccessRecord {
         self.status = 0;
         self.body_bytes = 0;
         self.route_id = None;
+        self.consumer = None;
         self.attempts.clear();
         self.start = None;
         self.request_time = None;

@@ -167,6 +167,7 @@ pub async fn handle(
         .await;
         pending.log_phase =
             LogPhase::prepare(&snapshot, None, &plugin_state, &parts, conn.remote.ip());
+        record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
         pending.held = std::mem::take(&mut plugin_state.held);
         let reply = answer.unwrap_or(not_found);
         let responses = ResponsePlugins {
@@ -223,6 +224,7 @@ pub async fn handle(
         )
         .await;
         pending.held = std::mem::take(&mut plugin_state.held);
+        record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
         pending.log_phase = LogPhase::prepare(
             &snapshot,
             Some(&route),
