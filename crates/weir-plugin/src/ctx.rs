@@ -49,6 +49,8 @@ pub struct PluginState {
     /// A new Host for the upstream request, whatever the upstream's
     /// `pass_host` (`proxy-rewrite`).
     pub upstream_host: Option<HeaderValue>,
+    /// The request's identifier (`request-id`), for the access log.
+    pub request_id: Option<HeaderValue>,
 }
 
 /// A request as the request phases see it: read-only head, mutable plugin
@@ -147,6 +149,11 @@ impl<'a> RequestCtx<'a> {
     /// (then drops it).
     pub fn hold(&mut self, value: crate::Held) {
         self.state.held.push(value);
+    }
+
+    /// Records the request's identifier (`request-id`) for the access log.
+    pub fn set_request_id(&mut self, id: HeaderValue) {
+        self.state.request_id = Some(id);
     }
 
     /// Sends the upstream request with `method`.

@@ -183,6 +183,7 @@ impl Plugin for RequestId {
                 id
             }
         };
+        req.set_request_id(id.clone());
         if self.include_in_response {
             req.set_response_header(self.name.clone(), id);
         }

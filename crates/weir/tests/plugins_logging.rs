@@ -285,7 +285,63 @@ async fn the_access_log_names_the_consumer(t: T) {
     );
 }
 
+/// The access log carries the request's identifier when `request-id` gave
+/// or kept one: the client's, else the one it made (the response shows it).
+async fn the_access_log_carries_the_request_id(t: T) {
+    let b = echo_target().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (text, json_log) = (
+        dir.path().join("access.log"),
+        dir.path().join("access.json"),
+    );
+    for (path, format) in [(&text, "text"), (&json_log, "json")] {
+        let gw = start(
+            t,
+            json!({
+                "gateway": {"access_log": {"path": path_str(path), "format": format}},
+                "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
+                            "plugins": {"request-id": {}}}],
+            }),
+        )
+        .await;
+        let mut c = gw.client();
+        c.send(&Req::get("/a").header("x-request-id", "client-id-1"))
+            .await;
+        let made = c.send(&Req::get("/b")).await;
+        let made = made
+            .header("x-request-id")
+            .expect("an id in the response")
+            .to_owned();
+        wait_until_for(10, "two access log lines", || {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 2
+        })
+        .await;
+        let content = std::fs::read_to_string(path).expect("read the log");
+        let l: Vec<&str> = content.lines().collect();
+        if format == "text" {
+            assert!(l[0].ends_with(" request_id=client-id-1"), "{t:?}: {}", l[0]);
+            assert!(
+                l[1].ends_with(&format!(" request_id={made}")),
+                "{t:?}: {}",
+                l[1]
+            );
+        } else {
+            let v: Vec<Value> = l
+                .iter()
+                .map(|x| serde_json::from_str(x).expect("JSON"))
+                .collect();
+            assert_eq!(v[0]["request_id"], "client-id-1", "{t:?}");
+            assert_eq!(v[1]["request_id"], made.as_str(), "{t:?}");
+        }
+    }
+}
+
 on_every_transport!(
+    the_access_log_carries_the_request_id,
     the_access_log_names_the_consumer,
     a_line_per_request_with_what_happened,
     a_global_rule_logs_requests_no_route_matched,

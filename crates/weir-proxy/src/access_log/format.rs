@@ -155,6 +155,10 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
         out.extend_from_slice(b" consumer=");
         push_escaped(out, c.as_bytes());
     }
+    if let Some(id) = &rec.request_id {
+        out.extend_from_slice(b" request_id=");
+        push_escaped(out, id.as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -181,6 +185,8 @@ struct JsonLine<'a> {
     route_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     consumer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Cow<'a, str>>,
 }
 
 /// Formats one JSON line (with its newline) into `out`.
@@ -215,6 +221,10 @@ pub(super) fn json(rec: &AccessRecord, out: &mut Vec<u8>) {
         upstream_response_time: join(&|a, s| Seconds(a.elapsed).push(s)),
         route_id: rec.route_id.as_deref().unwrap_or(""),
         consumer: rec.consumer.as_deref(),
+        request_id: rec
+            .request_id
+            .as_ref()
+            .map(|id| String::from_utf8_lossy(id.as_bytes())),
     };
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');

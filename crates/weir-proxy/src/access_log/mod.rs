@@ -6,7 +6,8 @@
 //! "$http_referer" "$http_user_agent" host=$host rt=$request_time
 //! upstream=$upstream_addr ustatus=$upstream_status urt=$upstream_response_time
 //! route=$route_id`, then ` consumer=<username>` when an authentication
-//! plugin recognised one
+//! plugin recognised one and ` request_id=<id>` when `request-id` gave or
+//! kept one
 
 mod format;
 mod record;

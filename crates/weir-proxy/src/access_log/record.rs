@@ -24,6 +24,8 @@ pub struct AccessRecord {
     pub route_id: Option<Arc<str>>,
     /// The consumer an authentication plugin recognised, if any.
     pub consumer: Option<Arc<str>>,
+    /// The request's identifier, when `request-id` gave or kept one.
+    pub request_id: Option<http::HeaderValue>,
     /// Every node tried, in order.
     pub attempts: Vec<Attempt>,
     /// When the request arrived (the wall-clock time in the line is derived
@@ -111,6 +113,7 @@ impl AccessRecord {
         self.body_bytes = 0;
         self.route_id = None;
         self.consumer = None;
+        self.request_id = None;
         self.attempts.clear();
         self.start = None;
         self.request_time = None;

@@ -168,6 +168,7 @@ pub async fn handle(
         pending.log_phase =
             LogPhase::prepare(&snapshot, None, &plugin_state, &parts, conn.remote.ip());
         record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
+        record.request_id = plugin_state.request_id.clone();
         pending.held = std::mem::take(&mut plugin_state.held);
         let reply = answer.unwrap_or(not_found);
         let responses = ResponsePlugins {
@@ -225,6 +226,7 @@ pub async fn handle(
         .await;
         pending.held = std::mem::take(&mut plugin_state.held);
         record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
+        record.request_id = plugin_state.request_id.clone();
         pending.log_phase = LogPhase::prepare(
             &snapshot,
             Some(&route),

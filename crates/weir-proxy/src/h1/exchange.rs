@@ -729,11 +729,10 @@ fn finish_request(
         log.run(status, bytes, elapsed);
     }
     if let Some(mut r) = record {
-        r.consumer = req
-            .plugins
-            .as_ref()
-            .and_then(|p| p.state.consumer.as_ref())
-            .map(|c| c.username.clone());
+        if let Some(run) = req.plugins.as_deref() {
+            r.consumer = run.state.consumer.as_ref().map(|c| c.username.clone());
+            r.request_id = run.state.request_id.clone();
+        }
         r.request_time = Some(elapsed);
         r.status = status;
         r.body_bytes = bytes;
