@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_plugin::{
@@ -201,19 +201,7 @@ impl ApiBreaker {
     }
 
     fn reply(&self, ctx: &RequestCtx<'_>) -> LocalReply {
-        let mut reply = LocalReply::empty(self.code);
-        if let Some(b) = &self.body {
-            reply.replace_body(HeaderValue::from_static("text/plain"), b.clone());
-        }
-        for (name, value) in &self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value.render(ctx, None)) {
-                if name == header::CONTENT_TYPE {
-                    reply.headers.retain(|(n, _)| n != header::CONTENT_TYPE);
-                }
-                reply.headers.push((name.clone(), v));
-            }
-        }
-        reply
+        crate::template::plain_reply(self.code, self.body.clone(), &self.headers, ctx)
     }
 }
 
@@ -267,32 +255,40 @@ impl Plugin for ApiBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert!(err(json!({})).message.contains("break_response_code"));
+        assert!(config_error(&SPEC, json!({}))
+            .message
+            .contains("break_response_code"));
         assert_eq!(
-            err(json!({"break_response_code": 100})).path,
+            config_error(&SPEC, json!({"break_response_code": 100})).path,
             "break_response_code"
         );
         assert_eq!(
-            err(json!({"break_response_code": 502, "max_breaker_sec": 2})).path,
+            config_error(
+                &SPEC,
+                json!({"break_response_code": 502, "max_breaker_sec": 2})
+            )
+            .path,
             "max_breaker_sec"
         );
         assert_eq!(
-            err(json!({"break_response_code": 502, "unhealthy": {"failures": 0}})).path,
+            config_error(
+                &SPEC,
+                json!({"break_response_code": 502, "unhealthy": {"failures": 0}})
+            )
+            .path,
             "unhealthy.failures"
         );
         assert_eq!(
-            err(json!({"break_response_code": 502, "healthy": {"http_statuses": [99]}})).path,
+            config_error(
+                &SPEC,
+                json!({"break_response_code": 502, "healthy": {"http_statuses": [99]}})
+            )
+            .path,
             "healthy.http_statuses[0]"
         );
     }

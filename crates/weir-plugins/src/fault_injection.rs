@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, StatusCode};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::Value;
-use weir_config::vars::{VarLookup, Vars};
+use weir_config::vars::Vars;
 use weir_plugin::{
     parse_config, BuildCtx, ConfigError, Flow, LocalReply, Phase, Phases, Plugin, PluginSpec,
     RequestCtx, Then,
@@ -94,7 +94,8 @@ impl Condition {
     }
 
     fn holds(&self, ctx: &RequestCtx<'_>) -> bool {
-        let vars_hold = self.vars.is_empty() || self.vars.iter().any(|v| v.eval(&CtxVars(ctx)));
+        let vars_hold =
+            self.vars.is_empty() || self.vars.iter().any(|v| v.eval(&crate::CtxVars(ctx)));
         vars_hold
             && self
                 .percentage
@@ -173,33 +174,10 @@ fn build(conf: &Value, _: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigError>
     Ok(Arc::new(FaultInjection { abort, delay }))
 }
 
-/// The request's variables as `vars` conditions read them.
-struct CtxVars<'a, 'b>(&'a RequestCtx<'b>);
-
-impl VarLookup for CtxVars<'_, '_> {
-    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        self.0.var(name)
-    }
-}
-
 impl Abort {
     fn reply(&self, ctx: &RequestCtx<'_>) -> LocalReply {
-        let mut reply = LocalReply::empty(self.status);
-        if let Some(body) = &self.body {
-            reply.replace_body(
-                HeaderValue::from_static("text/plain"),
-                Bytes::from(body.render(ctx, None)),
-            );
-        }
-        for (name, value) in &self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value.render(ctx, None)) {
-                if name == header::CONTENT_TYPE {
-                    reply.headers.retain(|(n, _)| n != header::CONTENT_TYPE);
-                }
-                reply.headers.push((name.clone(), v));
-            }
-        }
-        reply
+        let body = self.body.as_ref().map(|b| Bytes::from(b.render(ctx, None)));
+        crate::template::plain_reply(self.status, body, &self.headers, ctx)
     }
 }
 
@@ -230,37 +208,42 @@ impl Plugin for FaultInjection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert!(err(json!({})).message.contains("`abort` or `delay`"));
+        assert!(config_error(&SPEC, json!({}))
+            .message
+            .contains("`abort` or `delay`"));
         assert_eq!(
-            err(json!({"abort": {"http_status": 100}})).path,
+            config_error(&SPEC, json!({"abort": {"http_status": 100}})).path,
             "abort.http_status"
         );
         assert_eq!(
-            err(json!({"abort": {"http_status": 500, "percentage": 0}})).path,
+            config_error(
+                &SPEC,
+                json!({"abort": {"http_status": 500, "percentage": 0}})
+            )
+            .path,
             "abort.percentage"
         );
         assert_eq!(
-            err(json!({"delay": {"duration": 0}})).path,
+            config_error(&SPEC, json!({"delay": {"duration": 0}})).path,
             "delay.duration"
         );
-        assert!(
-            err(json!({"delay": {"duration": 1, "vars": [[["arg_x", "=~", "1"]]]}}))
-                .path
-                .starts_with("delay.vars[0]")
-        );
+        assert!(config_error(
+            &SPEC,
+            json!({"delay": {"duration": 1, "vars": [[["arg_x", "=~", "1"]]]}})
+        )
+        .path
+        .starts_with("delay.vars[0]"));
         assert_eq!(
-            err(json!({"abort": {"http_status": 500, "headers": {"bad name": "x"}}})).path,
+            config_error(
+                &SPEC,
+                json!({"abort": {"http_status": 500, "headers": {"bad name": "x"}}})
+            )
+            .path,
             "abort.headers.bad name"
         );
     }

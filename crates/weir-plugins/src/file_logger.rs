@@ -339,24 +339,33 @@ fn write_lines(path: &PathBuf, rx: Receiver<Vec<u8>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
+    use crate::testing::config_error;
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert_eq!(err(serde_json::json!({})).message, "missing field `path`");
-        assert_eq!(err(serde_json::json!({"path": ""})).path, "path");
-        let e = err(serde_json::json!({"path": "/tmp/x", "log_format": {"a": "$nope"}}));
+        assert_eq!(
+            config_error(&SPEC, serde_json::json!({})).message,
+            "missing field `path`"
+        );
+        assert_eq!(
+            config_error(&SPEC, serde_json::json!({"path": ""})).path,
+            "path"
+        );
+        let e = config_error(
+            &SPEC,
+            serde_json::json!({"path": "/tmp/x", "log_format": {"a": "$nope"}}),
+        );
         assert_eq!(e.path, "log_format.a");
         assert!(e.message.contains("unknown variable `$nope`"), "{e}");
-        let e = err(serde_json::json!({"path": "/tmp/x", "include_resp_body": true}));
+        let e = config_error(
+            &SPEC,
+            serde_json::json!({"path": "/tmp/x", "include_resp_body": true}),
+        );
         assert_eq!(e.path, "include_resp_body");
-        let e = err(serde_json::json!({"path": "/tmp/x", "match": [["arg_a", "==", "1"]]}));
+        let e = config_error(
+            &SPEC,
+            serde_json::json!({"path": "/tmp/x", "match": [["arg_a", "==", "1"]]}),
+        );
         assert_eq!(e.path, "match");
     }
 

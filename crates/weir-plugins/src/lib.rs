@@ -74,6 +74,17 @@ pub fn plugin_upstreams(name: &str, conf: &serde_json::Value) -> Vec<weir_plugin
     }
 }
 
+/// A request's variables as APISIX `vars` expressions read them (plugin
+/// edits and the consumer included): for `_meta.filter`, `traffic-split`,
+/// `fault-injection`.
+pub struct CtxVars<'a, 'b>(pub &'a weir_plugin::RequestCtx<'b>);
+
+impl weir_config::vars::VarLookup for CtxVars<'_, '_> {
+    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.var(name)
+    }
+}
+
 /// The names of every plugin, sorted (for error messages).
 pub fn names() -> Vec<&'static str> {
     let mut v: Vec<_> = CATALOGUE.iter().map(|s| s.name).collect();

@@ -30,13 +30,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
 use redis::Script;
 use serde::Deserialize;
 use serde_json::Value;
 use weir_plugin::{
-    parse_config, BuildCtx, ConfigError, Flow, LocalReply, Phase, Phases, Plugin, PluginSpec,
-    RequestCtx, Then,
+    parse_config, BuildCtx, ConfigError, Flow, Phase, Phases, Plugin, PluginSpec, RequestCtx, Then,
 };
 
 use crate::limit::local::{Registry, Table};
@@ -336,8 +334,9 @@ impl Plugin for LimitConn {
                             return Box::new(|_: &mut RequestCtx<'_>| Flow::Continue) as Then
                         }
                         _ => {
-                            return Box::new(|_: &mut RequestCtx<'_>| Flow::Reply(store_failed()))
-                                as Then
+                            return Box::new(|_: &mut RequestCtx<'_>| {
+                                Flow::Reply(crate::limit::store_failed())
+                            }) as Then
                         }
                     };
                     if !admitted {
@@ -362,26 +361,11 @@ impl Plugin for LimitConn {
     }
 }
 
-/// APISIX's answer when the store fails: a bare 500.
-fn store_failed() -> LocalReply {
-    Rejection {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: None,
-    }
-    .reply()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
@@ -398,18 +382,27 @@ mod tests {
             c
         };
         for field in ["conn", "burst", "default_conn_delay", "key"] {
-            assert_eq!(err(without(field)).path, field);
+            assert_eq!(config_error(&SPEC, without(field)).path, field);
         }
-        assert_eq!(err(with("conn", json!(0))).path, "conn");
-        assert_eq!(err(with("burst", json!(-1))).path, "burst");
+        assert_eq!(config_error(&SPEC, with("conn", json!(0))).path, "conn");
+        assert_eq!(config_error(&SPEC, with("burst", json!(-1))).path, "burst");
         assert_eq!(
-            err(with("default_conn_delay", json!(0))).path,
+            config_error(&SPEC, with("default_conn_delay", json!(0))).path,
             "default_conn_delay"
         );
-        assert_eq!(err(with("key_ttl", json!(0))).path, "key_ttl");
-        assert_eq!(err(with("rejected_code", json!(600))).path, "rejected_code");
-        assert_eq!(err(with("policy", json!("redis"))).path, "redis_host");
-        assert_eq!(err(with("cnno", json!(1))).path, "cnno");
+        assert_eq!(
+            config_error(&SPEC, with("key_ttl", json!(0))).path,
+            "key_ttl"
+        );
+        assert_eq!(
+            config_error(&SPEC, with("rejected_code", json!(600))).path,
+            "rejected_code"
+        );
+        assert_eq!(
+            config_error(&SPEC, with("policy", json!("redis"))).path,
+            "redis_host"
+        );
+        assert_eq!(config_error(&SPEC, with("cnno", json!(1))).path, "cnno");
     }
 
     #[test]

@@ -485,25 +485,30 @@ async fn redis_count(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert_eq!(err(json!({"time_window": 60})).path, "count");
-        assert_eq!(err(json!({"count": 0, "time_window": 60})).path, "count");
         assert_eq!(
-            err(json!({"count": 1, "time_window": 60, "policy": "redis"})).path,
+            config_error(&SPEC, json!({"time_window": 60})).path,
+            "count"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"count": 0, "time_window": 60})).path,
+            "count"
+        );
+        assert_eq!(
+            config_error(
+                &SPEC,
+                json!({"count": 1, "time_window": 60, "policy": "redis"})
+            )
+            .path,
             "redis_host"
         );
         assert_eq!(
-            err(
+            config_error(
+                &SPEC,
                 json!({"count": 1, "time_window": 60, "policy": "redis-cluster",
                        "redis_cluster_nodes": ["a:1", "nope"], "redis_cluster_name": "c"})
             )
@@ -511,18 +516,30 @@ mod tests {
             "redis_cluster_nodes[1]"
         );
         assert_eq!(
-            err(json!({"count": 1, "time_window": 60, "rejected_code": 600})).path,
+            config_error(
+                &SPEC,
+                json!({"count": 1, "time_window": 60, "rejected_code": 600})
+            )
+            .path,
             "rejected_code"
         );
-        let e = err(json!({"count": 1, "time_window": 60, "cuont": 2}));
+        let e = config_error(&SPEC, json!({"count": 1, "time_window": 60, "cuont": 2}));
         assert!(e.message.contains("unknown field `cuont`"), "{e}");
         assert_eq!(
-            err(json!({"count": 1, "time_window": 60, "sync_interval": 0.2})).path,
+            config_error(
+                &SPEC,
+                json!({"count": 1, "time_window": 60, "sync_interval": 0.2})
+            )
+            .path,
             "sync_interval"
         );
-        assert_eq!(err(json!({"rules": []})).path, "rules");
+        assert_eq!(config_error(&SPEC, json!({"rules": []})).path, "rules");
         assert_eq!(
-            err(json!({"rules": [{"count": 1, "time_window": 0, "key": "$remote_addr"}]})).path,
+            config_error(
+                &SPEC,
+                json!({"rules": [{"count": 1, "time_window": 0, "key": "$remote_addr"}]})
+            )
+            .path,
             "rules[0].time_window"
         );
     }

@@ -27,7 +27,6 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::StatusCode;
 use redis::Script;
 use serde::Deserialize;
 use serde_json::Value;
@@ -314,9 +313,9 @@ impl Plugin for LimitReq {
                                 as Then
                         }
                         None if degrade => Box::new(flow) as Then,
-                        None => {
-                            Box::new(|_: &mut RequestCtx<'_>| Flow::Reply(store_failed())) as Then
-                        }
+                        None => Box::new(|_: &mut RequestCtx<'_>| {
+                            Flow::Reply(crate::limit::store_failed())
+                        }) as Then,
                     }
                 })
             }
@@ -324,50 +323,56 @@ impl Plugin for LimitReq {
     }
 }
 
-/// APISIX's answer when the store fails: a bare 500.
-fn store_failed() -> weir_plugin::LocalReply {
-    Rejection {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        message: None,
-    }
-    .reply()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert_eq!(err(json!({"burst": 1, "key": "remote_addr"})).path, "rate");
         assert_eq!(
-            err(json!({"rate": 0, "burst": 1, "key": "remote_addr"})).path,
+            config_error(&SPEC, json!({"burst": 1, "key": "remote_addr"})).path,
             "rate"
         );
-        assert_eq!(err(json!({"rate": 1, "key": "remote_addr"})).path, "burst");
         assert_eq!(
-            err(json!({"rate": 1, "burst": -1, "key": "remote_addr"})).path,
+            config_error(&SPEC, json!({"rate": 0, "burst": 1, "key": "remote_addr"})).path,
+            "rate"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"rate": 1, "key": "remote_addr"})).path,
             "burst"
         );
-        assert_eq!(err(json!({"rate": 1, "burst": 1})).path, "key");
         assert_eq!(
-            err(json!({"rate": 1, "burst": 1, "key": "k", "rejected_code": 100})).path,
+            config_error(&SPEC, json!({"rate": 1, "burst": -1, "key": "remote_addr"})).path,
+            "burst"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"rate": 1, "burst": 1})).path,
+            "key"
+        );
+        assert_eq!(
+            config_error(
+                &SPEC,
+                json!({"rate": 1, "burst": 1, "key": "k", "rejected_code": 100})
+            )
+            .path,
             "rejected_code"
         );
         assert_eq!(
-            err(json!({"rate": 1, "burst": 1, "key": "k", "policy": "redis"})).path,
+            config_error(
+                &SPEC,
+                json!({"rate": 1, "burst": 1, "key": "k", "policy": "redis"})
+            )
+            .path,
             "redis_host"
         );
         assert_eq!(
-            err(json!({"rate": 1, "burst": 1, "key": "k", "nodleay": true})).path,
+            config_error(
+                &SPEC,
+                json!({"rate": 1, "burst": 1, "key": "k", "nodleay": true})
+            )
+            .path,
             "nodleay"
         );
         assert!(build(

@@ -248,31 +248,34 @@ impl Plugin for ProxyRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert_eq!(err(json!({"uri": "x"})).path, "uri");
-        assert_eq!(err(json!({"regex_uri": ["^/a"]})).path, "regex_uri");
+        assert_eq!(config_error(&SPEC, json!({"uri": "x"})).path, "uri");
         assert_eq!(
-            err(json!({"regex_uri": ["^/a", "/b", "(", "/c"]})).path,
+            config_error(&SPEC, json!({"regex_uri": ["^/a"]})).path,
+            "regex_uri"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"regex_uri": ["^/a", "/b", "(", "/c"]})).path,
             "regex_uri[2]"
         );
-        assert_eq!(err(json!({"method": "FETCH"})).path, "method");
-        assert_eq!(err(json!({"headers": {"add": []}})).path, "headers.add");
         assert_eq!(
-            err(json!({"headers": {"set": {"bad name": "1"}}})).path,
+            config_error(&SPEC, json!({"method": "FETCH"})).path,
+            "method"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"headers": {"add": []}})).path,
+            "headers.add"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"headers": {"set": {"bad name": "1"}}})).path,
             "headers.set.bad name"
         );
         assert_eq!(
-            err(json!({"headers": {"add": {}, "other": 1}})).path,
+            config_error(&SPEC, json!({"headers": {"add": {}, "other": 1}})).path,
             "headers.other"
         );
     }

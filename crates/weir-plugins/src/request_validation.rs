@@ -170,22 +170,28 @@ impl Plugin for RequestValidation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
-        assert!(err(json!({})).message.contains("header_schema"));
-        assert_eq!(err(json!({"body_schema": {"type": 5}})).path, "body_schema");
-        assert_eq!(err(json!({"body_schema": []})).path, "body_schema");
+        assert!(config_error(&SPEC, json!({}))
+            .message
+            .contains("header_schema"));
         assert_eq!(
-            err(json!({"body_schema": {"type": "object"}, "rejected_code": 600})).path,
+            config_error(&SPEC, json!({"body_schema": {"type": 5}})).path,
+            "body_schema"
+        );
+        assert_eq!(
+            config_error(&SPEC, json!({"body_schema": []})).path,
+            "body_schema"
+        );
+        assert_eq!(
+            config_error(
+                &SPEC,
+                json!({"body_schema": {"type": "object"}, "rejected_code": 600})
+            )
+            .path,
             "rejected_code"
         );
     }

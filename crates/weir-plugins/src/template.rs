@@ -94,6 +94,33 @@ impl Template {
     }
 }
 
+/// A plugin's plain answer (`fault-injection`'s abort, `api-breaker`'s
+/// break): `status`, `body` as `text/plain`, and header fields whose values
+/// are rendered for the request (a `Content-Type` among them replaces the
+/// body's; a value that is not a valid field value is left out).
+pub fn plain_reply(
+    status: http::StatusCode,
+    body: Option<bytes::Bytes>,
+    headers: &[(http::HeaderName, Template)],
+    ctx: &RequestCtx<'_>,
+) -> weir_plugin::LocalReply {
+    let mut reply = weir_plugin::LocalReply::empty(status);
+    if let Some(b) = body {
+        reply.replace_body(http::HeaderValue::from_static("text/plain"), b);
+    }
+    for (name, value) in headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value.render(ctx, None)) {
+            if name == http::header::CONTENT_TYPE {
+                reply
+                    .headers
+                    .retain(|(n, _)| n != http::header::CONTENT_TYPE);
+            }
+            reply.headers.push((name.clone(), v));
+        }
+    }
+    reply
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,15 @@ pub fn build(spec: &PluginSpec, conf: Value) -> Result<Arc<dyn Plugin>, ConfigEr
     (spec.build)(&conf, &BuildCtx::empty())
 }
 
+/// The error building `spec`'s plugin from `conf` gives (panics when the
+/// configuration is accepted).
+pub fn config_error(spec: &PluginSpec, conf: Value) -> ConfigError {
+    match build(spec, conf.clone()) {
+        Err(e) => e,
+        Ok(_) => panic!("accepted {conf}"),
+    }
+}
+
 /// Builds `spec`'s plugin from `conf`, with consumers configuring `spec`'s
 /// plugin: `(username, conf)`; `extra` consumers have no configuration of
 /// it (anonymous consumers).

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::Value;
-use weir_config::vars::{VarLookup, Vars};
+use weir_config::vars::Vars;
 use weir_plugin::{
     parse_config, BuildCtx, ConfigError, Flow, Phase, Phases, Plugin, PluginSpec, PluginUpstream,
     PluginUpstreamSource, RequestCtx, UpstreamChoice,
@@ -218,21 +218,11 @@ fn build(conf: &Value, _: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigError>
     Ok(Arc::new(TrafficSplit { rules }))
 }
 
-/// The request's variables as `vars` conditions read them.
-struct CtxVars<'a, 'b>(&'a RequestCtx<'b>);
-
-impl VarLookup for CtxVars<'_, '_> {
-    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        self.0.var(name)
-    }
-}
-
 impl Plugin for TrafficSplit {
     fn access(&self, ctx: &mut RequestCtx<'_>) -> Flow {
-        let rule = self
-            .rules
-            .iter()
-            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.eval(&CtxVars(ctx))));
+        let rule = self.rules.iter().find(|r| {
+            r.matches.is_empty() || r.matches.iter().any(|m| m.eval(&crate::CtxVars(ctx)))
+        });
         if let Some(choice) = rule.and_then(|r| r.picker.next()) {
             ctx.choose_upstream(choice);
         }
@@ -243,14 +233,8 @@ impl Plugin for TrafficSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::config_error;
     use serde_json::json;
-
-    fn err(conf: Value) -> ConfigError {
-        match build(&conf, &BuildCtx::empty()) {
-            Err(e) => e,
-            Ok(_) => panic!("accepted {conf}"),
-        }
-    }
 
     #[test]
     fn smooth_weights_interleave() {
@@ -268,19 +252,29 @@ mod tests {
 
     #[test]
     fn configuration_errors_name_the_field() {
-        let e = err(json!({"rules": [{"weighted_upstreams": []}]}));
+        let e = config_error(&SPEC, json!({"rules": [{"weighted_upstreams": []}]}));
         assert_eq!(e.path, "rules[0].weighted_upstreams");
-        let e = err(json!({"rules": [{"weighted_upstreams": [{"weight": 0}]}]}));
+        let e = config_error(
+            &SPEC,
+            json!({"rules": [{"weighted_upstreams": [{"weight": 0}]}]}),
+        );
         assert_eq!(e.path, "rules[0].weighted_upstreams");
-        let e = err(json!({"rules": [{"weighted_upstreams": [
-            {"upstream_id": "a", "upstream": {"nodes": {"127.0.0.1:1": 1}}}]}]}));
+        let e = config_error(
+            &SPEC,
+            json!({"rules": [{"weighted_upstreams": [
+            {"upstream_id": "a", "upstream": {"nodes": {"127.0.0.1:1": 1}}}]}]}),
+        );
         assert_eq!(e.path, "rules[0].weighted_upstreams[0]");
-        let e = err(
+        let e = config_error(
+            &SPEC,
             json!({"rules": [{"match": [{"vars": [["http_x", "=~", "1"]]}],
                                       "weighted_upstreams": [{"weight": 1}]}]}),
         );
         assert!(e.path.starts_with("rules[0].match[0].vars"), "{e}");
-        let e = err(json!({"rules": [{"weighted_upstreams": [{"upstream_id": ""}]}]}));
+        let e = config_error(
+            &SPEC,
+            json!({"rules": [{"weighted_upstreams": [{"upstream_id": ""}]}]}),
+        );
         assert_eq!(e.path, "rules[0].weighted_upstreams[0].upstream_id");
     }
 

@@ -65,7 +65,7 @@ pub fn compile_entries(
                 plugin,
                 priority: meta.priority.unwrap_or(spec.priority),
                 filter: meta.filter.map(|vars| -> weir_plugin::pipeline::Filter {
-                    Box::new(move |ctx: &RequestCtx<'_>| vars.eval(&CtxVars(ctx)))
+                    Box::new(move |ctx: &RequestCtx<'_>| vars.eval(&weir_plugins::CtxVars(ctx)))
                 }),
                 error_response: meta.error_response,
             }),
@@ -88,16 +88,6 @@ struct Meta {
     priority: Option<i32>,
     error_response: Option<Bytes>,
     filter: Option<weir_config::vars::Vars>,
-}
-
-/// A request's variables as `_meta.filter` reads them (plugin edits and the
-/// consumer included).
-struct CtxVars<'a, 'b>(&'a RequestCtx<'b>);
-
-impl weir_config::vars::VarLookup for CtxVars<'_, '_> {
-    fn var(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        self.0.var(name)
-    }
 }
 
 impl Meta {

@@ -220,48 +220,61 @@ async fn a_consumers_own_plugins_run_in_the_response_and_log_phases(t: T) {
     assert_eq!(l[0]["consumer"]["username"], "jack", "{}", l[0]);
 }
 
+/// Sends `first` then `second` on one connection to a gateway on `config`
+/// whose access log goes to a file in `format`; returns the two lines and
+/// the two responses.
+async fn access_log_of(
+    t: T,
+    format: &str,
+    mut config: Value,
+    first: Req,
+    second: Req,
+) -> (Vec<String>, Resp, Resp) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("access.log");
+    merge(
+        &mut config,
+        json!({"gateway": {"access_log": {"path": path_str(&path), "format": format}}}),
+    );
+    let gw = start(t, config).await;
+    let mut c = gw.client();
+    let (r1, r2) = (c.send(&first).await, c.send(&second).await);
+    wait_until_for(10, "two access log lines", || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
+    })
+    .await;
+    let lines = std::fs::read_to_string(&path)
+        .expect("read the access log")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (lines, r1, r2)
+}
+
+fn json_lines(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 /// The access log names the consumer an authentication plugin recognised
 /// (text: ` consumer=<name>` at the end; JSON: `"consumer"`), and only then.
 async fn the_access_log_names_the_consumer(t: T) {
     let b = echo_target().await;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (text, json_log) = (
-        dir.path().join("access.log"),
-        dir.path().join("access.json"),
-    );
-    for (path, format) in [(&text, "text"), (&json_log, "json")] {
-        let gw = start(
-            t,
-            json!({
-                "gateway": {"access_log": {"path": path_str(path), "format": format}},
-                "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
-                            "plugins": {"key-auth": {}}}],
-                "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}}],
-            }),
-        )
-        .await;
-        let mut c = gw.client();
-        assert_eq!(
-            c.send(&Req::get("/a").header("apikey", "jack-key"))
-                .await
-                .status,
-            200
-        );
-        assert_eq!(c.send(&Req::get("/b")).await.status, 401);
-        wait_until_for(10, "two access log lines", || {
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                >= 2
-        })
-        .await;
-    }
-    let text_lines: Vec<String> = std::fs::read_to_string(&text)
-        .expect("read the text log")
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let config = json!({
+        "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
+                    "plugins": {"key-auth": {}}}],
+        "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}}],
+    });
+    let requests = || (Req::get("/a").header("apikey", "jack-key"), Req::get("/b"));
+    let (first, second) = requests();
+    let (text_lines, r1, r2) = access_log_of(t, "text", config.clone(), first, second).await;
+    assert_eq!((r1.status, r2.status), (200, 401), "{t:?}");
     assert!(
         text_lines[0].ends_with(" route=r consumer=jack"),
         "{t:?}: {}",
@@ -272,7 +285,10 @@ async fn the_access_log_names_the_consumer(t: T) {
         "{t:?}: {}",
         text_lines[1]
     );
-    let json_lines = lines(&json_log);
+    let (first, second) = requests();
+    let (lines, r1, r2) = access_log_of(t, "json", config, first, second).await;
+    assert_eq!((r1.status, r2.status), (200, 401), "{t:?}");
+    let json_lines = json_lines(&lines);
     assert_eq!(
         json_lines[0]["consumer"], "jack",
         "{t:?}: {}",
@@ -289,39 +305,17 @@ async fn the_access_log_names_the_consumer(t: T) {
 /// or kept one: the client's, else the one it made (the response shows it).
 async fn the_access_log_carries_the_request_id(t: T) {
     let b = echo_target().await;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (text, json_log) = (
-        dir.path().join("access.log"),
-        dir.path().join("access.json"),
-    );
-    for (path, format) in [(&text, "text"), (&json_log, "json")] {
-        let gw = start(
-            t,
-            json!({
-                "gateway": {"access_log": {"path": path_str(path), "format": format}},
-                "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
-                            "plugins": {"request-id": {}}}],
-            }),
-        )
-        .await;
-        let mut c = gw.client();
-        c.send(&Req::get("/a").header("x-request-id", "client-id-1"))
-            .await;
-        let made = c.send(&Req::get("/b")).await;
+    let config = json!({
+        "routes": [{"id": "r", "uri": "/*", "upstream": upstream(&b.node()),
+                    "plugins": {"request-id": {}}}],
+    });
+    for format in ["text", "json"] {
+        let first = Req::get("/a").header("x-request-id", "client-id-1");
+        let (l, _, made) = access_log_of(t, format, config.clone(), first, Req::get("/b")).await;
         let made = made
             .header("x-request-id")
             .expect("an id in the response")
             .to_owned();
-        wait_until_for(10, "two access log lines", || {
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                >= 2
-        })
-        .await;
-        let content = std::fs::read_to_string(path).expect("read the log");
-        let l: Vec<&str> = content.lines().collect();
         if format == "text" {
             assert!(l[0].ends_with(" request_id=client-id-1"), "{t:?}: {}", l[0]);
             assert!(
@@ -330,10 +324,7 @@ async fn the_access_log_carries_the_request_id(t: T) {
                 l[1]
             );
         } else {
-            let v: Vec<Value> = l
-                .iter()
-                .map(|x| serde_json::from_str(x).expect("JSON"))
-                .collect();
+            let v = json_lines(&l);
             assert_eq!(v[0]["request_id"], "client-id-1", "{t:?}");
             assert_eq!(v[1]["request_id"], made.as_str(), "{t:?}");
         }

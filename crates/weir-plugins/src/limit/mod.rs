@@ -201,6 +201,16 @@ pub fn check_fields(conf: &Value, own: &[&str]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// APISIX's answer when a limit's store fails (limit-req, limit-conn): a
+/// bare 500.
+pub fn store_failed() -> LocalReply {
+    Rejection {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        message: None,
+    }
+    .reply()
+}
+
 /// Where counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
