@@ -51,6 +51,12 @@ pub struct PluginState {
     pub upstream_host: Option<HeaderValue>,
     /// The request's identifier (`request-id`), for the access log.
     pub request_id: Option<HeaderValue>,
+    /// The status the client gets instead of the response's own
+    /// (`response-rewrite`), set by the response-headers phase.
+    pub response_status: Option<u16>,
+    /// Filters over the response body, installed by the response-headers
+    /// phase (see [`crate::BodyFilter`]).
+    pub body_filters: crate::BodyFilters,
 }
 
 /// A request as the request phases see it: read-only head, mutable plugin
@@ -254,9 +260,34 @@ impl<'a> ResponseCtx<'a> {
         }
     }
 
-    /// The status code.
+    /// The status code as the client will get it: the response's own, or
+    /// what an earlier plugin set.
     pub fn status(&self) -> u16 {
+        self.state.response_status.unwrap_or(self.view.status())
+    }
+
+    /// The status code of the response as it came (a node's, or weir's
+    /// own answer's).
+    pub fn original_status(&self) -> u16 {
         self.view.status()
+    }
+
+    /// Sends the response with status `status` instead (`response-rewrite`).
+    pub fn set_status(&mut self, status: u16) {
+        self.state.response_status = Some(status);
+    }
+
+    /// Filters this response's body through `filter` (after the filters
+    /// earlier plugins installed). For plugins with the response-body
+    /// phase. The body's length changes: the transports drop the
+    /// response's `Content-Length` and re-frame it.
+    pub fn filter_body(&mut self, filter: Box<dyn crate::BodyFilter>) {
+        self.state.body_filters.push(filter);
+    }
+
+    /// A response variable (see [`crate::vars::response_lookup`]).
+    pub fn var(&self, name: &str) -> Option<Cow<'_, str>> {
+        crate::vars::response_lookup(name, self)
     }
 
     /// The first value of header field `name` as received.

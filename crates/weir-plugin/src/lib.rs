@@ -14,6 +14,7 @@
 //! writer. Plugins cannot reach the engine: this crate is all they know.
 #![forbid(unsafe_code)]
 
+mod body;
 mod build;
 mod consumer;
 mod ctx;
@@ -23,6 +24,7 @@ pub mod vars;
 
 use std::sync::Arc;
 
+pub use body::{BodyFilter, BodyFilters};
 pub use build::{parse_config, BuildCtx, ConfigError, ConsumerConf};
 pub use consumer::Consumer;
 pub use ctx::{Conn, LogCtx, PluginState, RequestCtx, ResponseCtx};
@@ -46,6 +48,10 @@ pub enum Phase {
     BeforeProxy,
     /// The response head, from a node or from weir itself.
     ResponseHeaders,
+    /// The response body: a plugin with this phase installs a
+    /// [`BodyFilter`] from its response-headers phase over the responses
+    /// whose body it changes ([`ResponseCtx::filter_body`]).
+    ResponseBody,
     /// After the response is complete.
     Log,
 }

@@ -83,3 +83,49 @@ fn hostname() -> Option<&'static str> {
     })
     .as_deref()
 }
+
+/// The variables a response-side condition may use (`response-rewrite`'s
+/// `vars`): what [`response_lookup`] knows.
+pub fn is_response_var(name: &str) -> bool {
+    name.strip_prefix("upstream_http_")
+        .or_else(|| name.strip_prefix("sent_http_"))
+        .is_some_and(|field| !field.is_empty())
+        || matches!(
+            name,
+            "status" | "upstream_status" | "consumer_name" | "consumer_group_id" | "hostname"
+        )
+}
+
+/// The value of response variable `name`: `status` (as the client will get
+/// it), `upstream_status` (the node's; absent for weir's own answers),
+/// `upstream_http_<name>` (a node's response field), `sent_http_<name>` (a
+/// field of the response, a node's or weir's), `consumer_name`,
+/// `consumer_group_id`, `hostname`.
+pub fn response_lookup<'a>(name: &str, resp: &'a crate::ResponseCtx<'_>) -> Option<Cow<'a, str>> {
+    if let Some(field) = name.strip_prefix("sent_http_") {
+        return resp
+            .header(&field.replace('_', "-"))
+            .map(String::from_utf8_lossy);
+    }
+    if let Some(field) = name.strip_prefix("upstream_http_") {
+        if !resp.from_node() {
+            return None;
+        }
+        return resp
+            .header(&field.replace('_', "-"))
+            .map(String::from_utf8_lossy);
+    }
+    match name {
+        "status" => Some(Cow::Owned(resp.status().to_string())),
+        "upstream_status" => resp
+            .from_node()
+            .then(|| Cow::Owned(resp.original_status().to_string())),
+        "consumer_name" => resp.consumer().map(|c| Cow::Owned(c.username.to_string())),
+        "consumer_group_id" => resp
+            .consumer()
+            .and_then(|c| c.group_id.as_ref())
+            .map(|g| Cow::Owned(g.to_string())),
+        "hostname" => hostname().map(Cow::Borrowed),
+        _ => None,
+    }
+}

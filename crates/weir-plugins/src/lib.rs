@@ -25,6 +25,7 @@ mod redirect;
 mod referer_restriction;
 mod request_id;
 mod request_validation;
+mod response_rewrite;
 mod secret;
 mod template;
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &traffic_split::SPEC,
     &fault_injection::SPEC,
     &proxy_rewrite::SPEC,
+    &response_rewrite::SPEC,
     &api_breaker::SPEC,
     &request_validation::SPEC,
     &limit_req::SPEC,
@@ -117,6 +119,7 @@ mod tests {
             ("traffic-split", 966),
             ("fault-injection", 11000),
             ("proxy-rewrite", 1008),
+            ("response-rewrite", 899),
             ("api-breaker", 1005),
             ("request-validation", 2800),
             ("limit-req", 1001),

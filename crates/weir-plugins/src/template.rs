@@ -74,12 +74,24 @@ impl Template {
     /// The text for this request; `captures` fills `$1`.. (`$0` is the whole
     /// match).
     pub fn render(&self, ctx: &RequestCtx<'_>, captures: Option<&regex::Captures<'_>>) -> String {
+        self.render_vars(
+            |name| ctx.var(name).map(std::borrow::Cow::into_owned),
+            captures,
+        )
+    }
+
+    /// The text with variables from `var` (a response's, say).
+    pub fn render_vars(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+        captures: Option<&regex::Captures<'_>>,
+    ) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Var(name) => {
-                    if let Some(v) = ctx.var(name) {
+                    if let Some(v) = var(name) {
                         out.push_str(&v);
                     }
                 }
@@ -91,6 +103,16 @@ impl Template {
             }
         }
         out
+    }
+}
+
+impl Template {
+    /// The variables the text names.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            _ => None,
+        })
     }
 }
 

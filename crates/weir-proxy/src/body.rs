@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use weir_plugin::BodyFilters;
 
 /// Errors a body can yield.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -23,12 +24,60 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// Anything else (plugin transformations).
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
+    /// A body passed through the plugins' body filters.
+    Filtered(Box<Filtered>),
+}
+
+/// A body through the response-body phase's filters: each data frame goes
+/// through them as it arrives; what they give is sent, what they hold is
+/// not (yet). Trailers pass after the filters' last output.
+pub struct Filtered {
+    inner: ProxyBody,
+    filters: BodyFilters,
+    /// The inner body has ended and the filters have given their last.
+    done: bool,
+    trailers: Option<http::HeaderMap>,
+    /// Input was taken that gave no output since the last
+    /// [`ProxyBody::take_hidden_progress`].
+    hidden_progress: bool,
 }
 
 impl ProxyBody {
     /// An empty body.
     pub fn empty() -> ProxyBody {
         ProxyBody::Full(None)
+    }
+
+    /// `inner` through the body filters.
+    pub fn filtered(inner: ProxyBody, filters: BodyFilters) -> ProxyBody {
+        ProxyBody::Filtered(Box::new(Filtered {
+            inner,
+            filters,
+            done: false,
+            trailers: None,
+            hidden_progress: false,
+        }))
+    }
+
+    /// `inner` read to its end, none of it given (a status without a body).
+    pub fn discarded(inner: ProxyBody) -> ProxyBody {
+        struct Discard;
+        impl weir_plugin::BodyFilter for Discard {
+            fn filter(&mut self, _: &[u8], _: bool, _: &mut Vec<u8>) {}
+        }
+        let mut filters = BodyFilters::default();
+        filters.push(Box::new(Discard));
+        ProxyBody::filtered(inner, filters)
+    }
+
+    /// True when the body took input from its source that the filters held
+    /// (no frame came out of it) since the last call: the source is alive
+    /// even though nothing is sent.
+    pub fn take_hidden_progress(&mut self) -> bool {
+        match self {
+            ProxyBody::Filtered(f) => std::mem::take(&mut f.hidden_progress),
+            _ => false,
+        }
     }
 
     /// A complete body.
@@ -60,6 +109,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Boxed(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Filtered(f) => f.poll_filtered(cx),
         }
     }
 
@@ -68,6 +118,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(b) => b.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Boxed(b) => b.is_end_stream(),
+            ProxyBody::Filtered(f) => f.done && f.trailers.is_none(),
         }
     }
 
@@ -76,6 +127,40 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(b) => b.size_hint(),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Boxed(b) => b.size_hint(),
+            ProxyBody::Filtered(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Filtered {
+    fn poll_filtered(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let mut out = Vec::new();
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.filters.run(&data, false, &mut out),
+                    Err(frame) => {
+                        self.trailers = frame.into_trailers().ok();
+                        continue;
+                    }
+                },
+                Poll::Ready(None) => {
+                    self.filters.run(&[], true, &mut out);
+                    self.done = true;
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.into()))));
+            }
+            self.hidden_progress = true;
         }
     }
 }

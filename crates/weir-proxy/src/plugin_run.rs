@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use weir_http::{HeaderEdits, LocalReply, RequestView};
 use weir_plugin::pipeline::Pipeline;
-use weir_plugin::{Consumer, ConsumerPlugins, Flow, LogCtx, PluginState, RequestCtx};
+use weir_plugin::{BodyFilters, Consumer, ConsumerPlugins, Flow, LogCtx, PluginState, RequestCtx};
 
 use crate::snapshot::{CompiledRoute, ConsumerTable, Snapshot};
 
@@ -65,13 +65,14 @@ pub struct ResponsePlugins<'a> {
 }
 
 impl ResponsePlugins<'_> {
-    /// The response edits: the request phases' ones, plus what the
-    /// response-headers phase decides over `view`.
-    pub fn edits(
+    /// What the client's response becomes: the request phases' response
+    /// edits, plus what the response-headers phase decides over `view` (a
+    /// new status, more edits, filters over the body).
+    pub fn decide(
         &self,
         view: &dyn weir_http::ResponseView,
         from_node: bool,
-    ) -> Cow<'_, HeaderEdits> {
+    ) -> ResponseDecision<'_> {
         let consumer = self
             .state
             .consumer
@@ -81,16 +82,51 @@ impl ResponsePlugins<'_> {
             || self.global.is_some_and(Pipeline::has_response_phase)
             || consumer.is_some_and(Pipeline::has_response_phase);
         if !has_phase {
-            return Cow::Borrowed(&self.state.response_headers);
+            return ResponseDecision {
+                edits: Cow::Borrowed(&self.state.response_headers),
+                status: None,
+                body: None,
+            };
         }
         let mut state = PluginState {
             response_headers: self.state.response_headers.clone(),
             consumer: self.state.consumer.clone(),
+            request_id: self.state.request_id.clone(),
             ..PluginState::default()
         };
         let mut ctx = weir_plugin::ResponseCtx::new(view, &mut state, from_node);
         weir_plugin::run_response(self.route, self.global, consumer, &mut ctx);
-        Cow::Owned(state.response_headers)
+        ResponseDecision {
+            edits: Cow::Owned(state.response_headers),
+            status: state
+                .response_status
+                .filter(|s| (100..1000).contains(s) && *s != view.status()),
+            body: (!state.body_filters.is_empty()).then_some(state.body_filters),
+        }
+    }
+}
+
+/// What the response-headers phase decided for one response.
+pub struct ResponseDecision<'a> {
+    /// Header edits for the client's response.
+    pub edits: Cow<'a, HeaderEdits>,
+    /// The status the client gets instead of the response's own.
+    pub status: Option<u16>,
+    /// Filters over the body; the response is re-framed.
+    pub body: Option<BodyFilters>,
+}
+
+impl ResponseDecision<'_> {
+    /// Applies the new status and the body filters to a reply weir made
+    /// (its body is whole: filtered at once); the edits are left to the
+    /// writer.
+    pub fn apply_to_reply(&mut self, reply: &mut LocalReply) {
+        if let Some(status) = self.status.and_then(|s| http::StatusCode::from_u16(s).ok()) {
+            reply.status = status;
+        }
+        if let Some(filters) = &mut self.body {
+            reply.body = filters.run_whole(&reply.body).into();
+        }
     }
 }
 

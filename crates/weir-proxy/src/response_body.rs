@@ -217,6 +217,12 @@ impl Body for ResponseBody {
             }
             Poll::Ready(Some(Err(_))) => this.finish(),
             Poll::Pending => {
+                if this.inner.take_hidden_progress() {
+                    // The node sent what a body filter holds.
+                    if let Some(stall) = &mut this.stall {
+                        stall.progressed = true;
+                    }
+                }
                 let stalled = this
                     .stall
                     .as_mut()

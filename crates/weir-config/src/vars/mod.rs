@@ -185,6 +185,13 @@ impl Vars {
         })
     }
 
+    /// [`Vars::from_value`] for variables other than a request's (a
+    /// response's): names are not checked against the request variables;
+    /// the caller checks [`Vars::var_names`] against its own list.
+    pub fn from_value_any_names(value: &serde_json::Value) -> Result<Vars, FieldError> {
+        parse::without_name_check(|| Vars::from_value(value))
+    }
+
     /// The expression tree; `None` for the empty list.
     pub fn root(&self) -> Option<&Expr> {
         self.root.as_ref()

@@ -27,6 +27,26 @@ const MAX_DEPTH: usize = 16;
 /// Largest compiled regex accepted (bytes).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+thread_local! {
+    /// False while [`Vars::from_value_any_names`] parses: the caller checks
+    /// the names against its own list.
+    static CHECK_NAMES: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `parse` with the check of variable names against the request
+/// variables off.
+pub(super) fn without_name_check<T>(parse: impl FnOnce() -> T) -> T {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CHECK_NAMES.set(true);
+        }
+    }
+    CHECK_NAMES.set(false);
+    let _restore = Restore;
+    parse()
+}
+
 const OPERATORS: &str = "==, ~=, >, >=, <, <=, ~~, ~*, in, has, ipmatch";
 
 impl<'de> Deserialize<'de> for Vars {
@@ -122,7 +142,9 @@ impl<'de> Visitor<'de> for HeadSeed {
         };
         match logic {
             Some(l) => Ok(Head::Logic(l)),
-            None if self.var && !is_known_var(v) => Err(E::custom(unknown_var(v))),
+            None if self.var && CHECK_NAMES.get() && !is_known_var(v) => {
+                Err(E::custom(unknown_var(v)))
+            }
             None => Ok(Head::Var(v.to_owned())),
         }
     }

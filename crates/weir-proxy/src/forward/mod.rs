@@ -177,8 +177,7 @@ pub async fn handle(
             consumers: &snapshot.consumers,
             state: &plugin_state,
         };
-        let edits = responses.edits(&reply, false);
-        let resp = local(reply, head_request, Some(&edits));
+        let resp = local(reply, head_request, Some(&responses));
         return Ok(finish(&state, resp, pending.take(), None));
     };
     if log_enabled {
@@ -241,8 +240,7 @@ pub async fn handle(
             state: &plugin_state,
         };
         if let Some(reply) = answer {
-            let edits = responses.edits(&reply, false);
-            let resp = local(reply, head_request, Some(&edits));
+            let resp = local(reply, head_request, Some(&responses));
             return Ok(finish(&state, resp, pending.take(), None));
         }
         if let Some(b) = buffered {
@@ -263,10 +261,9 @@ pub async fn handle(
     let chosen = plugin_state.as_ref().map(|s| (&*snapshot, s));
     let Some(upstream) = route.upstream_for(chosen).cloned() else {
         let reply = LocalReply::error_msg(StatusCode::SERVICE_UNAVAILABLE, "route has no upstream");
-        let edits = responses.as_ref().map(|r| r.edits(&reply, false));
         return Ok(finish(
             &state,
-            local(reply, head_request, edits.as_deref()),
+            local(reply, head_request, responses.as_ref()),
             pending.take(),
             None,
         ));
@@ -308,8 +305,7 @@ pub async fn handle(
                 }
             }
             let reply = LocalReply::error_msg(e.status, e.public);
-            let edits = responses.as_ref().map(|r| r.edits(&reply, false));
-            (local(reply, head_request, edits.as_deref()), None)
+            (local(reply, head_request, responses.as_ref()), None)
         }
     };
     Ok(finish(&state, resp, pending.take(), lease))
@@ -436,6 +432,7 @@ async fn forward(
     plugins: Option<&ResponsePlugins<'_>>,
 ) -> Result<Forwarded, Failure> {
     let set = upstream.node_set();
+    let head_request = parts.method == Method::HEAD;
     let hash = if upstream.lb == LbType::Chash {
         let consumer = plugins
             .and_then(|p| p.state.consumer.as_ref())
@@ -563,15 +560,36 @@ async fn forward(
                         .headers
                         .append(header::VIA, headers::VIA_VALUE.clone());
                 }
+                let mut body = ProxyBody::Incoming(rbody);
                 if let Some(p) = plugins {
-                    p.edits(&rparts, true).apply(&mut rparts.headers);
+                    let decision = p.decide(&rparts, true);
+                    decision.edits.apply(&mut rparts.headers);
+                    if let Some(s) = decision.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                        rparts.status = s;
+                    }
+                    if head_request && decision.body.is_some() {
+                        // No body follows; the length would be the
+                        // unfiltered one.
+                        rparts.headers.remove(header::CONTENT_LENGTH);
+                    } else if matches!(rparts.status.as_u16(), 204 | 304) {
+                        // A status without a body (RFC 9110 §15.3.5): the
+                        // node's is read to its end (the connection stays
+                        // usable) and dropped.
+                        rparts.headers.remove(header::CONTENT_LENGTH);
+                        rparts.headers.remove(header::TRANSFER_ENCODING);
+                        body = ProxyBody::discarded(body);
+                    } else if let Some(filters) = decision.body {
+                        // The filtered body's length is known once it has
+                        // passed: hyper frames it (chunked, or DATA frames).
+                        rparts.headers.remove(header::CONTENT_LENGTH);
+                        body = ProxyBody::filtered(body, filters);
+                    }
                 }
                 let lease = Lease {
                     in_flight: attempt.in_flight,
                     conn: pooled,
                     read_timeout: upstream.timeouts.read,
                 };
-                let body = ProxyBody::Incoming(rbody);
                 return Ok((Response::from_parts(rparts, body), Some(lease)));
             }
             Err(AttemptFailure { failure, unsent }) => {
@@ -587,14 +605,19 @@ async fn forward(
     Err(last)
 }
 
-/// A reply weir made, as a hyper response: the plugins' response edits
-/// applied, and no body for `HEAD` (over HTTP/2 too).
+/// A reply weir made, as a hyper response: what the plugins' response
+/// phases decide applied, and no body for `HEAD` (over HTTP/2 too).
 fn local(
-    reply: LocalReply,
+    mut reply: LocalReply,
     head_request: bool,
-    edits: Option<&weir_http::HeaderEdits>,
+    plugins: Option<&ResponsePlugins<'_>>,
 ) -> Response<ProxyBody> {
-    let (parts, body) = reply.into_http(head_request, edits);
+    let decision = plugins.map(|p| {
+        let mut d = p.decide(&reply, false);
+        d.apply_to_reply(&mut reply);
+        d
+    });
+    let (parts, body) = reply.into_http(head_request, decision.as_ref().map(|d| &*d.edits));
     Response::from_parts(parts, ProxyBody::full(body))
 }
 

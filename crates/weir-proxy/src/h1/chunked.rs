@@ -70,6 +70,16 @@ impl ChunkedScanner {
     /// it: all of `data` unless the body ends inside it (the rest is the next
     /// message).
     pub fn scan(&mut self, data: &[u8]) -> Result<usize, ChunkError> {
+        self.scan_with(data, |_| {})
+    }
+
+    /// [`ChunkedScanner::scan`], handing each piece of chunk data to
+    /// `on_data` as it goes by (the body decoded, for body filters).
+    pub fn scan_with(
+        &mut self,
+        data: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkError> {
         if self.is_done() {
             return Ok(0);
         }
@@ -77,6 +87,7 @@ impl ChunkedScanner {
         while i < data.len() {
             if self.state == State::Data {
                 let take = (data.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                on_data(&data[i..i + take]);
                 i += take;
                 self.size -= take as u64;
                 if self.size == 0 {

@@ -17,7 +17,7 @@ use super::buf::{self, Buf, ClientStream, OutBuf};
 use super::chunked::ChunkedScanner;
 use super::deadline::Deadline;
 use super::request::Request;
-use super::response::{self, ResponseHead};
+use super::response::{self, BodySink, ResponseHead};
 use super::BodyFraming;
 use weir_http::LocalReply;
 
@@ -86,8 +86,12 @@ struct Answer {
     ubuf: Buf,
     /// The client's response head.
     out: OutBuf,
+    /// The node's status.
     status: u16,
+    /// The status the client gets.
+    client_status: u16,
     framing: BodyFraming,
+    sink: BodySink,
     node_keeps_alive: bool,
     close_client: bool,
     uses: u32,
@@ -408,7 +412,9 @@ impl<S: ClientStream> Exchange<'_, S> {
                             ubuf,
                             out,
                             status: resp.status,
+                            client_status: resp.client_status,
                             framing: resp.body,
+                            sink: resp.sink,
                             node_keeps_alive: resp.node_keeps_alive && whole_request_sent,
                             close_client: resp.close_client,
                             uses,
@@ -583,28 +589,30 @@ impl<S: ClientStream> Exchange<'_, S> {
             RequestBody::Incomplete { .. } | RequestBody::Broken => false,
         };
         let close = !keep || req.close || self.state.is_draining() || *self.stop.borrow();
-        let status = reply.status.as_u16();
+        let mut reply = reply;
         let mut out = OutBuf::take();
         let head_request = req.method == http::Method::HEAD;
-        let body_bytes = if head_request {
-            0
-        } else {
-            reply.body.len() as u64
-        };
         match req.plugins.as_deref() {
             Some(run) => {
                 let responses = run.response_for(req.route.as_deref());
-                let edits = responses.edits(&reply, false);
+                let mut decision = responses.decide(&reply, false);
+                decision.apply_to_reply(&mut reply);
                 reply.write_h1(
                     head_request,
                     close,
-                    Some(&edits),
+                    Some(&decision.edits),
                     response::push_date,
                     &mut out.0,
                 );
             }
             None => reply.write_h1(head_request, close, None, response::push_date, &mut out.0),
         }
+        let status = reply.status.as_u16();
+        let body_bytes = if head_request || status < 200 || status == 204 || status == 304 {
+            0
+        } else {
+            reply.body.len() as u64
+        };
         let written = self.client.write_all(&out.0).await.is_ok();
         finish_request(self.state, req, record, status, body_bytes);
         if written && !close {

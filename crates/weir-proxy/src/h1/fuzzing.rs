@@ -372,11 +372,11 @@ fn check_reply(
     let head_request = req.method == http::Method::HEAD;
     let mut out = Vec::new();
     let edits = req.plugins.as_deref().map(|run| run.response(route));
-    let edits = edits.as_ref().map(|r| r.edits(reply, false));
+    let decision = edits.as_ref().map(|r| r.decide(reply, false));
     reply.write_h1(
         head_request,
         req.close,
-        edits.as_deref(),
+        decision.as_ref().map(|d| &*d.edits),
         response::push_date,
         &mut out,
     );
@@ -762,7 +762,8 @@ fn check_response(
                 status,
                 fields: node.headers,
             };
-            p.edits(&view, true)
+            p.decide(&view, true)
+                .edits
                 .additions()
                 .map(|(n, _)| n.as_str().to_owned())
                 .collect()

@@ -10,6 +10,7 @@ use weir_http::RawResponseHead;
 use super::request::{parse_length, trim, MAX_HEADERS};
 use super::BodyFraming;
 use crate::plugin_run::ResponsePlugins;
+use weir_plugin::BodyFilters;
 
 /// What the node's bytes so far amount to.
 pub enum ResponseHead {
@@ -34,6 +35,22 @@ pub struct Response {
     pub node_keeps_alive: bool,
     /// The client connection must close after this response.
     pub close_client: bool,
+    /// The status the client gets (the node's, or what a plugin set).
+    pub client_status: u16,
+    /// How the body reaches the client.
+    pub sink: BodySink,
+}
+
+/// What becomes of the node's response body on its way to the client.
+#[derive(Debug)]
+pub enum BodySink {
+    /// Relayed byte for byte, in the node's framing.
+    Pass,
+    /// Through the plugins' body filters, re-framed as chunked.
+    Filter(BodyFilters),
+    /// Read and dropped: the client's status carries no body (a plugin
+    /// turned the answer into a 204 or 304).
+    Discard,
 }
 
 impl Response {
@@ -126,6 +143,18 @@ pub fn parse(
     // `close` wins over `keep-alive`, whatever their order.
     let node_close = close_token || (version == 0 && !keep_alive_token);
     let no_body = head_request || interim || status == 204 || status == 304;
+    // The response-headers phase (final answers only): new status, header
+    // edits, body filters.
+    let decision = plugins.filter(|_| !interim).map(|p| {
+        let view = RawResponseHead {
+            status,
+            fields: resp.headers,
+        };
+        p.decide(&view, true)
+    });
+    let client_status = decision.as_ref().and_then(|d| d.status).unwrap_or(status);
+    let status_forbids_body = client_status == 204 || client_status == 304;
+    let reframed = decision.as_ref().is_some_and(|d| d.body.is_some()) || status_forbids_body;
     let body = if no_body {
         BodyFraming::Length(0)
     } else if codings > 0 {
@@ -142,27 +171,38 @@ pub fn parse(
             None => BodyFraming::UntilClose,
         }
     };
-    let close_client = close_client || body == BodyFraming::UntilClose;
+    let (edits, filters) = match decision {
+        Some(d) => (Some(d.edits), d.body),
+        None => (None, None),
+    };
+    let sink = match filters {
+        _ if no_body => BodySink::Pass,
+        _ if status_forbids_body => BodySink::Discard,
+        Some(f) => BodySink::Filter(f),
+        None => BodySink::Pass,
+    };
+    let relayed_as_is = matches!(sink, BodySink::Pass);
+    let close_client = close_client || (body == BodyFraming::UntilClose && relayed_as_is);
     let node_keeps_alive = !node_close && body != BodyFraming::UntilClose;
 
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&itoa_status(status));
+    out.extend_from_slice(&itoa_status(client_status));
     out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    if client_status == status {
+        out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    } else {
+        let reason = http::StatusCode::from_u16(client_status)
+            .ok()
+            .and_then(|s| s.canonical_reason());
+        out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
-    let edits = plugins.map(|p| {
-        let view = RawResponseHead {
-            status,
-            fields: resp.headers,
-        };
-        p.edits(&view, true)
-    });
     let edits = edits.as_deref().filter(|e| !e.is_empty());
     let dropped = |name: &str| edits.is_some_and(|e| e.drops(name));
     // One Content-Length at most, and none beside Transfer-Encoding or when
     // the node's are invalid or disagree (RFC 9112 §6.2-6.3; a HEAD answer
     // passes its length on, so this matters even without a body).
-    let pass_length = codings == 0 && !length_conflict;
+    let pass_length = codings == 0 && !length_conflict && !reframed;
     let mut length_passed = false;
     for h in resp.headers.iter() {
         let keep = match classify(h.name) {
@@ -185,10 +225,15 @@ pub fn parse(
             out.extend_from_slice(b"\r\n");
         }
     }
-    if body == BodyFraming::Chunked && !no_body {
+    let chunked = match sink {
+        BodySink::Pass => body == BodyFraming::Chunked && !no_body,
+        BodySink::Filter(_) => true,
+        BodySink::Discard => false,
+    };
+    if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if head_request && codings > 0 && last_chunked {
+    if head_request && !status_forbids_body && ((codings > 0 && last_chunked) || reframed) {
         // A HEAD answer describes the GET answer's framing.
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
@@ -222,6 +267,8 @@ pub fn parse(
         body,
         node_keeps_alive,
         close_client,
+        client_status,
+        sink,
     })
 }
 

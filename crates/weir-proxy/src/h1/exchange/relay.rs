@@ -11,6 +11,7 @@ use crate::attempts::NodeTry;
 use crate::h1::buf::ClientStream;
 use crate::h1::chunked::ChunkedScanner;
 use crate::h1::request::Request;
+use crate::h1::response::BodySink;
 use crate::h1::BodyFraming;
 
 impl<S: ClientStream> Exchange<'_, S> {
@@ -28,7 +29,9 @@ impl<S: ClientStream> Exchange<'_, S> {
             mut ubuf,
             mut out,
             status,
+            client_status,
             framing,
+            mut sink,
             node_keeps_alive,
             close_client,
             uses,
@@ -45,6 +48,8 @@ impl<S: ClientStream> Exchange<'_, S> {
         let mut first = true;
         let mut complete = framing == BodyFraming::Length(0);
         let mut ok = true;
+        // What the body filters gave, before it is framed as a chunk.
+        let mut filtered = Vec::new();
         loop {
             let take = if complete {
                 0
@@ -58,33 +63,64 @@ impl<S: ClientStream> Exchange<'_, S> {
                         complete = remaining == 0;
                         n
                     }
-                    BodyFraming::Chunked => match scanner.scan(ubuf.filled()) {
-                        Ok(n) => {
-                            complete = scanner.is_done();
-                            n
+                    BodyFraming::Chunked => {
+                        let scanned = match &mut sink {
+                            BodySink::Filter(filters) => scanner.scan_with(ubuf.filled(), |data| {
+                                filters.run(data, false, &mut filtered)
+                            }),
+                            _ => scanner.scan(ubuf.filled()),
+                        };
+                        match scanned {
+                            Ok(n) => {
+                                complete = scanner.is_done();
+                                n
+                            }
+                            Err(e) => {
+                                tracing::warn!(node = %node.key, error = %e, "invalid chunked response body");
+                                ok = false;
+                                0
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(node = %node.key, error = %e, "invalid chunked response body");
-                            ok = false;
-                            0
-                        }
-                    },
+                    }
                     BodyFraming::UntilClose => ubuf.len(),
                 }
             };
-            let written = if first {
-                first = false;
-                out.0.extend_from_slice(&ubuf.filled()[..take]);
-                self.client.write_all(&out.0).await
-            } else if take > 0 {
-                self.client.write_all(&ubuf.filled()[..take]).await
-            } else {
-                Ok(())
+            let written = match &mut sink {
+                BodySink::Pass if first => {
+                    out.0.extend_from_slice(&ubuf.filled()[..take]);
+                    sent += take as u64;
+                    self.client.write_all(&out.0).await
+                }
+                BodySink::Pass if take > 0 => {
+                    sent += take as u64;
+                    self.client.write_all(&ubuf.filled()[..take]).await
+                }
+                BodySink::Pass | BodySink::Discard if !first => Ok(()),
+                BodySink::Pass | BodySink::Discard => self.client.write_all(&out.0).await,
+                BodySink::Filter(filters) => {
+                    if framing != BodyFraming::Chunked {
+                        filters.run(&ubuf.filled()[..take], false, &mut filtered);
+                    }
+                    if complete && ok {
+                        filters.run(&[], true, &mut filtered);
+                    }
+                    if !first {
+                        out.0.clear();
+                    }
+                    sent += filtered.len() as u64;
+                    push_chunk(&mut out.0, &filtered, complete && ok);
+                    filtered.clear();
+                    if out.0.is_empty() {
+                        Ok(())
+                    } else {
+                        self.client.write_all(&out.0).await
+                    }
+                }
             };
+            first = false;
             if written.is_err() {
                 ok = false;
             }
-            sent += take as u64;
             ubuf.consume(take);
             if complete || !ok {
                 break;
@@ -94,6 +130,16 @@ impl<S: ClientStream> Exchange<'_, S> {
             match self.read_node(&up, &mut ubuf, true).await {
                 NodeRead::Read(Ok(0)) if framing == BodyFraming::UntilClose => {
                     complete = true;
+                    if let BodySink::Filter(filters) = &mut sink {
+                        // The last of the filters' output, and the end.
+                        filters.run(&[], true, &mut filtered);
+                        out.0.clear();
+                        sent += filtered.len() as u64;
+                        push_chunk(&mut out.0, &filtered, true);
+                        if self.client.write_all(&out.0).await.is_err() {
+                            ok = false;
+                        }
+                    }
                     break;
                 }
                 NodeRead::Read(Ok(0)) | NodeRead::Read(Err(_)) => {
@@ -121,11 +167,24 @@ impl<S: ClientStream> Exchange<'_, S> {
             drop(up);
         }
         req.upstream_answered(status);
-        finish_request(self.state, req, record.take(), status, sent);
+        finish_request(self.state, req, record.take(), client_status, sent);
         if complete && ok && !close_client {
             After::KeepAlive
         } else {
             After::Close
         }
+    }
+}
+
+/// Appends `data` as one chunk (none when empty), then the last chunk and
+/// the end of the body when `last`.
+fn push_chunk(out: &mut Vec<u8>, data: &[u8], last: bool) {
+    if !data.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    if last {
+        out.extend_from_slice(b"0\r\n\r\n");
     }
 }
