@@ -216,6 +216,39 @@ impl<'a> RequestCtx<'a> {
             .unwrap_or_else(|| self.view.path_and_query())
     }
 
+    /// The Host the upstream request will carry when a plugin chose one
+    /// (`proxy-rewrite`'s `host`); else the client's.
+    pub fn upstream_host(&self) -> Option<&[u8]> {
+        match &self.state.upstream_host {
+            Some(h) => Some(h.as_bytes()),
+            None => self.view.host(),
+        }
+    }
+
+    /// The method the upstream request will carry.
+    pub fn upstream_method(&self) -> &str {
+        self.state
+            .upstream_method
+            .as_ref()
+            .map_or_else(|| self.view.method(), http::Method::as_str)
+    }
+
+    /// Calls `f` with each header field of the request as the upstream will
+    /// get it: the client's fields minus those plugins removed or replaced,
+    /// then the plugins' values (the transports' own fields, Host and
+    /// forwarding fields, are not among them).
+    pub fn for_each_upstream_field(&self, mut f: impl FnMut(&str, &[u8])) {
+        let edits = &self.state.upstream_headers;
+        for (name, value) in self.view.fields() {
+            if !edits.drops(name) {
+                f(name, value);
+            }
+        }
+        for (name, value) in edits.additions() {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
+
     /// The consumer recognised so far.
     pub fn consumer(&self) -> Option<&Arc<Consumer>> {
         self.state.consumer.as_ref()

@@ -19,6 +19,7 @@ pub mod limit;
 mod limit_conn;
 mod limit_count;
 mod limit_req;
+pub mod proxy_mirror;
 mod proxy_rewrite;
 mod real_ip;
 mod redirect;
@@ -54,6 +55,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &limit_count::SPEC,
     &traffic_split::SPEC,
     &fault_injection::SPEC,
+    &proxy_mirror::SPEC,
     &proxy_rewrite::SPEC,
     &response_rewrite::SPEC,
     &api_breaker::SPEC,
@@ -118,6 +120,7 @@ mod tests {
             ("limit-count", 1002),
             ("traffic-split", 966),
             ("fault-injection", 11000),
+            ("proxy-mirror", 1010),
             ("proxy-rewrite", 1008),
             ("response-rewrite", 899),
             ("api-breaker", 1005),

@@ -287,6 +287,14 @@ pub fn render(out: &mut String) {
             "weir_limit_store_failures_total{{plugin=\"{plugin}\"}} {n}"
         );
     }
+
+    out.push_str(
+        "# HELP weir_mirror_requests_total Copies proxy-mirror sent, by result: answered (any status), failed (refused, broken, timed out), dropped (too many in flight).\n",
+    );
+    out.push_str("# TYPE weir_mirror_requests_total counter\n");
+    for (result, n) in weir_plugins::proxy_mirror::stats() {
+        let _ = writeln!(out, "weir_mirror_requests_total{{result=\"{result}\"}} {n}");
+    }
 }
 
 /// Microseconds as decimal seconds, exactly (`1500` → `0.0015`).
