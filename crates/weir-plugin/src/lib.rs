@@ -151,6 +151,14 @@ pub trait Plugin: Send + Sync + 'static {
     /// Log phase: the request is over.
     fn log(&self, _log: &LogCtx<'_>) {}
 
+    /// For a plugin whose spec declares `needs_body`: whether this
+    /// configuration reads the body (`hmac-auth` only with
+    /// `validate_request_body`). Routes buffer request bodies only for
+    /// plugins that answer true.
+    fn reads_body(&self) -> bool {
+        true
+    }
+
     /// Query arguments that carry a credential for this plugin (`apikey`,
     /// `jwt`): their values are masked in the access log.
     fn secret_query_args(&self) -> Vec<String> {

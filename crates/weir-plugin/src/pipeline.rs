@@ -89,7 +89,9 @@ impl Pipeline {
             before_proxy: of(Phase::BeforeProxy),
             response: of(Phase::ResponseHeaders),
             log: of(Phase::Log),
-            needs_body: entries.iter().any(|e| e.spec.needs_body),
+            needs_body: entries
+                .iter()
+                .any(|e| e.spec.needs_body && e.plugin.reads_body()),
             secret_args: entries
                 .iter()
                 .flat_map(|e| e.plugin.secret_query_args())

@@ -16,12 +16,12 @@
 //! Secrets are kept only as keyed HMAC states; signatures are compared in
 //! constant time.
 //!
-//! The body: this plugin declares `needs_body`, so routes with `hmac-auth`
-//! buffer request bodies (the catalogue's flag is per plugin, not per
-//! configuration; bodies are read only to check them when
-//! `validate_request_body` is set). Should a route run it without a
-//! buffered body, a request that announces a body (`Content-Length` above
-//! 0 or `Transfer-Encoding`) cannot be validated and is refused with 401.
+//! The body: routes with `hmac-auth` buffer request bodies only when
+//! `validate_request_body` is set (the plugin declares `needs_body`, and
+//! [`Plugin::reads_body`] says whether this configuration reads it); other
+//! routes stream them. Should a validating route run it without a buffered
+//! body, a request that announces a body (`Content-Length` above 0 or
+//! `Transfer-Encoding`) cannot be validated and is refused with 401.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -394,6 +394,10 @@ fn signing_string(req: &RequestCtx<'_>, key_id: &str, listed: &[&str]) -> Vec<u8
 }
 
 impl Plugin for HmacAuth {
+    fn reads_body(&self) -> bool {
+        self.validate_request_body
+    }
+
     fn rewrite(&self, req: &mut RequestCtx<'_>) -> Flow {
         let consumer = match self.find(req) {
             Ok(c) => Ok(c),

@@ -98,7 +98,13 @@ const NANOID: &[u8; 64] = b"-_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN
 impl Generator {
     fn make(&self) -> String {
         match self {
-            Generator::Uuid => uuid::Uuid::new_v4().to_string(),
+            // From the thread's CSPRNG (rand's, reseeded from the OS): the
+            // uuid crate's own v4 asks the kernel (getrandom) every time.
+            Generator::Uuid => uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .hyphenated()
+                .encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH])
+                .to_owned(),
             Generator::Uuidv7 => uuid::Uuid::now_v7().to_string(),
             Generator::Nanoid => {
                 let bytes: [u8; 21] = rand::random();

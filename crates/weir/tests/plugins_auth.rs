@@ -670,6 +670,37 @@ async fn hmac_auth_lets_a_signed_request_through_and_refuses_bad_signatures_and_
     }
 }
 
+/// Bodies are buffered (1 MiB at most) only where the plugin validates
+/// them; elsewhere they stream, whatever their size.
+async fn hmac_auth_buffers_bodies_only_to_validate_them(t: T) {
+    let b = echo_target().await;
+    let consumers = json!([{"username": "jack", "plugins": {"hmac-auth": {
+        "key_id": HMAC_KEY_ID, "secret_key": HMAC_SECRET}}}]);
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let now = SystemTime::now();
+    let streams = one_route(t, &b.node(), json!({"hmac-auth": {}}), consumers.clone()).await;
+    let r = streams
+        .send(&signed("POST", "/h/big", HMAC_SECRET, now, &big))
+        .await;
+    assert_eq!(r.status, 200, "{t:?}: {}", r.text());
+    assert_eq!(
+        last(&b).body.len(),
+        big.len(),
+        "{t:?}: the whole body reached the node"
+    );
+    let validates = one_route(
+        t,
+        &b.node(),
+        json!({"hmac-auth": {"validate_request_body": true}}),
+        consumers,
+    )
+    .await;
+    let r = validates
+        .send(&signed("POST", "/h/big", HMAC_SECRET, now, &big))
+        .await;
+    assert_eq!(r.status, 413, "{t:?}: {}", r.text());
+}
+
 on_every_transport!(
     key_auth_refuses_a_missing_or_unknown_key_with_401_and_the_challenge,
     key_auth_header_key_lets_the_consumer_through_and_the_node_learns_who,
@@ -679,4 +710,5 @@ on_every_transport!(
     basic_auth_answers_as_apisix_and_lets_good_credentials_through,
     jwt_auth_accepts_valid_hs256_and_rs256_tokens_and_refuses_forged_ones,
     hmac_auth_lets_a_signed_request_through_and_refuses_bad_signatures_and_stale_dates,
+    hmac_auth_buffers_bodies_only_to_validate_them,
 );
