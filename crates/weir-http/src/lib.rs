@@ -8,9 +8,12 @@
 //! - [`edits`]: header changes decided by plugins, applied where a head is
 //!   written (no header map is built on the fast path);
 //! - [`reply`]: a response weir makes itself (errors, plugin answers), with
-//!   APISIX's body shapes.
+//!   APISIX's body shapes;
+//! - [`chunked`]: HTTP/1.1's chunked transfer coding, scanned in passing
+//!   (and decoded for body filters and plugins that read bodies).
 #![forbid(unsafe_code)]
 
+pub mod chunked;
 pub mod edits;
 pub mod fields;
 pub mod reply;

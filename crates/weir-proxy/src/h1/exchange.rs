@@ -14,7 +14,7 @@ use tokio::sync::watch;
 mod relay;
 
 use super::buf::{self, Buf, ClientStream, OutBuf};
-use super::chunked::ChunkedScanner;
+use weir_http::chunked::ChunkedScanner;
 use super::deadline::Deadline;
 use super::request::Request;
 use super::response::{self, BodySink, ResponseHead};
@@ -712,7 +712,7 @@ impl<S: ClientStream> Exchange<'_, S> {
 fn decoded_body<'b>(all: &'b [u8], req: &Request, len: usize) -> Cow<'b, [u8]> {
     let raw = &all[req.head_len..req.head_len + len];
     if req.body == BodyFraming::Chunked {
-        super::chunked::decode(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
+        weir_http::chunked::decode(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
     } else {
         Cow::Borrowed(raw)
     }

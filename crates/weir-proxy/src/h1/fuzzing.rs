@@ -18,7 +18,7 @@ use weir_config::PassHost;
 use weir_http::fields::{classify, Field};
 use weir_http::RawResponseHead;
 
-use super::chunked::{self, ChunkedScanner};
+use weir_http::chunked::{self, ChunkedScanner};
 use super::request::{self, parse_length, trim, Head, MAX_HEADERS};
 use super::response::{self, ResponseHead};
 use super::BodyFraming;

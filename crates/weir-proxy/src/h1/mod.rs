@@ -25,7 +25,6 @@
 //! shutdown; the integration tests run against both.
 
 mod buf;
-mod chunked;
 mod conn;
 mod deadline;
 mod exchange;

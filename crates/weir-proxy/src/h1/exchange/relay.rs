@@ -9,7 +9,7 @@ use super::{finish_request, After, Answer, Exchange, NodeRead};
 use crate::access_log::AccessRecord;
 use crate::attempts::NodeTry;
 use crate::h1::buf::ClientStream;
-use crate::h1::chunked::ChunkedScanner;
+use weir_http::chunked::ChunkedScanner;
 use crate::h1::request::Request;
 use crate::h1::response::BodySink;
 use crate::h1::BodyFraming;
