@@ -32,6 +32,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             node_keeps_alive,
             close_client,
             uses,
+            latency,
         } = answer;
         let NodeTry {
             node, in_flight, ..
@@ -120,7 +121,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             drop(up);
         }
-        req.upstream_answered(status);
+        req.upstream_answered(status, Some((&node.key, latency)));
         finish_request(self.state, req, record.take(), status, sent);
         if complete && ok && !close_client {
             After::KeepAlive
