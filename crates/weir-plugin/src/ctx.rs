@@ -381,4 +381,33 @@ pub struct LogCtx<'a> {
     pub start: std::time::SystemTime,
     /// From the request's arrival to its end.
     pub duration: Duration,
+    /// What is known of the matched route beyond its id (None: no route
+    /// matched).
+    pub route: Option<&'a RouteFacts>,
+    /// The node that answered (`host:port`); None when none did (a
+    /// plugin's or weir's own answer, or every node failed).
+    pub node: Option<&'a str>,
+    /// From the start of the attempt that answered (connecting included)
+    /// until its response head arrived; None when no node answered.
+    pub upstream_latency: Option<Duration>,
+    /// The request's size: its head as received (estimated from the
+    /// parsed fields as HTTP/1.1 text) plus its `Content-Length`.
+    pub request_bytes: u64,
+}
+
+/// What the log phase knows of a route beyond its id, fixed when the
+/// configuration is compiled.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RouteFacts {
+    /// The route's `name`.
+    pub name: Option<Box<str>>,
+    /// The id of the service the route belongs to.
+    pub service_id: Option<Box<str>>,
+    /// That service's `name`.
+    pub service_name: Option<Box<str>>,
+    /// The route's path pattern, when it has exactly one.
+    pub uri: Option<Box<str>>,
+    /// The route's host (its own or its service's), when it has exactly
+    /// one.
+    pub host: Option<Box<str>>,
 }

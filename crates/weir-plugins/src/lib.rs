@@ -19,6 +19,7 @@ pub mod limit;
 mod limit_conn;
 mod limit_count;
 mod limit_req;
+pub mod prometheus;
 pub mod proxy_mirror;
 mod proxy_rewrite;
 mod real_ip;
@@ -62,6 +63,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &request_validation::SPEC,
     &limit_req::SPEC,
     &limit_conn::SPEC,
+    &prometheus::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -127,6 +129,7 @@ mod tests {
             ("request-validation", 2800),
             ("limit-req", 1001),
             ("limit-conn", 1003),
+            ("prometheus", 500),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

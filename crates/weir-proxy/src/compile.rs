@@ -104,6 +104,7 @@ impl Compiler {
                 value: Arc::new(CompiledRoute {
                     stats: crate::metrics::for_route(&id),
                     id,
+                    facts: route_facts(&config, route),
                     upstream,
                     plugins,
                     enable_websocket: route.enable_websocket,
@@ -282,6 +283,29 @@ struct PluginUpstreams {
     chosen: Vec<Arc<Upstream>>,
     /// The inline ones, by the plugin's name for them.
     inline: HashMap<Arc<str>, Arc<Upstream>>,
+}
+
+/// A route's name, service, path pattern and host, as the log phase
+/// reports them (a pattern or host only when the route has exactly one).
+fn route_facts(config: &Config, route: &EffectiveRoute) -> weir_plugin::RouteFacts {
+    let service_name = route.service_id.as_deref().and_then(|sid| {
+        config
+            .services
+            .iter()
+            .find(|s| s.id.as_str() == sid)
+            .and_then(|s| s.name.as_deref())
+    });
+    let only = |v: &[String]| match v {
+        [one] => Some(Box::from(one.as_str())),
+        _ => None,
+    };
+    weir_plugin::RouteFacts {
+        name: route.name.as_deref().map(Box::from),
+        service_id: route.service_id.as_deref().map(Box::from),
+        service_name: service_name.map(Box::from),
+        uri: only(&route.uris),
+        host: only(&route.hosts),
+    }
 }
 
 /// A route's merged plugins. Errors are reported here only for the route's

@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use weir_http::{HeaderEdits, LocalReply, RequestView};
@@ -144,6 +144,12 @@ pub struct LogPhase {
     start: SystemTime,
     /// See [`LogCtx::upstream_status`] (0: none).
     upstream_status: AtomicU16,
+    /// See [`LogCtx::request_bytes`].
+    request_bytes: u64,
+    /// The node that answered, if one did.
+    node: OnceLock<Arc<str>>,
+    /// See [`LogCtx::upstream_latency`], in microseconds (`u64::MAX`: none).
+    upstream_micros: AtomicU64,
 }
 
 impl LogPhase {
@@ -177,14 +183,23 @@ impl LogPhase {
                 client_ip: state.real_ip.unwrap_or(client_ip),
                 start: SystemTime::now(),
                 upstream_status: AtomicU16::new(0),
+                request_bytes: request_size(view),
+                node: OnceLock::new(),
+                upstream_micros: AtomicU64::new(u64::MAX),
             })
         })
     }
 
     /// Records what the upstream answered (or the 502/504 weir answered for
-    /// it after its nodes failed).
-    pub fn upstream_answered(&self, status: u16) {
+    /// it after its nodes failed), and which node answered after how long
+    /// (from the start of its attempt to its response head), when one did.
+    pub fn upstream_answered(&self, status: u16, answered_by: Option<(&Arc<str>, Duration)>) {
         self.upstream_status.store(status, Ordering::Relaxed);
+        if let Some((node, latency)) = answered_by {
+            let _ = self.node.set(node.clone());
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX - 1);
+            self.upstream_micros.store(micros, Ordering::Relaxed);
+        }
     }
 
     /// Runs the log phase: the request ended with `status` after `duration`,
@@ -207,6 +222,12 @@ impl LogPhase {
             consumer: self.consumer.as_deref(),
             start: self.start,
             duration,
+            route: route.map(|r| &r.facts),
+            node: self.node.get().map(|n| &**n),
+            upstream_latency: Some(self.upstream_micros.load(Ordering::Relaxed))
+                .filter(|m| *m != u64::MAX)
+                .map(Duration::from_micros),
+            request_bytes: self.request_bytes,
         };
         weir_plugin::run_log(
             route.map_or(&*NO_PLUGINS, |r| &r.plugins),
@@ -215,6 +236,21 @@ impl LogPhase {
             &ctx,
         );
     }
+}
+
+/// The request's size as HTTP/1.1 text: request line, fields, the blank
+/// line, and the body its `Content-Length` announces (a chunked body counts
+/// nothing). Exact for HTTP/1.1 heads as received, an estimate for HTTP/2.
+fn request_size(view: &dyn RequestView) -> u64 {
+    // "METHOD target HTTP/1.1\r\n"
+    let line = view.method().len() + view.path_and_query().len() + 12;
+    // "name: value\r\n" each, then "\r\n"
+    let fields: usize = view.fields().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let body = view
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    (line + fields + 2) as u64 + body
 }
 
 /// The request target with credentials sent in the query string masked, as

@@ -82,6 +82,10 @@ pub struct Lease {
     /// The upstream connection, returned to the node's pool once the body has
     /// been read to the end (a body abandoned midway closes it instead).
     pub conn: Option<(Arc<NodeState>, H1Client, u32)>,
+    /// The node that answered (its key, `host:port`).
+    pub node: Arc<str>,
+    /// From the start of its attempt to its response head.
+    pub latency: Duration,
 }
 
 /// Response body sent to clients.

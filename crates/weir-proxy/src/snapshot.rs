@@ -18,6 +18,9 @@ use weir_plugin::{ConsumerPlugins, Pipeline};
 pub struct CompiledRoute {
     /// Route id.
     pub id: Arc<str>,
+    /// Its name, service, path pattern and host, for the log phase
+    /// (`prometheus`'s labels).
+    pub facts: weir_plugin::RouteFacts,
     /// Where to forward (None when a plugin answers every request).
     pub upstream: Option<Arc<Upstream>>,
     /// The route's plugins, one ordered list per phase (empty: the request

@@ -4,7 +4,8 @@
 //! ([`weir_proxy::metrics`]); this module adds what is read at scrape time:
 //! upstream nodes (health, in-flight requests, attempts), Kubernetes
 //! discovery sync state per cluster, configuration reloads, and the process
-//! itself.
+//! itself; and the `prometheus` plugin's APISIX series
+//! ([`weir_plugins::prometheus`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(core: &GatewayCore) -> String {
     let mut out = String::with_capacity(4096);
     weir_proxy::metrics::render(&mut out);
+    prometheus_plugin(core, &mut out);
     upstreams(core, &mut out);
     discovery(core, &mut out);
     reloads(core, &mut out);
@@ -32,6 +34,25 @@ pub fn render(core: &GatewayCore) -> String {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The `prometheus` plugin's series, once those of routes no longer
+/// configured are forgotten.
+fn prometheus_plugin(core: &GatewayCore, out: &mut String) {
+    let snapshot = core.proxy.snapshot.load();
+    // Route ids as the engine gives them: `id`, else the index.
+    let ids: HashSet<String> = snapshot
+        .config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.id.as_ref()
+                .map_or_else(|| i.to_string(), |id| id.0.clone())
+        })
+        .collect();
+    weir_plugins::prometheus::forget_routes(&|id| ids.contains(id));
+    weir_plugins::prometheus::render(out);
 }
 
 /// Nodes per upstream by health state, requests in flight per node, and

@@ -301,7 +301,7 @@ pub async fn handle(
             );
             if !e.client_fault {
                 if let Some(l) = &pending.log_phase {
-                    l.upstream_answered(e.status.as_u16());
+                    l.upstream_answered(e.status.as_u16(), None);
                 }
             }
             let reply = LocalReply::error_msg(e.status, e.public);
@@ -403,8 +403,8 @@ fn finish(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     record.status = parts.status.as_u16();
-    if let (Some(l), Some(_)) = (&log_phase, &lease) {
-        l.upstream_answered(record.status);
+    if let (Some(l), Some(lease)) = (&log_phase, &lease) {
+        l.upstream_answered(record.status, Some((&lease.node, lease.latency)));
     }
     let completion = Completion {
         record,
@@ -520,8 +520,10 @@ async fn forward(
             head.headers.insert(header::HOST, h.clone());
         }
         let log = logging.then_some(&mut *record);
+        let started = Instant::now();
         match send_to_node(upstream, &set, attempt.index, head, body).await {
             Ok((mut resp, sender_back)) => {
+                let latency = started.elapsed();
                 let status = resp.status();
                 if plan.answered(&attempt, status.as_u16(), log) == Verdict::Retry {
                     continue;
@@ -589,6 +591,8 @@ async fn forward(
                     in_flight: attempt.in_flight,
                     conn: pooled,
                     read_timeout: upstream.timeouts.read,
+                    node: node.key.clone(),
+                    latency,
                 };
                 return Ok((Response::from_parts(rparts, body), Some(lease)));
             }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
@@ -14,11 +14,11 @@ use tokio::sync::watch;
 mod relay;
 
 use super::buf::{self, Buf, ClientStream, OutBuf};
-use weir_http::chunked::ChunkedScanner;
 use super::deadline::Deadline;
 use super::request::Request;
 use super::response::{self, BodySink, ResponseHead};
 use super::BodyFraming;
+use weir_http::chunked::ChunkedScanner;
 use weir_http::LocalReply;
 
 use crate::access_log::AccessRecord;
@@ -95,6 +95,8 @@ struct Answer {
     node_keeps_alive: bool,
     close_client: bool,
     uses: u32,
+    /// From the attempt's start to the response head.
+    latency: Duration,
 }
 
 /// How a wait for the node's bytes ended.
@@ -202,7 +204,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     reason = %f.reason,
                     "request failed"
                 );
-                req.upstream_answered(f.status.as_u16());
+                req.upstream_answered(f.status.as_u16(), None);
                 self.answer_error(&req, body, f.status, f.public, record)
                     .await
             }
@@ -325,6 +327,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         node: &NodeState,
         body: &mut RequestBody,
     ) -> Result<Answer, Failure> {
+        let started = Instant::now();
         let wait = upstream.timeouts.send + upstream.timeouts.read;
         let mut out = OutBuf::take();
         // A pooled connection may turn out closed by the node: then the
@@ -418,6 +421,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                             node_keeps_alive: resp.node_keeps_alive && whole_request_sent,
                             close_client: resp.close_client,
                             uses,
+                            latency: started.elapsed(),
                         });
                     }
                     ResponseHead::Invalid(why) => {

@@ -18,13 +18,13 @@ use weir_config::PassHost;
 use weir_http::fields::{classify, Field};
 use weir_http::RawResponseHead;
 
-use weir_http::chunked::{self, ChunkedScanner};
 use super::request::{self, parse_length, trim, Head, MAX_HEADERS};
 use super::response::{self, ResponseHead};
 use super::BodyFraming;
 use crate::forward::ConnInfo;
 use crate::plugin_run::ResponsePlugins;
 use crate::snapshot::{CompiledRoute, Snapshot};
+use weir_http::chunked::{self, ChunkedScanner};
 
 /// The node address every route of the fuzzing configurations points to
 /// (nothing is ever connected to).

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost};
@@ -166,10 +166,11 @@ impl Request {
         })
     }
 
-    /// Tells the log phase (if any) what the upstream answered.
-    pub fn upstream_answered(&self, status: u16) {
+    /// Tells the log phase (if any) what the upstream answered, and which
+    /// node answered after how long (see [`LogPhase::upstream_answered`]).
+    pub fn upstream_answered(&self, status: u16, answered_by: Option<(&Arc<str>, Duration)>) {
         if let Some(log) = self.plugins.as_ref().and_then(|p| p.log.as_deref()) {
-            log.upstream_answered(status);
+            log.upstream_answered(status, answered_by);
         }
     }
 

@@ -9,10 +9,10 @@ use super::{finish_request, After, Answer, Exchange, NodeRead};
 use crate::access_log::AccessRecord;
 use crate::attempts::NodeTry;
 use crate::h1::buf::ClientStream;
-use weir_http::chunked::ChunkedScanner;
 use crate::h1::request::Request;
 use crate::h1::response::BodySink;
 use crate::h1::BodyFraming;
+use weir_http::chunked::ChunkedScanner;
 
 impl<S: ClientStream> Exchange<'_, S> {
     /// Sends the node's answer to the client and settles both connections.
@@ -35,6 +35,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             node_keeps_alive,
             close_client,
             uses,
+            latency,
         } = answer;
         let NodeTry {
             node, in_flight, ..
@@ -166,7 +167,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             drop(up);
         }
-        req.upstream_answered(status);
+        req.upstream_answered(status, Some((&node.key, latency)));
         finish_request(self.state, req, record.take(), client_status, sent);
         if complete && ok && !close_client {
             After::KeepAlive
