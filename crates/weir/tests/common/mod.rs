@@ -400,10 +400,11 @@ pub fn cart_endpoints(ports: &[u16]) -> k8s_openapi::api::core::v1::Endpoints {
     b.build()
 }
 
+/// The raw-socket harness of the `http1_wire*` tests (used by those only).
+pub mod any_client;
 mod pods;
 mod process;
 pub mod redis_server;
-/// The raw-socket harness of the `http1_wire*` tests (used by those only).
 pub mod wire;
 
 // Each test binary uses a different part of the kit.
