@@ -1,7 +1,9 @@
 //! Consumers: who a request comes from, once an authentication plugin has
 //! recognised it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use http::HeaderValue;
 
 /// A consumer as plugins and the upstream see it. Holds no credential:
 /// keys and secrets stay inside the authentication plugins' indexes.
@@ -16,6 +18,10 @@ pub struct Consumer {
     /// The credential that matched (APISIX 3.7+ credentials), sent upstream
     /// as `X-Credential-Identifier`.
     pub credential_id: Option<Arc<str>>,
+    /// The values of `X-Consumer-Username`, `X-Credential-Identifier` and
+    /// `X-Consumer-Custom-ID`, made at the first request (leave it empty
+    /// when building a consumer).
+    pub upstream_values: OnceLock<[Option<HeaderValue>; 3]>,
 }
 
 impl Consumer {
@@ -26,6 +32,19 @@ impl Consumer {
             custom_id: None,
             group_id: None,
             credential_id: None,
+            upstream_values: OnceLock::new(),
         }
+    }
+
+    /// See [`Consumer::upstream_values`].
+    pub fn field_values(&self) -> &[Option<HeaderValue>; 3] {
+        self.upstream_values.get_or_init(|| {
+            [
+                Some(&self.username),
+                self.credential_id.as_ref(),
+                self.custom_id.as_ref(),
+            ]
+            .map(|v| v.and_then(|v| HeaderValue::from_str(v).ok()))
+        })
     }
 }

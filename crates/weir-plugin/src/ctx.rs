@@ -259,15 +259,15 @@ impl<'a> RequestCtx<'a> {
     /// `X-Credential-Identifier` and `X-Consumer-Custom-ID` (APISIX's),
     /// replacing whatever the client sent under those names.
     pub fn authenticate(&mut self, consumer: Arc<Consumer>) {
+        const NAMES: [HeaderName; 3] = [
+            HeaderName::from_static("x-consumer-username"),
+            HeaderName::from_static("x-credential-identifier"),
+            HeaderName::from_static("x-consumer-custom-id"),
+        ];
         let edits = &mut self.state.upstream_headers;
-        for (name, value) in [
-            ("x-consumer-username", Some(&consumer.username)),
-            ("x-credential-identifier", consumer.credential_id.as_ref()),
-            ("x-consumer-custom-id", consumer.custom_id.as_ref()),
-        ] {
-            let name = HeaderName::from_static(name);
-            match value.and_then(|v| HeaderValue::from_str(v).ok()) {
-                Some(v) => edits.set(name, v),
+        for (name, value) in NAMES.into_iter().zip(consumer.field_values()) {
+            match value {
+                Some(v) => edits.set(name, v.clone()),
                 None => edits.remove(name),
             }
         }

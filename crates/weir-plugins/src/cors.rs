@@ -170,6 +170,9 @@ struct Cors {
     credential: bool,
     timing: Option<Origins>,
     timing_by_regex: Option<Regex>,
+    /// The configured origins' field values, made once (most answers carry
+    /// one of them).
+    values: Vec<(String, HeaderValue)>,
 }
 
 fn parse_origins(field: &str, s: &str) -> Result<Origins, ConfigError> {
@@ -288,6 +291,7 @@ fn build(conf: &Value, ctx: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigErro
         None | Some("") => None,
         Some(e) => Some(header_value("expose_headers", e)?),
     };
+    let values = origin_values(&origins);
     Ok(Arc::new(Cors {
         origins,
         by_regex,
@@ -297,12 +301,35 @@ fn build(conf: &Value, ctx: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigErro
         expose,
         max_age: HeaderValue::from(conf.max_age),
         credential: conf.allow_credential,
+        values,
         timing,
         timing_by_regex,
     }))
 }
 
+/// The field values of the origins `origins` names.
+fn origin_values(origins: &Origins) -> Vec<(String, HeaderValue)> {
+    let names: Vec<&str> = match origins {
+        Origins::Any => vec!["*"],
+        Origins::Mirror => Vec::new(),
+        Origins::One(o) => vec![o.as_str()],
+        Origins::List(l) => l.iter().map(String::as_str).collect(),
+    };
+    names
+        .into_iter()
+        .filter_map(|n| HeaderValue::from_str(n).ok().map(|v| (n.to_owned(), v)))
+        .collect()
+}
+
 impl Cors {
+    /// The field value of `origin`: made once for configured origins.
+    fn value(&self, origin: &str) -> Option<HeaderValue> {
+        match self.values.iter().find(|(o, _)| o == origin) {
+            Some((_, v)) => Some(v.clone()),
+            None => HeaderValue::from_str(origin).ok(),
+        }
+    }
+
     /// APISIX's `process_with_allow_origins_by_metadata`.
     fn by_metadata<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
         let list = self.by_metadata.as_ref()?;
@@ -345,9 +372,17 @@ impl Cors {
     }
 }
 
-fn set(req: &mut RequestCtx<'_>, name: &'static str, value: HeaderValue) {
-    req.set_response_header(HeaderName::from_static(name), value);
+fn set(req: &mut RequestCtx<'_>, name: HeaderName, value: HeaderValue) {
+    req.set_response_header(name, value);
 }
+
+const ALLOW_ORIGIN: HeaderName = HeaderName::from_static("access-control-allow-origin");
+const ALLOW_METHODS: HeaderName = HeaderName::from_static("access-control-allow-methods");
+const MAX_AGE: HeaderName = HeaderName::from_static("access-control-max-age");
+const EXPOSE_HEADERS: HeaderName = HeaderName::from_static("access-control-expose-headers");
+const ALLOW_HEADERS: HeaderName = HeaderName::from_static("access-control-allow-headers");
+const ALLOW_CREDENTIALS: HeaderName = HeaderName::from_static("access-control-allow-credentials");
+const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 
 impl Plugin for Cors {
     fn rewrite(&self, req: &mut RequestCtx<'_>) -> Flow {
@@ -358,9 +393,7 @@ impl Plugin for Cors {
         let request_headers = view
             .header("access-control-request-headers")
             .and_then(|v| HeaderValue::from_bytes(v).ok());
-        let allow = self
-            .allow_origin(origin)
-            .and_then(|a| HeaderValue::from_str(&a).ok());
+        let allow = self.allow_origin(origin).and_then(|a| self.value(&a));
         let timing = self
             .timing_origin(origin)
             .and_then(|t| HeaderValue::from_str(&t).ok());
@@ -368,25 +401,21 @@ impl Plugin for Cors {
             req.append_response_header(http::header::VARY, HeaderValue::from_static("Origin"));
         }
         if let Some(allow) = allow {
-            set(req, "access-control-allow-origin", allow);
-            set(req, "access-control-allow-methods", self.methods.clone());
-            set(req, "access-control-max-age", self.max_age.clone());
+            set(req, ALLOW_ORIGIN, allow);
+            set(req, ALLOW_METHODS, self.methods.clone());
+            set(req, MAX_AGE, self.max_age.clone());
             if let Some(e) = &self.expose {
-                set(req, "access-control-expose-headers", e.clone());
+                set(req, EXPOSE_HEADERS, e.clone());
             }
             if let Some(h) = self.headers.clone().or(request_headers) {
-                set(req, "access-control-allow-headers", h);
+                set(req, ALLOW_HEADERS, h);
             }
             if self.credential {
-                set(
-                    req,
-                    "access-control-allow-credentials",
-                    HeaderValue::from_static("true"),
-                );
+                set(req, ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
             }
         }
         if let Some(t) = timing {
-            set(req, "timing-allow-origin", t);
+            set(req, TIMING_ALLOW_ORIGIN, t);
         }
         if req.method() == "OPTIONS" {
             return Flow::Reply(LocalReply::empty(StatusCode::OK));

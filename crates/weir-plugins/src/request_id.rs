@@ -96,15 +96,20 @@ enum Generator {
 const NANOID: &[u8; 64] = b"-_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 impl Generator {
-    fn make(&self) -> String {
-        match self {
+    /// A new identifier (None: not a valid field value, which no
+    /// generator makes).
+    fn make(&self) -> Option<HeaderValue> {
+        let text: String = match self {
             // From the thread's CSPRNG (rand's, reseeded from the OS): the
             // uuid crate's own v4 asks the kernel (getrandom) every time.
-            Generator::Uuid => uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .hyphenated()
-                .encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH])
-                .to_owned(),
+            Generator::Uuid => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let id = uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut buf);
+                return HeaderValue::from_str(id).ok();
+            }
             Generator::Uuidv7 => uuid::Uuid::now_v7().to_string(),
             Generator::Nanoid => {
                 let bytes: [u8; 21] = rand::random();
@@ -119,7 +124,8 @@ impl Generator {
                     .map(|_| char::from(chars[rng.random_range(0..chars.len())]))
                     .collect()
             }
-        }
+        };
+        HeaderValue::from_str(&text).ok()
     }
 }
 
@@ -182,7 +188,7 @@ impl Plugin for RequestId {
         let id = match kept {
             Some(id) => id,
             None => {
-                let Ok(id) = HeaderValue::from_str(&self.generator.make()) else {
+                let Some(id) = self.generator.make() else {
                     return Flow::Continue;
                 };
                 req.set_header(self.name.clone(), id.clone());

@@ -375,6 +375,7 @@ fn consumer_confs(config: &Config) -> Consumers<'_> {
             custom_id: c.labels.get("custom_id").map(|v| Arc::from(v.as_str())),
             group_id: c.group_id.as_ref().map(|g| Arc::from(g.0.as_str())),
             credential_id: None,
+            upstream_values: std::sync::OnceLock::new(),
         });
         by_name.insert(c.username.as_str(), consumer.clone());
         all.push(consumer.clone());
@@ -395,6 +396,7 @@ fn consumer_confs(config: &Config) -> Consumers<'_> {
         };
         let consumer = Arc::new(Consumer {
             credential_id: Some(Arc::from(cred.id.0.as_str())),
+            upstream_values: std::sync::OnceLock::new(),
             ..(**owner).clone()
         });
         for (name, conf) in &cred.plugins {
