@@ -520,9 +520,11 @@ fn consumer_plugins(
             };
             entries.extend(plugin_compile::compile_entries(&one, &at, ctx, sink));
         }
-        table
-            .by_name
-            .insert(Arc::from(c.username.as_str()), Pipeline::new(entries));
+        if !entries.is_empty() {
+            table
+                .by_name
+                .insert(Arc::from(c.username.as_str()), Pipeline::new(entries));
+        }
     }
     table
 }

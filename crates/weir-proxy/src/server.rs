@@ -105,6 +105,7 @@ impl ProxyServer {
             let fast = Arc::new(crate::h1::H1Context {
                 state: state.clone(),
                 builder: http_builder(http, b.config.http2),
+                http1_only: (!b.config.http2).then(|| http1_builder(http)),
                 header_timeout: Duration::from_secs_f64(http.header_timeout),
                 enabled: http.fast_path,
                 stop: stop_rx.clone(),
@@ -160,6 +161,18 @@ impl ProxyServer {
             }
         }
     }
+}
+
+/// The general path's HTTP/1.1-only builder, for listeners with
+/// `http2: false`; set as the auto builder's HTTP/1 side.
+fn http1_builder(http: &HttpConfig) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs_f64(http.header_timeout))
+        .max_buf_size(crate::pool::MAX_BUF)
+        .keep_alive(true);
+    builder
 }
 
 fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> {

@@ -281,3 +281,46 @@ async fn h2c_connection_with_a_response_still_streaming_is_not_idle() {
     );
     assert_eq!(body, "drip\n".repeat(5));
 }
+
+/// Writes the HTTP/2 connection preface and an empty SETTINGS frame on
+/// `io`, then reads what comes back until the gateway closes the
+/// connection (or 5 s pass).
+async fn send_preface<S>(mut io: S) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write the preface");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut got)).await;
+    got
+}
+
+/// `http2: false` switches HTTP/2 off on a plain listener, on the fast path
+/// and on the general path: a client that sends the preface anyway is
+/// refused (the connection closed without an HTTP/2 frame, as hyper's
+/// HTTP/1.1 server does with a preface), and HTTP/1.1 still works.
+#[tokio::test]
+async fn a_plain_listener_with_http2_off_refuses_the_http2_preface() {
+    let b = Backend::start("h1-backend").await;
+    for fast_path in [true, false] {
+        let gw = common::gateway(&format!(
+            "gateway:\n  listeners: [{{address: \"127.0.0.1:0\", http2: false}}]\n  http: {{fast_path: {fast_path}}}\n{}",
+            route_all(&b)
+        ))
+        .await;
+        let tcp = TcpStream::connect(gw.proxy_addr()).await.expect("connect");
+        let got = send_preface(tcp).await;
+        // An HTTP/2 server's first frame is its SETTINGS (type 4).
+        let h2_frame = got.len() >= 9 && got[3] == 4;
+        assert!(
+            !h2_frame && (got.is_empty() || got.starts_with(b"HTTP/1.1 ")),
+            "fast_path {fast_path}: HTTP/2 was served: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let reply = common::get(gw.proxy_addr(), None, "/hello").await;
+        assert_eq!(reply.status, StatusCode::OK, "fast_path {fast_path}");
+    }
+}

@@ -314,6 +314,28 @@ async fn tls_listener_with_http2_off_negotiates_http1_only() {
     .expect("handshake");
     assert_eq!(alpn(&tls).as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(http1_get(tls, "a.test", "/").await.status, StatusCode::OK);
+
+    // A client that sends the HTTP/2 preface anyway is not served HTTP/2.
+    let mut tls = tls_connect(
+        &trusting_client(&f.a.der, &[b"http/1.1"]),
+        gw.proxy_addr(),
+        "a.test",
+    )
+    .await
+    .expect("handshake");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write the preface");
+    let mut got = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    let h2_frame = got.len() >= 9 && got[3] == 4;
+    assert!(
+        !h2_frame && (got.is_empty() || got.starts_with(b"HTTP/1.1 ")),
+        "HTTP/2 was served over TLS with http2 off: {:?}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 //! crate's buffers (tens of KiB).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,25 +50,20 @@ pub async fn hand_over<S: ClientStream>(
             Ok::<_, Infallible>(response.map(|body| TrackedBody { body, _busy: busy }))
         }
     });
-    let conn = ctx
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(prefix, stream)), service)
-        .into_owned();
-    let mut conn = std::pin::pin!(conn);
-    let mut stop = ctx.stop.clone();
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            _ = stop.wait_for(|s| *s), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = activity.idle_for(ctx.header_timeout), if !closing => {
-                tracing::debug!(client = %info.remote, "idle connection closed");
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
+    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    let result = match &ctx.http1_only {
+        // `http2: false`: HTTP/1.1 only, whatever the client sends first
+        // (the auto builder would still serve a client's HTTP/2 preface).
+        Some(h1) => {
+            let conn = h1.serve_connection(io, service).with_upgrades();
+            drive(conn, ctx, &info, &activity).await.map_err(Into::into)
+        }
+        None => {
+            let conn = ctx
+                .builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
+            drive(conn, ctx, &info, &activity).await
         }
     };
     drop(watcher);
@@ -77,6 +73,68 @@ pub async fn hand_over<S: ClientStream>(
             // Nothing of the request is known here.
             let now = std::time::Instant::now();
             super::conn::unread_request(&ctx.state, info.remote, b"", now, status, 0);
+        }
+    }
+}
+
+/// A served connection that can be asked to finish gracefully.
+trait Graceful: Future {
+    fn finish_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, S::ResBody>,
+{
+    fn finish_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn finish_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Serves `conn` to its end: gracefully closed when the listener stops or
+/// when it has been idle for the header timeout.
+async fn drive<C, T, E>(
+    conn: C,
+    ctx: &H1Context,
+    info: &ConnInfo,
+    activity: &Activity,
+) -> Result<T, E>
+where
+    C: Graceful<Output = Result<T, E>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = ctx.stop.clone();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _ = stop.wait_for(|s| *s), if !closing => {
+                conn.as_mut().finish_gracefully();
+                closing = true;
+            }
+            _ = activity.idle_for(ctx.header_timeout), if !closing => {
+                tracing::debug!(client = %info.remote, "idle connection closed");
+                conn.as_mut().finish_gracefully();
+                closing = true;
+            }
         }
     }
 }

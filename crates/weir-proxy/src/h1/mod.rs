@@ -66,6 +66,10 @@ pub struct H1Context {
     pub state: Arc<ProxyState>,
     /// The general path's connection builder, for connections handed over.
     pub builder: auto::Builder<TokioExecutor>,
+    /// The listener's `http2: false`: the general path serves HTTP/1.1
+    /// only, with this builder (the auto builder serves an HTTP/2 preface
+    /// whatever it is told when upgrades are on).
+    pub http1_only: Option<hyper::server::conn::http1::Builder>,
     /// Time allowed for a request head once it started, and for an idle
     /// keep-alive connection to send its next request (as hyper's
     /// `header_read_timeout`).
