@@ -168,3 +168,15 @@ mod tests {
         assert_eq!(h.get("x-forwarded-port").unwrap(), "9080");
     }
 }
+
+/// Methods weir refuses with 405, whatever the route (nginx refuses both):
+/// `CONNECT` (weir does not tunnel; forwarded, a node would take it for a
+/// request and the client would wait for a tunnel) and `TRACE` (it echoes
+/// the request, credentials included, back to whoever sent it).
+pub fn refused_method(method: &str) -> Option<&'static str> {
+    match method {
+        "CONNECT" => Some("405 Method Not Allowed: weir does not tunnel CONNECT"),
+        "TRACE" => Some("405 Method Not Allowed: TRACE is not allowed"),
+        _ => None,
+    }
+}

@@ -563,7 +563,40 @@ async fn upstream_http10_response_reaches_an_http11_client_as_http11(t: Transpor
 // Every case above, once per transport.
 // ---------------------------------------------------------------------------
 
+/// `CONNECT` (weir does not tunnel) and `TRACE` are refused with 405 on
+/// every path; the node never sees them, and the gateway keeps serving.
+async fn connect_and_trace_get_405_and_never_reach_the_node(t: Transport) {
+    let b = echo_target().await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let refused: [&[u8]; 3] = [
+        b"CONNECT /a HTTP/1.1\r\nHost: wire.test\r\n\r\n",
+        b"CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n",
+        b"TRACE /a HTTP/1.1\r\nHost: wire.test\r\n\r\n",
+    ];
+    for req in refused {
+        let what = lossy(req);
+        let mut c = Client::connect(&gw).await;
+        let _ = c.send_lenient(req).await;
+        match c.try_response(false).await {
+            Ok(Some(r)) => {
+                assert_eq!(r.status, 405, "{t:?} {what:?}: {r:?}");
+                assert!(
+                    r.text().contains("405 Method Not Allowed"),
+                    "{t:?} {what:?}: {r:?}"
+                );
+            }
+            Ok(None) => panic!("{t:?} {what:?}: closed without the 405"),
+            Err(e) => panic!("{t:?} {what:?}: no 405: {e}"),
+        }
+    }
+    assert!(b.seen().is_empty(), "{t:?}: the node saw {:?}", b.seen());
+    let mut c = Client::connect(&gw).await;
+    c.send(&get("/fine")).await;
+    assert_eq!(c.response().await.status, 200, "{t:?}");
+}
+
 every_transport!(
+    connect_and_trace_get_405_and_never_reach_the_node,
     malformed_request_heads_get_400_then_a_close_and_the_gateway_keeps_serving,
     oversized_header_section_or_too_many_fields_get_431_and_the_gateway_keeps_serving,
     request_with_content_length_and_chunked_is_refused_or_dechunked_then_closed,

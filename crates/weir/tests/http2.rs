@@ -324,3 +324,19 @@ async fn a_plain_listener_with_http2_off_refuses_the_http2_preface() {
         assert_eq!(reply.status, StatusCode::OK, "fast_path {fast_path}");
     }
 }
+
+/// `TRACE` over HTTP/2 is refused with 405, as over HTTP/1.1; the node
+/// never sees it.
+#[tokio::test]
+async fn trace_over_http2_gets_405() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let mut s = h2c(addr).await;
+    let (status, _, body) = call(&mut s, "TRACE", &format!("http://{addr}/a"), "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert!(body.contains("405 Method Not Allowed"), "{body}");
+    let (status, _, _) = call(&mut s, "GET", &format!("http://{addr}/hello"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b.hits(), 1, "the node saw the TRACE");
+}

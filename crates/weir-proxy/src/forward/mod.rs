@@ -126,6 +126,18 @@ pub async fn handle(
             None,
         ));
     }
+    if let Some(why) = headers::refused_method(req.method().as_str()) {
+        return Ok(finish(
+            &state,
+            local(
+                LocalReply::error_msg(StatusCode::METHOD_NOT_ALLOWED, why),
+                head_request,
+                None,
+            ),
+            pending.take(),
+            None,
+        ));
+    }
     let upgrade_requested = headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut req));
 

@@ -377,8 +377,8 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     let (Some(method_str), Some(target)) = (req.method, req.path) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "malformed request line");
     };
-    if method_str == "CONNECT" {
-        return Head::Fallback("CONNECT");
+    if let Some(why) = crate::headers::refused_method(method_str) {
+        return Head::Invalid(StatusCode::METHOD_NOT_ALLOWED, why);
     }
     if !target.starts_with('/') {
         return Head::Fallback("absolute-form or asterisk target");
