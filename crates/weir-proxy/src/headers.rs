@@ -112,6 +112,18 @@ pub fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&Hea
     headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
 }
 
+/// Methods weir refuses with 405, whatever the route (nginx refuses both):
+/// `CONNECT` (weir does not tunnel; forwarded, a node would take it for a
+/// request and the client would wait for a tunnel) and `TRACE` (it echoes
+/// the request, credentials included, back to whoever sent it).
+pub fn refused_method(method: &str) -> Option<&'static str> {
+    match method {
+        "CONNECT" => Some("405 Method Not Allowed: weir does not tunnel CONNECT"),
+        "TRACE" => Some("405 Method Not Allowed: TRACE is not allowed"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,17 +178,5 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.9");
         assert_eq!(h.get("x-real-ip").unwrap(), "10.0.0.9");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "9080");
-    }
-}
-
-/// Methods weir refuses with 405, whatever the route (nginx refuses both):
-/// `CONNECT` (weir does not tunnel; forwarded, a node would take it for a
-/// request and the client would wait for a tunnel) and `TRACE` (it echoes
-/// the request, credentials included, back to whoever sent it).
-pub fn refused_method(method: &str) -> Option<&'static str> {
-    match method {
-        "CONNECT" => Some("405 Method Not Allowed: weir does not tunnel CONNECT"),
-        "TRACE" => Some("405 Method Not Allowed: TRACE is not allowed"),
-        _ => None,
     }
 }
