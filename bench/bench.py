@@ -10,6 +10,7 @@ Subcommands (all called by run.sh; see `bench.py -h`):
   wait-ready URL        poll until 200; print ms since --since (unix seconds)
   idle-conns ...        open N keep-alive connections, one request each, hold them
   head PORT [-H ...]    one GET; print the response head (run.sh: what each proxy answers)
+  redis-commands PORT   print redis-server's total_commands_processed (scenario lr)
   probe ...             marker prober: propagation delay of endpoint changes
   report ...            write docs/performance.md from a results directory (report.py)
 """
@@ -59,14 +60,20 @@ SCENARIOS = {
     "pcap": ("as (p), each proxy held to half a core (CFS quota)", "/", None, "wrk"),
     "jhs": ("jwt-auth, HS256 token (as a0; weir only)", "/", None, "wrk"),
     "jrs": ("jwt-auth, RS256 token (as a0; weir only)", "/", None, "wrk"),
+    "lc": ("limit-count (local) + prometheus, APISIX's benchmark route (as a0; weir only)", "/", None, "wrk"),
+    "lr": ("as (lc), limit-count with policy redis (local redis-server; weir only)", "/", None, "wrk"),
+    "lq": ("one route with limit-req (as a0)", "/", None, "wrk"),
+    "lqcap": ("as (lq), each proxy held to half a core (CFS quota)", "/", None, "wrk"),
 }
 # Scenarios nginx does not run: it has no JWT verification without njs or a
-# third-party module. They alternate with weir on a0's config instead.
-WEIR_ONLY = ("jhs", "jrs")
+# third-party module, and lc / lr measure weir's plugins against weir
+# without them (APISIX's benchmark route). They alternate with weir on a0's
+# config instead.
+WEIR_ONLY = ("jhs", "jrs", "lc", "lr")
 # Scenarios that alternate with a second weir on a0's config (port
 # WEIR_AREF_PORT), so that the cost of the plugins per request is a
 # difference between runs taken in turns.
-A0_REF = ("p", "jhs", "jrs")
+A0_REF = ("p", "jhs", "jrs", "lc", "lr")
 
 # Plugin scenarios: the credentials wrk sends. The consumer's API key, the
 # Origin the cors plugin allows, and the jwt-auth consumers' key claims.
@@ -74,6 +81,21 @@ P_APIKEY = "bench-3f9c1e7a52d84b06"
 P_ORIGIN = "http://app.bench.test"
 JWT_HS_KEY, JWT_HS_SECRET = "bench-hs", "bench-hs256-secret-0123456789abcdef"
 JWT_RS_KEY = "bench-rs"
+
+# Rate-limit scenarios: limits that never refuse during a run, so that every
+# request does the limiter's work and passes. lc / lr: APISIX's own benchmark
+# route (its benchmark/run.sh: limit-count count 999999999 per 60 s by
+# remote_addr, rejected_code 503, and prometheus). lq: limit-req at a rate
+# far above what the machine does; the burst (the same in weir and nginx)
+# covers requests that arrive within one clock tick: nginx's leaky bucket
+# counts time in whole milliseconds and refuses a second request in the same
+# millisecond when the burst is 0, whatever the rate. With 64 connections at
+# most 64 requests are ever in flight, so 1000 never fills.
+LC_COUNT, LC_WINDOW = 999_999_999, 60
+LQ_RATE, LQ_BURST = 10_000_000, 1000
+# lr's redis-server (run.sh starts it on a free port and passes the port to
+# `gen`; the configs must hold a port even when lr does not run).
+REDIS_PORT_DEFAULT = 6379
 
 
 def w(path, text):
@@ -193,6 +215,12 @@ NGINX_P_LOCATION = """\
             proxy_set_header X-Consumer-Custom-ID "";
 """
 
+# Scenario lq's nginx: limit_req keyed by the client address (wrk's one
+# address, so one bucket for every request, as the weir route's
+# `key: remote_addr`), the same rate and burst, nodelay.
+NGINX_LQ_HTTP = f"    limit_req_zone $binary_remote_addr zone=bench:10m rate={LQ_RATE}r/s;\n"
+NGINX_LQ_LOCATION = f"            limit_req zone=bench burst={LQ_BURST} nodelay;\n"
+
 
 def nginx_proxy(d, scn):
     name = f"nginx-{scn}"
@@ -235,6 +263,9 @@ def nginx_proxy(d, scn):
             http += NGINX_P_HTTP.format(key=P_APIKEY)
             server_extra = NGINX_P_SERVER.format()
             location_extra = NGINX_P_LOCATION.format(origin=P_ORIGIN)
+        if scn == "lq":
+            http += NGINX_LQ_HTTP
+            location_extra = NGINX_LQ_LOCATION
         http += (
             f"    server {{\n{listen}{server_extra}        location / {{\n"
             + location_extra
@@ -260,7 +291,7 @@ def weir_gateway(scn, d, access_log=False, tls=False, workers=1, busy_poll=False
     return "\n".join(x for x in lines if x is not None) + "\n"
 
 
-def weir_config(d, scn, busy_poll=True):
+def weir_config(d, scn, busy_poll=True, redis_port=REDIS_PORT_DEFAULT):
     backend = f'"127.0.0.1:{BACKEND_PORTS[0]}": 1'
     if scn == "b":
         out = weir_gateway(scn, d, busy_poll=busy_poll)
@@ -282,7 +313,7 @@ def weir_config(d, scn, busy_poll=True):
         out += f"ssls:\n  - {{id: bench, snis: [localhost, bench.test], cert_file: {d}/cert.pem, key_file: {d}/key.pem}}\n"
     else:
         out = weir_gateway(scn, d, busy_poll=busy_poll)
-    rid = scn if scn in ("p", "jhs", "jrs") else "a"
+    rid = scn if scn in ("p", "jhs", "jrs", "lc", "lr", "lq") else "a"
     out += f"routes:\n  - id: {rid}\n    uri: /*\n    upstream: {{type: roundrobin, nodes: {{{backend}}}}}\n"
     if scn == "p":
         out += (
@@ -305,6 +336,20 @@ def weir_config(d, scn, busy_poll=True):
             "    plugins:\n      jwt-auth: {}\nconsumers:\n  - username: bench\n    plugins:\n"
             f"      jwt-auth:\n        key: {JWT_RS_KEY}\n        algorithm: RS256\n        public_key: |\n"
             + "".join(f"          {line}\n" for line in pem.splitlines())
+        )
+    elif scn in ("lc", "lr"):
+        out += (
+            "    plugins:\n      limit-count:\n"
+            f"        count: {LC_COUNT}\n        time_window: {LC_WINDOW}\n"
+            "        key: remote_addr\n        rejected_code: 503\n"
+        )
+        if scn == "lr":
+            out += f"        policy: redis\n        redis_host: 127.0.0.1\n        redis_port: {redis_port}\n"
+        out += "      prometheus: {}\n"
+    elif scn == "lq":
+        out += (
+            "    plugins:\n"
+            f"      limit-req: {{rate: {LQ_RATE}, burst: {LQ_BURST}, key: remote_addr, nodelay: true}}\n"
         )
     return out
 
@@ -412,12 +457,15 @@ def cmd_gen(a):
     for scn, token in jwt_tokens(d).items():
         w(f"{d}/jwt-{scn}.token", token + "\n")
     # g / g2 / gp: idle HTTP/1.1 / HTTP/2 (h2c) / HTTP/1.1 on (p)'s route
-    defaults = ("a0", "acap", "g", "g2", "p", "pcap", "gp", "jhs", "jrs")  # weir without busy polling
+    # weir without busy polling
+    defaults = ("a0", "acap", "g", "g2", "p", "pcap", "gp", "jhs", "jrs", "lc", "lr", "lq", "lqcap")
     for scn in list(SCENARIOS) + idle:
-        base = {"a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a", "g2": "f", "pcap": "p", "gp": "p"}.get(scn, scn)
+        base = {
+            "a0": "a", "acap": "a", "d16k": "a", "d1m": "a", "g": "a", "g2": "f", "pcap": "p", "gp": "p", "lqcap": "lq",
+        }.get(scn, scn)
         if scn not in WEIR_ONLY:
             w(f"{d}/nginx-{scn}.conf", nginx_proxy(d, base).replace(f"nginx-{base}", f"nginx-{scn}"))
-        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in defaults))
+        w(f"{d}/weir-{scn}.yaml", weir_config(d, base, busy_poll=scn not in defaults, redis_port=a.redis_port))
     # Second weirs for alternating runs: (a)'s config beside (b) and (c),
     # a0's beside (p), (jhs) and (jrs).
     for ref, base, bp in [("aref", "a", True), ("a0ref", "a", False)]:
@@ -760,6 +808,31 @@ def cmd_head(a):
     sys.exit(0 if head.startswith("HTTP/1.1 200") else 1)
 
 
+def cmd_redis_commands(a):
+    """Print redis-server's `total_commands_processed` (INFO stats, over a
+    plain socket: no redis-cli needed); run.sh brackets scenario lr's runs
+    with it to show that every request reached Redis."""
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    try:
+        s.sendall(b"INFO stats\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if head.startswith(b"$") and len(rest) >= int(head[1:]):
+                break
+    finally:
+        s.close()
+    for line in data.decode("latin-1").splitlines():
+        if line.startswith("total_commands_processed:"):
+            print(line.split(":", 1)[1].strip())
+            return
+    sys.exit(1)
+
+
 def cmd_headers(a):
     print("\n".join(request_headers(a.scenario, a.dir)))
 
@@ -827,6 +900,7 @@ def main():
     p = sub.add_parser("gen")
     p.add_argument("dir")
     p.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p.add_argument("--redis-port", type=int, default=REDIS_PORT_DEFAULT, help="scenario lr's redis-server")
     p.set_defaults(f=cmd_gen)
     p = sub.add_parser("cpu")
     p.add_argument("pids", nargs="+")
@@ -873,6 +947,9 @@ def main():
     p.add_argument("scenario")
     p.add_argument("dir")
     p.set_defaults(f=cmd_headers)
+    p = sub.add_parser("redis-commands", help="redis-server's total_commands_processed")
+    p.add_argument("port", type=int)
+    p.set_defaults(f=cmd_redis_commands)
     p = sub.add_parser("probe")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", required=True)

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # weir vs nginx benchmark suite. ONE command:
 #
-#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0, acap, pcap; alternating), discovery scale, profile
+#   bench/run.sh            full: 5 x 6 s per target and scenario (9 x 6 s for a, a0, acap, pcap, lqcap; alternating), discovery scale, profile
 #   bench/run.sh --quick    1 x 3 s per target, everything once
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized); every
 #                           generated config is still checked (weir validate, nginx -t)
 #
-# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,g,gp,default,scale  --runs N  --secs N
+# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,lc,lr,lq,lqcap,g,gp,default,scale  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
 #          --priority (as root: the suite runs at nice -20, its session's autogroup
 #          too, and the acap/pcap cgroups at the highest CPU weight, so other work
 #          on a shared host waits; off by default, as that work then crawls)
 # weir is built with cargo into $CARGO_TARGET_DIR when set (else target/).
+# Scenario lr starts its own redis-server (Debian's; installed like nginx
+# when missing, else lr is skipped with a note) on a free 127.0.0.1 port,
+# without persistence, pinned like the backend; stopped at the end.
 #
 # Writes bench/results/ (runs.jsonl, *.json, raw.txt) and, except in smoke
 # mode, REGENERATES docs/performance.md. Binds 127.0.0.1 only; uses its own
@@ -22,8 +25,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=$REPO/bench
 MODE=full RUNS=5 SECS=6 ONLY="" PROFILE=1 BUILD=1 INSTALL=1 KEEP=0 PRIORITY=0
-# The headline scenarios (a, a0, acap, pcap) take more pairs in full mode: their
-# target margins (5%, 10%) are about this host's run-to-run noise.
+# The headline scenarios (a, a0, acap, pcap, lqcap) take more pairs in full mode:
+# their target margins (5%, 10%) are about this host's run-to-run noise.
 HEADLINE_RUNS=9
 # Scenario acap: each proxy's CFS quota, in % of one core per period.
 CAP_PCT=50 CAP_PERIOD_US=2000
@@ -47,7 +50,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs g gp default scale"
+ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp default scale"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -83,6 +86,20 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 [ "$PROFILE" = 0 ] || command -v perf >/dev/null || need+=(linux-perf)
+# redis-server only for scenario lr, which is skipped (with a note) when it
+# is missing and cannot be installed here.
+REDIS=""
+if want lr; then
+  if command -v redis-server >/dev/null; then
+    REDIS=$(command -v redis-server)
+  elif [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ]; then
+    need+=(redis-server); REDIS=/usr/bin/redis-server
+  else
+    why=$([ "$INSTALL" = 0 ] && echo "--no-install given" || echo "not root")
+    log "lr: redis-server is missing ($why); scenario lr skipped"
+    echo "- lr skipped: redis-server is missing ($why; \`apt-get install -y redis-server\`)." >> "$NOTES"
+  fi
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ]; then
     log "installing ${need[*]}"
@@ -141,7 +158,9 @@ else
   LOAD="" PROXY="" LOAD_CPU="" PROXY_CPU=""
   PINNING="none (fewer than 2 CPUs or no taskset)"
 fi
-$PY gen "$W" >/dev/null
+# A free port for lr's redis-server, known before the configs are written.
+REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$PY gen "$W" --redis-port "$REDIS_PORT" >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,DNS:bench.test,IP:127.0.0.1" \
   -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
@@ -168,6 +187,7 @@ json.dump({
   "loadavg_start": open("/proc/loadavg").read().split()[:3],
   "command": "bench/run.sh $ARGS".strip(), "mode": "$MODE", "runs": $RUNS, "runs_headline": $HEADLINE_RUNS, "secs": $SECS,
   "cap_pct": $CAP_PCT, "cap_period_us": $CAP_PERIOD_US,
+  **({"redis": sh("$REDIS --version")} if "$REDIS" else {}),
   "nproc": sh("nproc"), "cpu": cpu + " (" + sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'") + " guest)",
   "kernel": platform.release(), "weir_commit": sh("cd $REPO && git rev-parse --short HEAD") + (" + uncommitted changes" if sh("cd $REPO && git status --porcelain -- crates Cargo.toml Cargo.lock") else ""),
   "nginx": sh("$NGINX -v 2>&1"), "wrk": sh("wrk -v 2>&1 | head -1"), "h2load": sh("h2load --version"),
@@ -329,16 +349,38 @@ BPID=$!; PIDS+=("$BPID")
 wait_port 18100
 wait_port 18199
 
+# ---------------------------------------------------------------- redis (lr)
+# On the load generator's core, like the backend: what it costs per request
+# is not weir's, and lr's figure is weir's own CPU.
+RPID=""
+if [ -n "$REDIS" ]; then
+  log "redis-server on 127.0.0.1:$REDIS_PORT (scenario lr)"
+  $LOAD "$REDIS" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$W" --logfile "$W/redis.log" --daemonize no &
+  RPID=$!; PIDS+=("$RPID")
+  if wait_port "$REDIS_PORT" && kill -0 "$RPID" 2>/dev/null; then
+    raw "redis-server for (lr): $("$REDIS" --version), 127.0.0.1:$REDIS_PORT, --save '' --appendonly no, ${LOAD:-not pinned}"
+    raw ""
+  else
+    log "lr: redis-server did not start (see $W/redis.log); scenario lr skipped"
+    echo "- lr skipped: redis-server did not start on 127.0.0.1:$REDIS_PORT: $(tail -1 "$W/redis.log" 2>/dev/null)" >> "$NOTES"
+    stop "$RPID"; RPID=""
+  fi
+fi
+
 # ---------------------------------------------------------------- throughput scenarios
-for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs; do
+for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap; do
   want "$scn" || continue
+  [ "$scn" != lr ] || [ -n "$RPID" ] || continue  # no redis-server: noted above
   log "scenario $scn"
   FPID=""
   # nginx has no JWT verification (it would need njs or a third-party
-  # module): the jwt scenarios run weir only, against weir without plugins.
+  # module): the jwt scenarios run weir only, against weir without plugins;
+  # so do lc and lr (APISIX's benchmark route against the same route
+  # without plugins).
   NG=nginx
-  case "$scn" in jhs | jrs) NG="" ;; esac
-  if [ "$scn" = acap ] || [ "$scn" = pcap ]; then
+  case "$scn" in jhs | jrs | lc | lr) NG="" ;; esac
+  if [ "$scn" = acap ] || [ "$scn" = pcap ] || [ "$scn" = lqcap ]; then
     if ! cap_setup; then
       log "$scn: no usable CPU cgroup controller here (needs root and cgroup v1 cpu or v2 cpu.max); skipped"
       echo "- $scn skipped: no usable CPU cgroup controller on this machine." >> "$NOTES"
@@ -360,22 +402,22 @@ for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs; do
   $PY wait-ready 127.0.0.1:19090/status/ready --timeout 30 >/dev/null
   if [ "$scn" = e ]; then wait_port 19443; wait_port 18443; else wait_port $WEIR_PORT; [ -z "$NG" ] || wait_port $NGINX_PORT; fi
   # (b) and (c) are compared with (a), and the plugin scenarios (p, jhs,
-  # jrs) with a0: a second weir on that config takes turns with them, so
-  # the ratio does not straddle minutes of host drift.
+  # jrs, lc, lr) with a0: a second weir on that config takes turns with
+  # them, so the ratio does not straddle minutes of host drift.
   APID="" REF="" REFCFG=""
   case "$scn" in
     b | c) REF=weir-a REFCFG=weir-aref ;;
-    p | jhs | jrs) REF=weir-a0 REFCFG=weir-a0ref ;;
+    p | jhs | jrs | lc | lr) REF=weir-a0 REFCFG=weir-a0ref ;;
   esac
   if [ -n "$REF" ]; then
     WPID_SAVED=$WPID; start_weir "$REFCFG"; APID=$WPID; WPID=$WPID_SAVED
     $PY wait-ready 127.0.0.1:19092/status/ready --timeout 30 >/dev/null
     wait_port $WEIR_AREF_PORT
   fi
-  # The plugin scenarios: what each proxy answers (a 401 here would make
-  # every run an error).
+  # The plugin scenarios: what each proxy answers (a 401 here, or a limit's
+  # refusal, would make every run an error).
   case "$scn" in
-    p | pcap | jhs | jrs)
+    p | pcap | jhs | jrs | lc | lr | lq | lqcap)
       req_headers "$scn"
       for tgt in weir $NG $REF; do
         port=$(url_for "$scn" "$tgt" | sed 's#^http://127.0.0.1:\([0-9]*\)/.*#\1#')
@@ -391,11 +433,20 @@ for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs; do
   # warm-up (not recorded): connections, pools, caches
   for tgt in weir $NG $REF; do measure "$scn" "$tgt" 0 1 0; done
   runs=$RUNS
-  case "$scn" in a | a0 | acap | pcap) runs=$HEADLINE_RUNS ;; esac
+  case "$scn" in a | a0 | acap | pcap | lqcap) runs=$HEADLINE_RUNS ;; esac
+  # lr: redis-server's commands and CPU over the recorded runs (the only
+  # client is weir on lr's config), for its cost per request.
+  if [ "$scn" = lr ]; then rc0=$($PY redis-commands "$REDIS_PORT" || echo 0) rt0=$($PY cpu "$RPID"); fi
   for run in $(seq "$runs"); do
     if [ $((run % 2)) = 1 ]; then order="weir $NG $REF"; else order="$REF $NG weir"; fi
     for tgt in $order; do measure "$scn" "$tgt" "$run" "$SECS"; done
   done
+  if [ "$scn" = lr ]; then
+    rc1=$($PY redis-commands "$REDIS_PORT" || echo 0) rt1=$($PY cpu "$RPID")
+    echo "{\"commands\": $((rc1 - rc0)), \"cpu_s\": $(python3 -c "import os; print(($rt1 - $rt0) / os.sysconf('SC_CLK_TCK'))"), \"port\": $REDIS_PORT}" > "$RES/redis.json"
+    raw "(lr) redis-server over the recorded runs: $((rc1 - rc0)) commands, $((rt1 - rt0)) CPU ticks"
+    raw ""
+  fi
   [ -z "$APID" ] || stop "$APID"
   if [ "$scn" = c ]; then
     raw "access log lines: weir $(wc -l < "$W/weir-c.access.log" 2>/dev/null || echo 0), nginx $(wc -l < "$W/nginx-c.access.log" 2>/dev/null || echo 0)"
@@ -410,6 +461,8 @@ for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs; do
   [ -z "$REF" ] || check_weir_log "$REFCFG"
   [ -z "$FPID" ] || stop "$FPID"
 done
+
+[ -z "$RPID" ] || { stop "$RPID"; RPID=""; }
 
 # ---------------------------------------------------------------- (g) idle connections
 IDLE=()

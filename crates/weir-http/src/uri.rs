@@ -57,6 +57,63 @@ fn resolve_segments(path: &str) -> String {
     out
 }
 
+/// True when `host` is a valid Host field value (RFC 9112 §3.2, RFC 3986
+/// §3.2.2): a registered name or IPv4 address (unreserved, pct-encoded and
+/// sub-delimiter characters) or a bracketed IP literal, then an optional
+/// `:port`. Refused: an empty value (as nginx refuses it), and anything
+/// with a space, `/`, `?`, `#`, `@` (userinfo), `\\` or a control byte.
+pub fn is_valid_host(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return false;
+    }
+    let (name, port) = if host[0] == b'[' {
+        let Some(end) = host.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &host[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&host[..0], &host[end + 1..])
+    } else {
+        match host.iter().rposition(|&b| b == b':') {
+            Some(i) => (&host[..i], &host[i..]),
+            None => (host, &host[host.len()..]),
+        }
+    };
+    let name_ok = name.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    name_ok && port_ok && !(host[0] != b'[' && name.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +138,42 @@ mod tests {
         assert_eq!(match_path("/../../x"), "/x");
         assert_eq!(match_path("/a/%2e%2e/b"), "/b");
         assert_eq!(match_path("/a/.."), "/");
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::is_valid_host;
+
+    #[test]
+    fn host_values_as_rfc_9112_allows_them() {
+        for ok in [
+            &b"a.example"[..],
+            b"a.example:8080",
+            b"127.0.0.1",
+            b"[::1]",
+            b"[::1]:80",
+            b"xn--bcher-kva.example",
+            b"a_b.example:",
+        ] {
+            assert!(is_valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"a/b",
+            b"a@b",
+            b"user:pw@other.example",
+            b"a?b",
+            b"a#b",
+            b"a\\b",
+            b"a\tb",
+            b":80",
+            b"a:8x",
+            b"[zz]",
+            b"[::1",
+        ] {
+            assert!(!is_valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

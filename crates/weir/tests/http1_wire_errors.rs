@@ -595,7 +595,37 @@ async fn connect_and_trace_get_405_and_never_reach_the_node(t: Transport) {
     assert_eq!(c.response().await.status, 200, "{t:?}");
 }
 
+/// A Host that is not a host (space, `/`, `@`, empty) and userinfo in an
+/// absolute-form target get 400 (RFC 9112 §3.2); the node sees none of
+/// them, and the gateway keeps serving.
+async fn invalid_hosts_and_userinfo_get_400(t: Transport) {
+    let b = echo_target().await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let refused: [&[u8]; 5] = [
+        b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a@b\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET http://user:pw@other.example/a HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    ];
+    for req in refused {
+        let what = lossy(req);
+        let mut c = Client::connect(&gw).await;
+        let _ = c.send_lenient(req).await;
+        match c.try_response(false).await {
+            Ok(Some(r)) => assert_eq!(r.status, 400, "{t:?} {what:?}: {r:?}"),
+            Ok(None) => panic!("{t:?} {what:?}: closed without a 400"),
+            Err(e) => panic!("{t:?} {what:?}: no 400: {e}"),
+        }
+    }
+    assert!(b.seen().is_empty(), "{t:?}: the node saw {:?}", b.seen());
+    let mut c = Client::connect(&gw).await;
+    c.send(&get("/fine")).await;
+    assert_eq!(c.response().await.status, 200, "{t:?}");
+}
+
 every_transport!(
+    invalid_hosts_and_userinfo_get_400,
     connect_and_trace_get_405_and_never_reach_the_node,
     malformed_request_heads_get_400_then_a_close_and_the_gateway_keeps_serving,
     oversized_header_section_or_too_many_fields_get_431_and_the_gateway_keeps_serving,

@@ -340,3 +340,18 @@ async fn trace_over_http2_gets_405() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(b.hits(), 1, "the node saw the TRACE");
 }
+
+/// Userinfo in `:authority` is refused with 400 (RFC 9110 §4.2.4); the
+/// node never sees the request.
+#[tokio::test]
+async fn userinfo_in_the_authority_gets_400_over_http2() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let mut s = h2c(addr).await;
+    let (status, _, body) = call(&mut s, "GET", &format!("http://user:pw@{addr}/a"), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, _) = call(&mut s, "GET", &format!("http://{addr}/hello"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b.hits(), 1, "the node saw the request with userinfo");
+}

@@ -126,6 +126,28 @@ pub async fn handle(
             None,
         ));
     }
+    // RFC 9112 §3.2: a Host (or an authority) that is not a host is refused,
+    // and so is userinfo in the target (RFC 9110 §4.2.4).
+    let authority_ok = req
+        .uri()
+        .authority()
+        .is_none_or(|a| weir_http::uri::is_valid_host(a.as_str().as_bytes()));
+    let host_ok = req
+        .headers()
+        .get(header::HOST)
+        .is_none_or(|h| weir_http::uri::is_valid_host(h.as_bytes()));
+    if !authority_ok || !host_ok {
+        return Ok(finish(
+            &state,
+            local(
+                LocalReply::error_msg(StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host"),
+                head_request,
+                None,
+            ),
+            pending.take(),
+            None,
+        ));
+    }
     if let Some(why) = headers::refused_method(req.method().as_str()) {
         return Ok(finish(
             &state,

@@ -409,6 +409,9 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     let Ok(host_str) = std::str::from_utf8(host_value) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Host field");
     };
+    if !weir_http::uri::is_valid_host(host_value) {
+        return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Host field");
+    }
 
     // Route.
     let view = RawHead {
