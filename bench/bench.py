@@ -810,11 +810,13 @@ def cmd_head(a):
 
 def cmd_redis_commands(a):
     """Print redis-server's `total_commands_processed` (INFO stats, over a
-    plain socket: no redis-cli needed); run.sh brackets scenario lr's runs
-    with it to show that every request reached Redis."""
+    plain socket: no redis-cli needed; the commands a Lua script runs count
+    too); run.sh brackets scenario lr's runs with it to show that every
+    request reached Redis. With --by-command: the calls of each command
+    (INFO commandstats), `name=calls` on one line."""
     s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
     try:
-        s.sendall(b"INFO stats\r\n")
+        s.sendall(b"INFO commandstats\r\n" if a.by_command else b"INFO stats\r\n")
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -826,7 +828,13 @@ def cmd_redis_commands(a):
                 break
     finally:
         s.close()
-    for line in data.decode("latin-1").splitlines():
+    lines = data.decode("latin-1").splitlines()
+    if a.by_command:
+        # cmdstat_evalsha:calls=3,usec=...
+        calls = [l[8:].split(":", 1)[0] + "=" + l.split("calls=", 1)[1].split(",", 1)[0] for l in lines if l.startswith("cmdstat_")]
+        print(" ".join(calls))
+        return
+    for line in lines:
         if line.startswith("total_commands_processed:"):
             print(line.split(":", 1)[1].strip())
             return
@@ -949,6 +957,7 @@ def main():
     p.set_defaults(f=cmd_headers)
     p = sub.add_parser("redis-commands", help="redis-server's total_commands_processed")
     p.add_argument("port", type=int)
+    p.add_argument("--by-command", action="store_true", help="calls per command (INFO commandstats)")
     p.set_defaults(f=cmd_redis_commands)
     p = sub.add_parser("probe")
     p.add_argument("--port", type=int, required=True)

@@ -9,6 +9,10 @@ import statistics
 from bench import (
     A0_REF,
     BUSY_POLL_US,
+    LC_COUNT,
+    LC_WINDOW,
+    LQ_BURST,
+    LQ_RATE,
     P_ORIGIN,
     SCALE_ENDPOINTS,
     SCALE_SERVICES,
@@ -26,6 +30,9 @@ LOAD_BOUND_PCT = 97
 # Targets of the plugin scenarios (issue: plugins on the fast path).
 P_CPU_MAX = 1.10  # (p) weir CPU/request <= 1.10x the same route without plugins
 PCAP_MIN = 1.10  # (pcap) weir req/s >= 1.10x nginx's, each held to half a core
+# Targets of the rate-limit scenarios (issue 13: traffic policy).
+LC_CPU_MAX = 1.15  # (lc) weir CPU/request <= 1.15x the same route without plugins
+LQCAP_MIN = 1.10  # (lqcap) weir req/s >= 1.10x nginx's with limit_req, each held to half a core
 GP_MAX = 1.10  # (gp) KiB per idle connection <= 1.10x (g)'s, same run
 DRIFT_MAX = 0.03  # every earlier scenario within 3% of its last recorded ratio
 # Idle-connection keys of idle.json: (scenario, weir's key, nginx's key, label)
@@ -198,7 +205,7 @@ def cmd_report(a):
         f"(mode **{meta.get('mode', '?')}**: {meta.get('runs', '?')} run(s) x {meta.get('secs', '?')} s "
         "per target and scenario"
         + (
-            f", {meta['runs_headline']} for a, a0, acap and pcap"
+            f", {meta['runs_headline']} for a, a0, acap, pcap and lqcap"
             if meta.get("runs_headline", meta.get("runs")) != meta.get("runs")
             else ""
         )
@@ -221,18 +228,20 @@ def cmd_report(a):
     L.append("```")
     for k in ["nproc", "cpu", "kernel", "weir_commit", "nginx", "wrk", "h2load", "rustc", "priority"]:
         L.append(f"{k:12} {meta.get(k, '?')}")
+    if meta.get("redis"):
+        L.append(f"{'redis':12} {meta['redis']}")
     L.append("```\n")
     L.append(
         "Setup: backend = nginx, 1 worker, `return 200 \"hello world\\n\"` (12 bytes) plus "
         "16 KiB / 1 MiB static files, listening on 127.0.0.1:18100-18199 (100 \"pods\"). "
         "Proxies: weir (`gateway.workers: 1`, access log off unless stated, "
         f"`gateway.busy_poll_us: {BUSY_POLL_US}` in every throughput scenario except a0, acap and the plugin "
-        "scenarios (p, pcap, jhs, jrs), where it runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
+        "scenarios (p, pcap, jhs, jrs, lc, lr, lq, lqcap), where it runs with its defaults; busy polling keeps the proxy core at ~100% CPU under load, so "
         "compare CPU µs/request with that in mind) and nginx "
         "(1 worker, upstream `keepalive 64`, `proxy_http_version 1.1`, `Host $http_host`, "
         "the forwarding fields weir sends (`X-Forwarded-For/-Proto/-Host/-Port`, `X-Real-IP`), "
         "downstream `keepalive_requests` raised so neither side closes client connections). "
-        "In acap and pcap each proxy runs in a cgroup with a CFS quota of "
+        "In acap, pcap and lqcap each proxy runs in a cgroup with a CFS quota of "
         f"{meta.get('cap_pct', '?')}% of one core per {meta.get('cap_period_us', 0) / 1000:g} ms, so that the proxy "
         "core, not the load generator's, is the bottleneck. "
         f"CPU pinning: {meta.get('pinning', '?')}. Load generator: `wrk -t1 -c64 --latency` with "
@@ -259,6 +268,24 @@ def cmd_report(a):
         "verification without njs or a third-party module. p, jhs and jrs take turns with a second weir on a0's "
         "config (the same request, a route without plugins) so that the plugins' cost per request is a "
         "difference between alternating runs. gp: 10,000 idle keep-alive connections on p's route.\n"
+    )
+    L.append(
+        "Rate-limit scenarios (limits set so that they never refuse during a run: every request does the "
+        "limiter's work and passes; a refusal would show as a non-2xx error). lc: APISIX's own benchmark route "
+        f"(its `benchmark/run.sh`): `limit-count` (`count: {LC_COUNT}`, `time_window: {LC_WINDOW}`, "
+        "`key: remote_addr`, `rejected_code: 503`, `policy: local`, so the `X-RateLimit-*` fields are sent) and "
+        "`prometheus: {}` (APISIX's series, recorded per request). lr: the same route with `policy: redis` against "
+        "a redis-server started for the run on the load generator's core (no persistence: `--save '' "
+        "--appendonly no`): one atomic Lua script per request, whose redis-server CPU is not in weir's figure "
+        "(it is given beside it). lc and lr run weir only (nginx has neither plugin; APISIX's benchmark compares "
+        "the route with and without them) and take turns with weir on a0's config, as p does. lq: one route with "
+        f"`limit-req` (`rate: {LQ_RATE}`, `burst: {LQ_BURST}`, `key: remote_addr`, `nodelay: true`); its nginx: "
+        f"`limit_req_zone $binary_remote_addr zone=bench:10m rate={LQ_RATE}r/s;` and "
+        f"`limit_req zone=bench burst={LQ_BURST} nodelay;` in the location. wrk's one client address makes one "
+        "bucket for every request in both. The burst is there for nginx, which counts time in whole "
+        "milliseconds and refuses a second request within the same millisecond when the burst is 0, whatever "
+        "the rate; 64 connections never have more than 64 requests in flight. lqcap is lq with each proxy held "
+        "to half a core as in acap.\n"
     )
     L.append("## Results\n")
     L.append(
@@ -408,6 +435,7 @@ def cmd_report(a):
             "(the h2 crate's per-connection buffers; docs/architecture.md, known gaps) | - |"
         )
     L.extend(plugin_targets(results, s, idle))
+    L.extend(limit_targets(results, s, read_json(f"{rd}/redis.json")))
     L.extend(drift_rows(before, now))
     L.append("")
     L.extend(drift_table(before, now))
@@ -450,7 +478,7 @@ def cmd_report(a):
             if wv["load_core_pct"] >= LOAD_BOUND_PCT and nv["load_core_pct"] >= LOAD_BOUND_PCT:
                 bound.append(scn)
             # Neither core near full: the run waited on something else.
-            cap = meta.get("cap_pct", 100) if scn in ("acap", "pcap") else 100
+            cap = meta.get("cap_pct", 100) if scn in ("acap", "pcap", "lqcap") else 100
             if max(wv["load_core_pct"], nv["load_core_pct"]) < 90 and max(wv["cpu_pct"], nv["cpu_pct"]) < 0.9 * cap:
                 unbound.append(scn)
         if wv["segs_per_req"] is not None and nv["segs_per_req"] is not None:
@@ -497,11 +525,11 @@ def cmd_report(a):
         "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0, acap, pcap), discovery scale, profile (~30 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~6 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only, every generated config validated; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f p pcap jhs jrs g gp scale default)\n"
+        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp scale default)\n"
         "CARGO_TARGET_DIR=/tmp/t bench/run.sh   # build (and run) weir from another target directory\n"
         "```\n"
         "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "
-        "(and `linux-perf` for the profile). Everything binds 127.0.0.1 only; configs, logs and raw "
+        "(and `linux-perf` for the profile, `redis-server` for lr, which is skipped without it). Everything binds 127.0.0.1 only; configs, logs and raw "
         "outputs go to a temporary directory (kept with `--keep`), raw results to `bench/results/`.\n"
     )
     L.append("## Raw output\n")
@@ -573,35 +601,60 @@ def plugin_section(s):
     return L
 
 
+def cpu_target(results, s, scn, limit, label):
+    """Target line: weir's CPU per request in `scn` within `limit` of the same
+    route without plugins (weir on a0's config in alternating runs, else
+    weir in a0 itself)."""
+    wv, rv, a0 = s.get((scn, "weir")), s.get((scn, "weir-a0")), s.get(("a0", "weir"))
+    if not (wv and (rv or a0)):
+        return []
+    ref = rv or a0
+    q = wv["cpu_us_per_req"] / max(ref["cpu_us_per_req"], 0.01)
+    where = "weir without plugins in alternating runs" if rv else "weir in a0, minutes apart"
+    extra = ""
+    if rv:
+        pr, pn = paired(results, scn, "weir", "weir-a0", "cpu_us_per_req", lambda x, y: x / y)
+        if pr:
+            extra += f"; median of {pn} back-to-back pairs {pr:.2f}x"
+        if a0:
+            extra += f"; against a0's weir (minutes apart) {wv['cpu_us_per_req'] / max(a0['cpu_us_per_req'], 0.01):.2f}x ({a0['cpu_us_per_req']:.1f} µs)"
+    return [
+        f"| ({scn}) {label}: weir CPU per request within {limit - 1:.0%} of the same route without plugins "
+        f"| {q:.2f}x: {wv['cpu_us_per_req']:.1f} vs {ref['cpu_us_per_req']:.1f} µs/req ({where}){extra} "
+        f"| {verdict(q <= limit)} |"
+    ]
+
+
+def cap_target(results, s, scn, minimum, label):
+    """Target line: weir's req/s over nginx's in `scn`, each proxy held to
+    half a core."""
+    r = ratio_of(s, scn, "nginx")
+    if not r:
+        return []
+    wv, nv = s[(scn, "weir")], s[(scn, "nginx")]
+    pr, pn = paired_ratio(results, scn, "weir", "nginx")
+    paired_txt = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
+    return [
+        f"| ({scn}) {label}, each proxy held to half a core: weir >= {minimum:.1f}x nginx req/s "
+        f"| {r:.2f}x{paired_txt} ({wv['rps']:,.0f} vs {nv['rps']:,.0f} req/s; CPU {wv['cpu_us_per_req']:.1f} vs "
+        f"{nv['cpu_us_per_req']:.1f} µs/req) | {verdict(r >= minimum)} |"
+    ]
+
+
+def reference_vs_nginx(s, scn, label):
+    r = ratio_of(s, scn, "nginx")
+    if not r:
+        return []
+    wv, nv = s[(scn, "weir")], s[(scn, "nginx")]
+    return [
+        f"| ({scn}) for reference: {label}, weir vs nginx (load-generator core shared) | {r:.2f}x req/s; "
+        f"CPU {wv['cpu_us_per_req']:.1f} vs {nv['cpu_us_per_req']:.1f} µs/req | - |"
+    ]
+
+
 def plugin_targets(results, s, idle):
-    L = []
-    wv, rv, a0 = s.get(("p", "weir")), s.get(("p", "weir-a0")), s.get(("a0", "weir"))
-    if wv and (rv or a0):
-        ref = rv or a0
-        q = wv["cpu_us_per_req"] / max(ref["cpu_us_per_req"], 0.01)
-        where = "weir without plugins in alternating runs" if rv else "weir in a0, minutes apart"
-        extra = ""
-        if rv:
-            pr, pn = paired(results, "p", "weir", "weir-a0", "cpu_us_per_req", lambda x, y: x / y)
-            if pr:
-                extra += f"; median of {pn} back-to-back pairs {pr:.2f}x"
-            if a0:
-                extra += f"; against a0's weir (minutes apart) {wv['cpu_us_per_req'] / max(a0['cpu_us_per_req'], 0.01):.2f}x ({a0['cpu_us_per_req']:.1f} µs)"
-        L.append(
-            f"| (p) plugin route: weir CPU per request within {P_CPU_MAX - 1:.0%} of the same route without plugins "
-            f"| {q:.2f}x: {wv['cpu_us_per_req']:.1f} vs {ref['cpu_us_per_req']:.1f} µs/req ({where}){extra} "
-            f"| {verdict(q <= P_CPU_MAX)} |"
-        )
-    r = ratio_of(s, "pcap", "nginx")
-    if r:
-        wv, nv = s[("pcap", "weir")], s[("pcap", "nginx")]
-        pr, pn = paired_ratio(results, "pcap", "weir", "nginx")
-        paired_txt = f"; median of {pn} back-to-back pairs {pr:.2f}x" if pr else ""
-        L.append(
-            f"| (pcap) plugin route, each proxy held to half a core: weir >= {PCAP_MIN:.1f}x nginx req/s "
-            f"| {r:.2f}x{paired_txt} ({wv['rps']:,.0f} vs {nv['rps']:,.0f} req/s; CPU {wv['cpu_us_per_req']:.1f} vs "
-            f"{nv['cpu_us_per_req']:.1f} µs/req) | {verdict(r >= PCAP_MIN)} |"
-        )
+    L = cpu_target(results, s, "p", P_CPU_MAX, "plugin route")
+    L += cap_target(results, s, "pcap", PCAP_MIN, "plugin route")
     gp, g = (idle or {}).get("weir-p"), (idle or {}).get("weir")
     if gp:
         if g:
@@ -612,13 +665,7 @@ def plugin_targets(results, s, idle):
             )
         else:
             L.append(f"| (gp) idle keep-alive connection on the plugin route | {gp['per_conn_kb']:.1f} KiB ((g) not run) | - |")
-    r = ratio_of(s, "p", "nginx")
-    if r:
-        wv, nv = s[("p", "weir")], s[("p", "nginx")]
-        L.append(
-            f"| (p) for reference: plugin route, weir vs nginx (load-generator core shared) | {r:.2f}x req/s; "
-            f"CPU {wv['cpu_us_per_req']:.1f} vs {nv['cpu_us_per_req']:.1f} µs/req | - |"
-        )
+    L += reference_vs_nginx(s, "p", "plugin route")
     for scn, alg in [("jhs", "HS256"), ("jrs", "RS256")]:
         wv, rv = s.get((scn, "weir")), s.get((scn, "weir-a0"))
         if wv and rv:
@@ -630,6 +677,43 @@ def plugin_targets(results, s, idle):
                 + (f"; median of {pn} back-to-back pairs {pc:+.1f} µs" if pc is not None else "")
                 + f"); req/s {wv['rps'] / rv['rps']:.2f}x | - |"
             )
+    return L
+
+
+def limit_targets(results, s, redis):
+    """The rate-limit scenarios (issue 13): lc's CPU target, lr's cost of the
+    redis policy, lqcap's req/s target against nginx's limit_req."""
+    L = cpu_target(results, s, "lc", LC_CPU_MAX, "limit-count (local) + prometheus")
+    wv, rv = s.get(("lr", "weir")), s.get(("lr", "weir-a0"))
+    if wv and rv:
+        cost = wv["cpu_us_per_req"] - rv["cpu_us_per_req"]
+        pc, pn = paired(results, "lr", "weir", "weir-a0", "cpu_us_per_req", lambda x, y: x - y)
+        parts = [
+            f"{cost:+.1f} µs of weir CPU over the same route without plugins ({wv['cpu_us_per_req']:.1f} vs "
+            f"{rv['cpu_us_per_req']:.1f} µs/req"
+            + (f"; median of {pn} back-to-back pairs {pc:+.1f} µs" if pc is not None else "")
+            + ")"
+        ]
+        lw, lref = s.get(("lc", "weir")), s.get(("lc", "weir-a0"))
+        if lw and lref:
+            local = lw["cpu_us_per_req"] - lref["cpu_us_per_req"]
+            parts.append(
+                f"{cost - local:+.1f} µs over the local policy (lc's cost {local:+.1f} µs, each against its own "
+                "alternating runs)"
+            )
+        reqs = sum(r["requests"] for r in results if r["scenario"] == "lr" and r["target"] == "weir")
+        if redis and reqs:
+            parts.append(
+                f"redis-server (on the load-generator core) {redis['cpu_s'] * 1e6 / reqs:.1f} µs CPU and "
+                f"{redis['commands'] / reqs:.2f} commands per request (the script's own calls included)"
+            )
+        parts.append(f"req/s {wv['rps'] / max(rv['rps'], 1):.2f}x without plugins")
+        L.append(
+            "| (lr) for reference: limit-count with `policy: redis` + prometheus, the redis policy's cost per "
+            "request | " + "; ".join(parts) + " | - |"
+        )
+    L += cap_target(results, s, "lqcap", LQCAP_MIN, "limit-req")
+    L += reference_vs_nginx(s, "lq", "limit-req")
     return L
 
 

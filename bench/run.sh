@@ -444,7 +444,8 @@ for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap; do
   if [ "$scn" = lr ]; then
     rc1=$($PY redis-commands "$REDIS_PORT" || echo 0) rt1=$($PY cpu "$RPID")
     echo "{\"commands\": $((rc1 - rc0)), \"cpu_s\": $(python3 -c "import os; print(($rt1 - $rt0) / os.sysconf('SC_CLK_TCK'))"), \"port\": $REDIS_PORT}" > "$RES/redis.json"
-    raw "(lr) redis-server over the recorded runs: $((rc1 - rc0)) commands, $((rt1 - rt0)) CPU ticks"
+    raw "(lr) redis-server over the recorded runs: $((rc1 - rc0)) commands (a script's own calls included), $((rt1 - rt0)) CPU ticks"
+    raw "(lr) redis-server calls per command since it started: $($PY redis-commands --by-command "$REDIS_PORT" || echo '?')"
     raw ""
   fi
   [ -z "$APID" ] || stop "$APID"
