@@ -118,6 +118,49 @@ impl<'a> NamedFields<'a> {
     }
 }
 
+/// What a request's `Transfer-Encoding` fields amount to (RFC 9112 §6.1),
+/// as nginx applies them: only `chunked` is implemented, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCoding {
+    /// No `Transfer-Encoding` (or only empty list elements).
+    None,
+    /// `chunked`, once.
+    Chunked,
+    /// A coding weir does not implement (`gzip`, `identity`...): 501.
+    NotImplemented,
+    /// `chunked` more than once: 400.
+    RepeatedChunked,
+}
+
+/// Reads every value of a request's `Transfer-Encoding` fields, in order.
+pub fn request_coding<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> RequestCoding {
+    let mut chunked = 0;
+    for value in values {
+        for coding in value.split(|b| *b == b',') {
+            let coding = coding.trim_ascii();
+            // A coding's parameters (`;q=...`) do not make it another one.
+            let name = coding
+                .split(|b| *b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if name.is_empty() {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"chunked") {
+                chunked += 1;
+            } else {
+                return RequestCoding::NotImplemented;
+            }
+        }
+    }
+    match chunked {
+        0 => RequestCoding::None,
+        1 => RequestCoding::Chunked,
+        _ => RequestCoding::RepeatedChunked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +189,23 @@ mod tests {
         assert!(named.contains("X-F0"));
         assert!(named.contains("x-f11"));
         assert!(!named.contains("x-f12"));
+    }
+}
+
+#[cfg(test)]
+mod coding_tests {
+    use super::{request_coding, RequestCoding};
+
+    #[test]
+    fn only_one_chunked_is_implemented() {
+        let c = |v: &[&[u8]]| request_coding(v.iter().copied());
+        assert_eq!(c(&[]), RequestCoding::None);
+        assert_eq!(c(&[b"chunked"]), RequestCoding::Chunked);
+        assert_eq!(c(&[b" Chunked ,"]), RequestCoding::Chunked);
+        assert_eq!(c(&[b"gzip, chunked"]), RequestCoding::NotImplemented);
+        assert_eq!(c(&[b"identity, chunked"]), RequestCoding::NotImplemented);
+        assert_eq!(c(&[b"chunked", b"gzip"]), RequestCoding::NotImplemented);
+        assert_eq!(c(&[b"chunked, chunked"]), RequestCoding::RepeatedChunked);
+        assert_eq!(c(&[b"chunked", b"chunked"]), RequestCoding::RepeatedChunked);
     }
 }

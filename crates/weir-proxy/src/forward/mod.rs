@@ -148,6 +148,30 @@ pub async fn handle(
             None,
         ));
     }
+    let coding = weir_http::fields::request_coding(
+        req.headers()
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let refused_coding = match coding {
+        weir_http::fields::RequestCoding::NotImplemented => Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: transfer coding not implemented (only chunked is)",
+        )),
+        weir_http::fields::RequestCoding::RepeatedChunked => Some((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: chunked given more than once",
+        )),
+        _ => None,
+    };
+    if let Some((status, why)) = refused_coding {
+        // Where the body ends is not known: the connection closes after.
+        let mut resp = local(LocalReply::error_msg(status, why), head_request, None);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(finish(&state, resp, pending.take(), None));
+    }
     if let Some(why) = headers::refused_method(req.method().as_str()) {
         return Ok(finish(
             &state,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, StatusCode};
 use weir_config::{LbType, PassHost};
-use weir_http::fields::{self, classify, Field, NamedFields};
+use weir_http::fields::{self, classify, Field, NamedFields, RequestCoding};
 use weir_http::{LocalReply, RawHead, RequestView};
 use weir_plugin::{Flow, Pipeline, PluginState, RequestCtx, Resumed, Wait};
 
@@ -274,7 +274,8 @@ struct FieldFacts<'b> {
     hosts: usize,
     content_length: Option<&'b [u8]>,
     lengths: usize,
-    chunked: bool,
+    /// `chunked` codings seen (over every Transfer-Encoding field).
+    chunked: usize,
     codings: usize,
     close: bool,
     xff: Option<&'b [u8]>,
@@ -289,7 +290,7 @@ fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, He
         hosts: 0,
         content_length: None,
         lengths: 0,
-        chunked: false,
+        chunked: 0,
         codings: 0,
         close: false,
         xff: None,
@@ -308,7 +309,17 @@ fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, He
             }
             Field::TransferEncoding => {
                 f.codings += 1;
-                f.chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
+                match fields::request_coding([h.value]) {
+                    RequestCoding::None => {}
+                    RequestCoding::Chunked => f.chunked += 1,
+                    RequestCoding::RepeatedChunked => f.chunked += 2,
+                    RequestCoding::NotImplemented => {
+                        return Err(Head::Invalid(
+                            StatusCode::NOT_IMPLEMENTED,
+                            "transfer coding not implemented (only chunked is)",
+                        ))
+                    }
+                }
             }
             Field::Connection => {
                 let Ok(v) = std::str::from_utf8(h.value) else {
@@ -402,7 +413,10 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
             Some(n) => BodyFraming::Length(n),
             None => return Head::Invalid(StatusCode::BAD_REQUEST, "invalid Content-Length"),
         },
-        (1, 0) if facts.chunked => BodyFraming::Chunked,
+        (_, _) if facts.chunked > 1 => {
+            return Head::Invalid(StatusCode::BAD_REQUEST, "chunked given more than once")
+        }
+        (1, 0) if facts.chunked == 1 => BodyFraming::Chunked,
         _ => return Head::Fallback("unusual body framing"),
     };
     let host_value = facts.host.unwrap_or_default();
