@@ -93,12 +93,24 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// The common case (no incoming X-Forwarded-For) allocates nothing: the
 /// values were prepared once per connection.
 pub fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            let ip = conn.remote_ip.to_str().unwrap_or("unknown");
-            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+    // Every X-Forwarded-For field the client sent, joined into one list
+    // (as nginx's $proxy_add_x_forwarded_for), then the client.
+    let mut prev = String::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        let Ok(v) = v.to_str() else { continue };
+        let v = v.trim();
+        if !v.is_empty() {
+            if !prev.is_empty() {
+                prev.push_str(", ");
+            }
+            prev.push_str(v);
         }
-        _ => Some(conn.remote_ip.clone()),
+    }
+    let xff = if prev.is_empty() {
+        Some(conn.remote_ip.clone())
+    } else {
+        let ip = conn.remote_ip.to_str().unwrap_or("unknown");
+        HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);

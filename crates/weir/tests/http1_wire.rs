@@ -685,11 +685,29 @@ async fn absolute_form_authority_replaces_the_host_header(t: Transport) {
     );
 }
 
+/// Several X-Forwarded-For fields reach the node as one list, in order,
+/// then the client (nginx's `$proxy_add_x_forwarded_for`): none is lost.
+async fn several_x_forwarded_for_fields_are_joined(t: Transport) {
+    let b = echo_target().await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
+    c.send(b"GET /xff HTTP/1.1\r\nHost: wire.test\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2, 192.0.2.3\r\nX-Forwarded-For: \r\n\r\n")
+        .await;
+    assert_eq!(c.response().await.status, 200, "{t:?}");
+    let h = b.only_request().head;
+    assert_eq!(
+        h.all("x-forwarded-for"),
+        ["192.0.2.1, 192.0.2.2, 192.0.2.3, 127.0.0.1"],
+        "{t:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Every case above, once per transport.
 // ---------------------------------------------------------------------------
 
 every_transport!(
+    several_x_forwarded_for_fields_are_joined,
     pipelined_requests_get_responses_in_order,
     fifty_requests_on_one_client_connection_reuse_upstream_connections,
     connection_close_from_the_client_closes_after_the_response,

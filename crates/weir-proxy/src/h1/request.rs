@@ -279,6 +279,8 @@ struct FieldFacts<'b> {
     codings: usize,
     close: bool,
     xff: Option<&'b [u8]>,
+    /// X-Forwarded-For fields (nginx joins them into one list).
+    xffs: usize,
     expect_continue: bool,
     named: NamedFields<'b>,
 }
@@ -294,6 +296,7 @@ fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, He
         codings: 0,
         close: false,
         xff: None,
+        xffs: 0,
         expect_continue: false,
         named: NamedFields::default(),
     };
@@ -349,6 +352,7 @@ fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, He
                 f.expect_continue = true;
             }
             Field::XForwardedFor => {
+                f.xffs += 1;
                 if f.xff.is_none() {
                     f.xff = Some(h.value);
                 }
@@ -613,15 +617,33 @@ impl UpstreamHead<'_, '_> {
             .as_deref()
             .map_or(self.conn.remote_ip.as_bytes(), str::as_bytes);
         if !dropped("x-forwarded-for") {
-            match self.facts.xff.map(trim) {
-                Some(prev) if !prev.is_empty() => {
-                    p.extend_from_slice(b"X-Forwarded-For: ");
-                    p.extend_from_slice(prev);
-                    p.extend_from_slice(b", ");
-                    p.extend_from_slice(ip);
-                    p.extend_from_slice(b"\r\n");
+            // The client's list (every X-Forwarded-For field, joined as
+            // nginx's $proxy_add_x_forwarded_for does), then the client.
+            let mut listed = false;
+            let mut add = |value: &[u8], p: &mut Vec<u8>| {
+                let value = trim(value);
+                if value.is_empty() {
+                    return;
                 }
-                _ => push_field(p, b"X-Forwarded-For", ip),
+                p.extend_from_slice(if listed { b", " } else { b"X-Forwarded-For: " });
+                p.extend_from_slice(value);
+                listed = true;
+            };
+            if self.facts.xffs > 1 {
+                for h in self.fields {
+                    if classify(h.name) == Field::XForwardedFor {
+                        add(h.value, p);
+                    }
+                }
+            } else if let Some(prev) = self.facts.xff {
+                add(prev, p);
+            }
+            if listed {
+                p.extend_from_slice(b", ");
+                p.extend_from_slice(ip);
+                p.extend_from_slice(b"\r\n");
+            } else {
+                push_field(p, b"X-Forwarded-For", ip);
             }
         }
         let host = self.facts.host.unwrap_or_default();
