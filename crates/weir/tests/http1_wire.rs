@@ -702,11 +702,25 @@ async fn several_x_forwarded_for_fields_are_joined(t: Transport) {
     );
 }
 
+/// A `#fragment` in the request target is not part of the request: the
+/// node gets the target without it, on every path.
+async fn a_fragment_in_the_target_does_not_reach_the_node(t: Transport) {
+    let b = echo_target().await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
+    c.send(b"GET /frag?x=1#section-2 HTTP/1.1\r\nHost: wire.test\r\n\r\n")
+        .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200, "{t:?}: {r:?}");
+    assert_eq!(b.only_request().target, "/frag?x=1", "{t:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Every case above, once per transport.
 // ---------------------------------------------------------------------------
 
 every_transport!(
+    a_fragment_in_the_target_does_not_reach_the_node,
     several_x_forwarded_for_fields_are_joined,
     pipelined_requests_get_responses_in_order,
     fifty_requests_on_one_client_connection_reuse_upstream_connections,

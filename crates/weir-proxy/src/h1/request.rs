@@ -211,7 +211,7 @@ impl Request {
             ));
             return;
         }
-        let (Some(method), Some(target)) = (req.method, req.path) else {
+        let (Some(method), Some(target)) = (req.method, req.path.map(without_fragment)) else {
             return;
         };
         let Ok(facts) = scan_fields(req.headers) else {
@@ -389,7 +389,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
     if req.version != Some(1) {
         return Head::Fallback("HTTP/1.0 client");
     }
-    let (Some(method_str), Some(target)) = (req.method, req.path) else {
+    let (Some(method_str), Some(target)) = (req.method, req.path.map(without_fragment)) else {
         return Head::Invalid(StatusCode::BAD_REQUEST, "malformed request line");
     };
     if let Some(why) = crate::headers::refused_method(method_str) {
@@ -706,6 +706,12 @@ pub fn trim(v: &[u8]) -> &[u8] {
         .rposition(|b| !matches!(b, b' ' | b'\t'))
         .unwrap_or(start);
     &v[start..=end]
+}
+
+/// The request target without a `#fragment`: a fragment is not part of a
+/// request (RFC 9110 §4.2.5), and hyper's general path strips it too.
+fn without_fragment(target: &str) -> &str {
+    target.split_once('#').map_or(target, |(t, _)| t)
 }
 
 #[cfg(test)]
