@@ -124,6 +124,23 @@ pub fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&Hea
     headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
 }
 
+/// HTTP/2 splits `cookie` into several fields (RFC 9113 §8.2.3); an
+/// HTTP/1.1 upstream must get them as one `Cookie` line, joined with `; `.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// Methods weir refuses with 405, whatever the route (nginx refuses both):
 /// `CONNECT` (weir does not tunnel; forwarded, a node would take it for a
 /// request and the client would wait for a tunnel) and `TRACE` (it echoes

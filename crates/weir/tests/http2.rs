@@ -355,3 +355,29 @@ async fn userinfo_in_the_authority_gets_400_over_http2() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(b.hits(), 1, "the node saw the request with userinfo");
 }
+
+/// HTTP/2 splits cookies into several `cookie` fields; the HTTP/1.1 node
+/// gets them as one `Cookie` line joined with `; ` (RFC 9113 §8.2.3).
+#[tokio::test]
+async fn http2_cookie_fields_reach_the_node_as_one_line() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let mut s = h2c(addr).await;
+    let req = Request::builder()
+        .method("GET")
+        .uri(format!("http://{addr}/headers"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, s.send_request(req))
+        .await
+        .expect("h2 request timed out")
+        .expect("h2 request failed");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let seen: serde_json::Value =
+        serde_json::from_slice(&body).expect("JSON of the node's headers");
+    assert_eq!(seen["cookie"], "a=1; b=2", "{seen}");
+}

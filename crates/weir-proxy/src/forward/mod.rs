@@ -513,6 +513,9 @@ async fn forward(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
     // A body of unknown length goes upstream chunked, whatever the method:
     // hyper's client would otherwise send a GET or DELETE without its body.
     if websocket.is_none()
