@@ -644,7 +644,25 @@ async fn invalid_hosts_and_userinfo_get_400(t: Transport) {
     assert_eq!(c.response().await.status, 200, "{t:?}");
 }
 
+/// An expectation other than 100-continue gets 417 (RFC 9110 §10.1.1) on
+/// every path, and never reaches the node.
+async fn an_unknown_expectation_gets_417(t: Transport) {
+    let b = echo_target().await;
+    let gw = gateway_to(t, &[b.node()]).await;
+    let mut c = Client::connect(&gw).await;
+    let _ = c
+        .send_lenient(b"GET /e HTTP/1.1\r\nHost: wire.test\r\nExpect: something-else\r\n\r\n")
+        .await;
+    match c.try_response(false).await {
+        Ok(Some(r)) => assert_eq!(r.status, 417, "{t:?}: {r:?}"),
+        Ok(None) => panic!("{t:?}: closed without a 417"),
+        Err(e) => panic!("{t:?}: no 417: {e}"),
+    }
+    assert!(b.seen().is_empty(), "{t:?}: the node saw {:?}", b.seen());
+}
+
 every_transport!(
+    an_unknown_expectation_gets_417,
     invalid_hosts_and_userinfo_get_400,
     connect_and_trace_get_405_and_never_reach_the_node,
     malformed_request_heads_get_400_then_a_close_and_the_gateway_keeps_serving,

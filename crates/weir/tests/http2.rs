@@ -381,3 +381,25 @@ async fn http2_cookie_fields_reach_the_node_as_one_line() {
         serde_json::from_slice(&body).expect("JSON of the node's headers");
     assert_eq!(seen["cookie"], "a=1; b=2", "{seen}");
 }
+
+/// A `host` field naming another authority than `:authority` is refused
+/// with 400 (nginx refuses it too); the node never sees it.
+#[tokio::test]
+async fn a_host_that_disagrees_with_the_authority_gets_400_over_http2() {
+    let b = Backend::start("h1-backend").await;
+    let gw = common::gateway(&route_all(&b)).await;
+    let addr = gw.proxy_addr();
+    let mut s = h2c(addr).await;
+    let req = Request::builder()
+        .method("GET")
+        .uri(format!("http://{addr}/a"))
+        .header("host", "other.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, s.send_request(req))
+        .await
+        .expect("h2 request timed out")
+        .expect("h2 request failed");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(b.hits(), 0, "the node saw it");
+}

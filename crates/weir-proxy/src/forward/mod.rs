@@ -136,7 +136,14 @@ pub async fn handle(
         .headers()
         .get(header::HOST)
         .is_none_or(|h| weir_http::uri::is_valid_host(h.as_bytes()));
-    if !authority_ok || !host_ok {
+    // HTTP/2: a Host that names another authority than `:authority` (nginx
+    // refuses it too).
+    let host_agrees = req.version() != Version::HTTP_2
+        || match (req.uri().authority(), req.headers().get(header::HOST)) {
+            (Some(a), Some(h)) => a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()),
+            _ => true,
+        };
+    if !authority_ok || !host_ok || !host_agrees {
         return Ok(finish(
             &state,
             local(
@@ -171,6 +178,28 @@ pub async fn handle(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(finish(&state, resp, pending.take(), None));
+    }
+    // An expectation other than 100-continue cannot be met (RFC 9110
+    // §10.1.1): 417 rather than passing it to the node.
+    let expect_unmet = req.headers().get_all(header::EXPECT).iter().any(|v| {
+        !v.as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"100-continue")
+    });
+    if expect_unmet {
+        return Ok(finish(
+            &state,
+            local(
+                LocalReply::error_msg(
+                    StatusCode::EXPECTATION_FAILED,
+                    "417 Expectation Failed: only 100-continue is supported",
+                ),
+                head_request,
+                None,
+            ),
+            pending.take(),
+            None,
+        ));
     }
     if let Some(why) = headers::refused_method(req.method().as_str()) {
         return Ok(finish(

@@ -344,8 +344,8 @@ fn scan_fields<'b>(fields: &[httparse::Header<'b>]) -> Result<FieldFacts<'b>, He
             Field::Upgrade => return Err(Head::Fallback("Upgrade")),
             Field::Expect => {
                 // 100-continue is answered by weir when it starts reading
-                // the body; any other expectation goes to the general path
-                // (which answers 417).
+                // the body; any other expectation goes to the general path,
+                // which answers 417.
                 if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                     return Err(Head::Fallback("Expect"));
                 }
