@@ -656,7 +656,8 @@ impl OpenTelemetry {
         let method = view.method().to_owned();
         let scheme = if req.conn().tls { "https" } else { "http" };
         let target = view.path_and_query();
-        let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
+        // nginx's $uri, as APISIX's `url.path`: decoded, normalised.
+        let path = req.var("uri").map(|p| p.into_owned()).unwrap_or_default();
         let ua =
             String::from_utf8_lossy(view.header("user-agent").unwrap_or_default()).into_owned();
         let host = String::from_utf8_lossy(view.host().unwrap_or_default());
