@@ -51,6 +51,10 @@ pub struct PluginState {
     pub upstream_host: Option<HeaderValue>,
     /// The request's identifier (`request-id`), for the access log.
     pub request_id: Option<HeaderValue>,
+    /// The request's trace id (`opentelemetry`), for the access log.
+    pub trace_id: Option<[u8; 16]>,
+    /// What plugins leave for their own log phase (see [`LogNote`]).
+    pub log_notes: Vec<LogNote>,
     /// The status the client gets instead of the response's own
     /// (`response-rewrite`), set by the response-headers phase.
     pub response_status: Option<u16>,
@@ -160,6 +164,17 @@ impl<'a> RequestCtx<'a> {
     /// Records the request's identifier (`request-id`) for the access log.
     pub fn set_request_id(&mut self, id: HeaderValue) {
         self.state.request_id = Some(id);
+    }
+
+    /// Records the request's trace id (`opentelemetry`) for the access log.
+    pub fn set_trace_id(&mut self, id: [u8; 16]) {
+        self.state.trace_id = Some(id);
+    }
+
+    /// Leaves `note` for the log phase ([`LogCtx::note`]): what a plugin
+    /// learnt in the request phases and needs once the request is over.
+    pub fn note_for_log(&mut self, note: LogNote) {
+        self.state.log_notes.push(note);
     }
 
     /// Sends the upstream request with `method`.
@@ -393,6 +408,21 @@ pub struct LogCtx<'a> {
     /// The request's size: its head as received (estimated from the
     /// parsed fields as HTTP/1.1 text) plus its `Content-Length`.
     pub request_bytes: u64,
+    /// What the request phases left for the log phase
+    /// ([`RequestCtx::note_for_log`]).
+    pub notes: &'a [LogNote],
+}
+
+/// A value a plugin leaves in the request phases for its log phase (the
+/// `opentelemetry` span's ids and start); shared, so the log phase can be
+/// prepared from a borrowed state.
+pub type LogNote = Arc<dyn std::any::Any + Send + Sync>;
+
+impl LogCtx<'_> {
+    /// The first note of type `T` the request phases left.
+    pub fn note<T: std::any::Any>(&self) -> Option<&T> {
+        self.notes.iter().find_map(|n| n.downcast_ref::<T>())
+    }
 }
 
 /// What the log phase knows of a route beyond its id, fixed when the

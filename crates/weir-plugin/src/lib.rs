@@ -27,7 +27,7 @@ use std::sync::Arc;
 pub use body::{BodyFilter, BodyFilters};
 pub use build::{parse_config, BuildCtx, ConfigError, ConsumerConf};
 pub use consumer::Consumer;
-pub use ctx::{Conn, LogCtx, PluginState, RequestCtx, ResponseCtx, RouteFacts};
+pub use ctx::{Conn, LogCtx, LogNote, PluginState, RequestCtx, ResponseCtx, RouteFacts};
 pub use pipeline::{
     resume_request, run_log, run_request, run_response, ConsumerPlugins, Entry, Pipeline, Resumed,
     Wait,

@@ -19,6 +19,7 @@ pub mod limit;
 mod limit_conn;
 mod limit_count;
 mod limit_req;
+pub mod opentelemetry;
 pub mod prometheus;
 pub mod proxy_mirror;
 mod proxy_rewrite;
@@ -64,6 +65,7 @@ pub static CATALOGUE: &[&PluginSpec] = &[
     &limit_req::SPEC,
     &limit_conn::SPEC,
     &prometheus::SPEC,
+    &opentelemetry::SPEC,
 ];
 
 /// The catalogue entry of `name`.
@@ -130,6 +132,7 @@ mod tests {
             ("limit-req", 1001),
             ("limit-conn", 1003),
             ("prometheus", 500),
+            ("opentelemetry", 12009),
         ];
         for spec in CATALOGUE {
             if spec.name == "echo" {

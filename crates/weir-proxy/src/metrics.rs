@@ -295,6 +295,34 @@ pub fn render(out: &mut String) {
     for (result, n) in weir_plugins::proxy_mirror::stats() {
         let _ = writeln!(out, "weir_mirror_requests_total{{result=\"{result}\"}} {n}");
     }
+
+    let otel = weir_plugins::opentelemetry::stats();
+    out.push_str("# HELP weir_opentelemetry_spans_exported_total Spans the opentelemetry plugin's collectors accepted.\n");
+    out.push_str("# TYPE weir_opentelemetry_spans_exported_total counter\n");
+    let _ = writeln!(
+        out,
+        "weir_opentelemetry_spans_exported_total {}",
+        otel.exported
+    );
+    out.push_str("# HELP weir_opentelemetry_spans_dropped_total Spans the opentelemetry plugin did not deliver, by reason: queue_full (the export queue was full), export_failed (lost with a failed export).\n");
+    out.push_str("# TYPE weir_opentelemetry_spans_dropped_total counter\n");
+    let _ = writeln!(
+        out,
+        "weir_opentelemetry_spans_dropped_total{{reason=\"queue_full\"}} {}",
+        otel.dropped_queue_full
+    );
+    let _ = writeln!(
+        out,
+        "weir_opentelemetry_spans_dropped_total{{reason=\"export_failed\"}} {}",
+        otel.dropped_export_failed
+    );
+    out.push_str("# HELP weir_opentelemetry_export_failures_total Span exports that failed (collector refused, slower than request_timeout, or not 2xx).\n");
+    out.push_str("# TYPE weir_opentelemetry_export_failures_total counter\n");
+    let _ = writeln!(
+        out,
+        "weir_opentelemetry_export_failures_total {}",
+        otel.export_failures
+    );
 }
 
 /// Microseconds as decimal seconds, exactly (`1500` → `0.0015`).

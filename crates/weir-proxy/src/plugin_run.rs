@@ -150,6 +150,8 @@ pub struct LogPhase {
     node: OnceLock<Arc<str>>,
     /// See [`LogCtx::upstream_latency`], in microseconds (`u64::MAX`: none).
     upstream_micros: AtomicU64,
+    /// See [`LogCtx::notes`].
+    notes: Vec<weir_plugin::LogNote>,
 }
 
 impl LogPhase {
@@ -186,6 +188,7 @@ impl LogPhase {
                 request_bytes: request_size(view),
                 node: OnceLock::new(),
                 upstream_micros: AtomicU64::new(u64::MAX),
+                notes: state.log_notes.clone(),
             })
         })
     }
@@ -228,6 +231,7 @@ impl LogPhase {
                 .filter(|m| *m != u64::MAX)
                 .map(Duration::from_micros),
             request_bytes: self.request_bytes,
+            notes: &self.notes,
         };
         weir_plugin::run_log(
             route.map_or(&*NO_PLUGINS, |r| &r.plugins),

@@ -159,6 +159,10 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
         out.extend_from_slice(b" request_id=");
         push_escaped(out, id.as_bytes());
     }
+    if let Some(id) = &rec.trace_id {
+        out.extend_from_slice(b" trace_id=");
+        out.extend_from_slice(&hex32(id));
+    }
     out.push(b'\n');
 }
 
@@ -187,6 +191,8 @@ struct JsonLine<'a> {
     consumer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 /// Formats one JSON line (with its newline) into `out`.
@@ -225,10 +231,24 @@ pub(super) fn json(rec: &AccessRecord, out: &mut Vec<u8>) {
             .request_id
             .as_ref()
             .map(|id| String::from_utf8_lossy(id.as_bytes())),
+        trace_id: rec
+            .trace_id
+            .map(|id| String::from_utf8_lossy(&hex32(&id)).into_owned()),
     };
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');
     }
+}
+
+/// A trace id as W3C writes it: 32 lower-case hex digits.
+fn hex32(id: &[u8; 16]) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in id.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
 }
 
 /// The wall-clock time of `at`, from a per-thread reading of both clocks

@@ -26,6 +26,8 @@ pub struct AccessRecord {
     pub consumer: Option<Arc<str>>,
     /// The request's identifier, when `request-id` gave or kept one.
     pub request_id: Option<http::HeaderValue>,
+    /// The request's trace id, when `opentelemetry` traced it.
+    pub trace_id: Option<[u8; 16]>,
     /// Every node tried, in order.
     pub attempts: Vec<Attempt>,
     /// When the request arrived (the wall-clock time in the line is derived
@@ -114,6 +116,7 @@ impl AccessRecord {
         self.route_id = None;
         self.consumer = None;
         self.request_id = None;
+        self.trace_id = None;
         self.attempts.clear();
         self.start = None;
         self.request_time = None;

@@ -256,6 +256,7 @@ pub async fn handle(
             LogPhase::prepare(&snapshot, None, &plugin_state, &parts, conn.remote.ip());
         record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
         record.request_id = plugin_state.request_id.clone();
+        record.trace_id = plugin_state.trace_id;
         pending.held = std::mem::take(&mut plugin_state.held);
         let reply = answer.unwrap_or(not_found);
         let responses = ResponsePlugins {
@@ -313,6 +314,7 @@ pub async fn handle(
         pending.held = std::mem::take(&mut plugin_state.held);
         record.consumer = plugin_state.consumer.as_ref().map(|c| c.username.clone());
         record.request_id = plugin_state.request_id.clone();
+        record.trace_id = plugin_state.trace_id;
         pending.log_phase = LogPhase::prepare(
             &snapshot,
             Some(&route),

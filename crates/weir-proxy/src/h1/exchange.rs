@@ -744,6 +744,7 @@ fn finish_request(
         if let Some(run) = req.plugins.as_deref() {
             r.consumer = run.state.consumer.as_ref().map(|c| c.username.clone());
             r.request_id = run.state.request_id.clone();
+            r.trace_id = run.state.trace_id;
         }
         r.request_time = Some(elapsed);
         r.status = status;
