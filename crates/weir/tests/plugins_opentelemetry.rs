@@ -20,8 +20,9 @@ use bytes::Bytes;
 use common::get;
 use common::wait_until_for;
 use common::wire::{echo_target, Answer, RawBackend};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -49,8 +50,21 @@ struct Receiver {
     _task: tokio::task::JoinHandle<()>,
 }
 
+/// The OTLP trace service's gRPC method.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::start_with(false).await
+    }
+
+    /// An OTLP/gRPC receiver (h2c): one length-prefixed message per call,
+    /// answered with `grpc-status: 0` in the trailers.
+    async fn start_grpc() -> Receiver {
+        Receiver::start_with(true).await
+    }
+
+    async fn start_with(grpc: bool) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the receiver");
@@ -68,10 +82,14 @@ impl Receiver {
                                 let (parts, body) = req.into_parts();
                                 let bytes = body.collect().await.map(|b| b.to_bytes());
                                 let decoded = bytes.ok().and_then(|b| {
-                                    ExportTraceServiceRequest::decode(b.as_ref()).ok()
+                                    // gRPC: a 5-byte prefix (not compressed,
+                                    // then the length) before the message.
+                                    let message = if grpc { b.get(5..)? } else { &b[..] };
+                                    ExportTraceServiceRequest::decode(message).ok()
                                 });
+                                let path = if grpc { GRPC_EXPORT } else { "/v1/traces" };
                                 let status = match decoded {
-                                    Some(export) if parts.uri.path() == "/v1/traces" => {
+                                    Some(export) if parts.uri.path() == path => {
                                         let mut g = got.lock().expect("receiver lock");
                                         for rs in export.resource_spans {
                                             let resource = rs
@@ -89,18 +107,38 @@ impl Receiver {
                                     }
                                     _ => 400,
                                 };
+                                let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::new();
+                                let mut answer = http::Response::builder().status(status);
+                                if grpc {
+                                    // An empty ExportTraceServiceResponse, then
+                                    // the status in the trailers.
+                                    answer = answer.header("content-type", "application/grpc");
+                                    frames.push(Ok(Frame::data(Bytes::from_static(&[0; 5]))));
+                                    let mut trailers = http::HeaderMap::new();
+                                    let code = if status == 200 { "0" } else { "3" };
+                                    trailers.insert(
+                                        "grpc-status",
+                                        http::HeaderValue::from_static(code),
+                                    );
+                                    frames.push(Ok(Frame::trailers(trailers)));
+                                }
                                 Ok::<_, Infallible>(
-                                    http::Response::builder()
-                                        .status(status)
-                                        .body(Full::new(Bytes::new()))
+                                    answer
+                                        .body(StreamBody::new(futures::stream::iter(frames)))
                                         .expect("a response"),
                                 )
                             }
                         },
                     );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    if grpc {
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
                 });
             }
         });
@@ -557,8 +595,50 @@ on_every_transport!(
     a_collector_that_is_down_costs_the_requests_nothing,
 );
 
+/// With a `grpc://` collector (weir's option; APISIX only speaks OTLP/HTTP),
+/// spans are exported over OTLP/gRPC on HTTP/2: the receiver decodes the
+/// length-prefixed message and answers `grpc-status: 0` in the trailers.
+#[tokio::test]
+async fn spans_are_exported_over_grpc_to_a_grpc_collector() {
+    let rx = Receiver::start_grpc().await;
+    let b = echo_target().await;
+    let gw = start(
+        T::Plain,
+        config(
+            &format!("grpc://{}", rx.addr),
+            json!([route(
+                "r",
+                "/api/*",
+                &b.node(),
+                json!({"name": "always_on"})
+            )]),
+        ),
+    )
+    .await;
+    let r = gw
+        .send(&Req::get("/api/x").header("traceparent", &format!("00-{TRACE}-{PARENT}-01")))
+        .await;
+    assert_eq!(r.status, 200);
+    let spans = rx.wait_spans(1, "grpc").await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(hex(&spans[0].trace_id), TRACE);
+    assert_eq!(hex(&spans[0].parent_span_id), PARENT);
+    assert_eq!(spans[0].name, "GET /api/*");
+    let g = rx.got.lock().expect("receiver lock");
+    let head = &g.heads[0];
+    assert_eq!(head.version, http::Version::HTTP_2);
+    assert_eq!(
+        head.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/grpc"[..])
+    );
+    assert_eq!(
+        head.headers.get("x-otlp-token").map(|v| v.as_bytes()),
+        Some(&b"t0ken"[..])
+    );
+}
+
 /// Configuration mistakes are refused at load, naming the field: a gRPC
-/// collector, an unknown sampler, a fraction beyond 1.
+/// collector over TLS, an unknown sampler, a fraction beyond 1.
 #[tokio::test]
 async fn bad_configurations_are_refused_naming_the_field() {
     for (conf, expected) in [
@@ -572,7 +652,7 @@ async fn bad_configurations_are_refused_naming_the_field() {
         ),
         (
             json!({"routes": [route("r", "/", "127.0.0.1:1", json!({}))],
-                   "plugin_metadata": [{"id": "opentelemetry", "collector": {"address": "grpc://127.0.0.1:4317"}}]}),
+                   "plugin_metadata": [{"id": "opentelemetry", "collector": {"address": "grpcs://127.0.0.1:4317"}}]}),
             "plugin_metadata.opentelemetry.collector.address",
         ),
     ] {

@@ -1,5 +1,6 @@
-//! The `opentelemetry` exporter: OTLP over HTTP (binary protobuf), in
-//! batches, by one task per export configuration.
+//! The `opentelemetry` exporter: OTLP over HTTP (binary protobuf), or over
+//! gRPC (h2c) with a `grpc://` collector, in batches, by one task per export
+//! configuration.
 
 use super::*;
 
@@ -129,11 +130,16 @@ fn request(settings: &ExportSettings, spans: Vec<Span>) -> ExportTraceServiceReq
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One HTTP/1.1 connection to the collector, kept between exports.
+/// One connection to the collector, kept between exports: HTTP/1.1 for
+/// OTLP/HTTP, HTTP/2 for gRPC.
 #[derive(Default)]
 struct Client {
     sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    grpc: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
 }
+
+/// The OTLP trace service's export method.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl Client {
     async fn post(
@@ -141,11 +147,75 @@ impl Client {
         settings: &ExportSettings,
         body: Vec<u8>,
     ) -> Result<http::StatusCode, BoxError> {
-        let result = self.exchange(settings, body).await;
+        let result = if settings.grpc {
+            self.grpc_exchange(settings, body).await
+        } else {
+            self.exchange(settings, body).await
+        };
         if result.is_err() {
             self.sender = None;
+            self.grpc = None;
         }
         result
+    }
+
+    /// One unary gRPC call: the request as one length-prefixed message; the
+    /// answer's `grpc-status` (a trailer, or a header in a trailers-only
+    /// answer) says whether the collector took it.
+    async fn grpc_exchange(
+        &mut self,
+        settings: &ExportSettings,
+        body: Vec<u8>,
+    ) -> Result<http::StatusCode, BoxError> {
+        let mut sender = match self.grpc.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let tcp =
+                    tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await?;
+                let _ = tcp.set_nodelay(true);
+                let (sender, conn) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    TokioIo::new(tcp),
+                )
+                .await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        sender.ready().await?;
+        let len = u32::try_from(body.len()).map_err(|_| "export request over 4 GiB")?;
+        let mut framed = Vec::with_capacity(body.len() + 5);
+        framed.push(0); // not compressed
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&body);
+        let mut builder =
+            http::Request::post(format!("http://{}{GRPC_EXPORT}", settings.authority))
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers");
+        for (name, value) in &settings.headers {
+            builder = builder.header(name, value);
+        }
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::from(framed)))?)
+            .await?;
+        let status = response.status();
+        let in_head = response.headers().get("grpc-status").cloned();
+        let collected = response.into_body().collect().await?;
+        let grpc_status = in_head.or_else(|| {
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status").cloned())
+        });
+        self.grpc = Some(sender);
+        match grpc_status.as_ref().map(HeaderValue::as_bytes) {
+            Some(b"0") if status.is_success() => Ok(http::StatusCode::OK),
+            Some(code) => Err(format!(
+                "the collector answered grpc-status {}",
+                String::from_utf8_lossy(code)
+            )
+            .into()),
+            None => Err(format!("the collector answered {status} without a grpc-status").into()),
+        }
     }
 
     async fn exchange(

@@ -306,6 +306,8 @@ impl Sampler {
 struct ExportSettings {
     host: String,
     port: u16,
+    /// OTLP over gRPC (h2c) rather than over HTTP/1.1.
+    grpc: bool,
     authority: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
@@ -320,15 +322,19 @@ fn meta_error(at: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// `host:port` (APISIX's), or `http://host:port`; gRPC and TLS refused.
-fn parse_address(address: &str) -> Result<(String, u16), ConfigError> {
+/// `host:port` or `http://host:port` (OTLP over HTTP, as APISIX), or
+/// `grpc://host:port` (OTLP over gRPC, weir's option); the bool is true for
+/// gRPC.
+fn parse_address(address: &str) -> Result<(String, u16, bool), ConfigError> {
     let at = "collector.address";
-    let rest = match address.split_once("://") {
-        None => address,
-        Some(("http", rest)) => rest,
-        Some(("grpc" | "grpcs", _)) => {
+    let (rest, grpc) = match address.split_once("://") {
+        None => (address, false),
+        Some(("http", rest)) => (rest, false),
+        Some(("grpc", rest)) => (rest, true),
+        Some(("grpcs", _)) => {
             return Err(meta_error(
                 at,
-                "OTLP over gRPC is not supported: weir exports OTLP over HTTP (binary protobuf), as APISIX; give the collector's OTLP/HTTP address (host:port, usually port 4318)",
+                "OTLP over gRPC with TLS is not supported yet; give a plain gRPC (grpc://host:port, usually port 4317) or OTLP/HTTP (host:port, usually 4318) address",
             ))
         }
         Some(("https", _)) => {
@@ -359,7 +365,7 @@ fn parse_address(address: &str) -> Result<(String, u16), ConfigError> {
     {
         return Err(meta_error(at, "not a host name or address"));
     }
-    Ok((host.to_owned(), port))
+    Ok((host.to_owned(), port, grpc))
 }
 
 /// A scalar for a resource attribute or a header (APISIX: boolean, number
@@ -375,7 +381,7 @@ fn scalar(v: &Value, at: &str) -> Result<AnyValue, ConfigError> {
 }
 
 fn settings(meta: &Metadata) -> Result<ExportSettings, ConfigError> {
-    let (host, port) = parse_address(&meta.collector.address)?;
+    let (host, port, grpc) = parse_address(&meta.collector.address)?;
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -452,6 +458,7 @@ fn settings(meta: &Metadata) -> Result<ExportSettings, ConfigError> {
     Ok(ExportSettings {
         host,
         port,
+        grpc,
         authority,
         headers,
         timeout: Duration::from_secs(meta.collector.request_timeout),

@@ -113,7 +113,7 @@ fn bad_configurations_name_the_field() {
     }
     for (meta, path) in [
         (
-            json!({"collector": {"address": "grpc://c:4317"}}),
+            json!({"collector": {"address": "grpcs://c:4317"}}),
             "collector.address",
         ),
         (json!({"collector": {"address": "c"}}), "collector.address"),
@@ -138,7 +138,14 @@ fn bad_configurations_name_the_field() {
     let e = build_error(build_with_metadata(
         &SPEC,
         json!({}),
-        json!({"collector": {"address": "grpc://c:4317"}}),
+        json!({"collector": {"address": "grpcs://c:4317"}}),
     ));
-    assert!(e.contains("OTLP over HTTP"), "{e}");
+    assert!(e.contains("with TLS is not supported"), "{e}");
+    // Plain gRPC is an option.
+    assert!(build_with_metadata(
+        &SPEC,
+        json!({}),
+        json!({"collector": {"address": "grpc://c:4317"}})
+    )
+    .is_ok());
 }
