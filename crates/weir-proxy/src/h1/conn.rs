@@ -45,7 +45,10 @@ pub async fn serve<S: ClientStream>(
                 .take()
                 .map(|b| b.filled().to_vec())
                 .unwrap_or_default();
-            hand_over(conn.stream, prefix, conn.info, &ctx, watcher).await;
+            // Boxed: the general path's connection state (hyper's, for
+            // HTTP/1.1 and HTTP/2) is large, and a future awaited inline
+            // is part of every connection's task, fast-path ones included.
+            Box::pin(hand_over(conn.stream, prefix, conn.info, &ctx, watcher)).await;
         }
     }
 }
