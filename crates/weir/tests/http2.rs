@@ -356,6 +356,23 @@ async fn userinfo_in_the_authority_gets_400_over_http2() {
     assert_eq!(b.hits(), 1, "the node saw the request with userinfo");
 }
 
+/// A GET of `uri` with these header fields (repeats kept), within [`STEP`].
+async fn get_with(
+    sender: &mut SendRequest<Full<Bytes>>,
+    uri: &str,
+    fields: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
+    let mut req = Request::builder().method("GET").uri(uri);
+    for (name, value) in fields {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("request");
+    tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("h2 request timed out")
+        .expect("h2 request failed")
+}
+
 /// HTTP/2 splits cookies into several `cookie` fields; the HTTP/1.1 node
 /// gets them as one `Cookie` line joined with `; ` (RFC 9113 §8.2.3).
 #[tokio::test]
@@ -364,17 +381,12 @@ async fn http2_cookie_fields_reach_the_node_as_one_line() {
     let gw = common::gateway(&route_all(&b)).await;
     let addr = gw.proxy_addr();
     let mut s = h2c(addr).await;
-    let req = Request::builder()
-        .method("GET")
-        .uri(format!("http://{addr}/headers"))
-        .header("cookie", "a=1")
-        .header("cookie", "b=2")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = tokio::time::timeout(STEP, s.send_request(req))
-        .await
-        .expect("h2 request timed out")
-        .expect("h2 request failed");
+    let resp = get_with(
+        &mut s,
+        &format!("http://{addr}/headers"),
+        &[("cookie", "a=1"), ("cookie", "b=2")],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     let seen: serde_json::Value =
@@ -390,16 +402,12 @@ async fn a_host_that_disagrees_with_the_authority_gets_400_over_http2() {
     let gw = common::gateway(&route_all(&b)).await;
     let addr = gw.proxy_addr();
     let mut s = h2c(addr).await;
-    let req = Request::builder()
-        .method("GET")
-        .uri(format!("http://{addr}/a"))
-        .header("host", "other.example")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = tokio::time::timeout(STEP, s.send_request(req))
-        .await
-        .expect("h2 request timed out")
-        .expect("h2 request failed");
+    let resp = get_with(
+        &mut s,
+        &format!("http://{addr}/a"),
+        &[("host", "other.example")],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(b.hits(), 0, "the node saw it");
 }
