@@ -372,11 +372,14 @@ impl<'a> ResponseCtx<'a> {
 /// A finished request as the log phase sees it.
 #[derive(Debug)]
 pub struct LogCtx<'a> {
-    /// The request method.
+    /// The request method (empty unless a log-phase plugin of the request
+    /// reads the request line: [`crate::Plugin::log_reads_request`]).
     pub method: &'a str,
-    /// The request target (path and query) as received.
+    /// The request target (path and query) as received, credentials in
+    /// the query masked (empty as `method`).
     pub uri: &'a str,
-    /// The Host the request was routed by, as received.
+    /// The Host the request was routed by, as received (empty as
+    /// `method`).
     pub host: &'a str,
     /// The client's address (`real-ip`'s, when it found one).
     pub client_ip: IpAddr,

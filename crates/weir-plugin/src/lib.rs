@@ -151,6 +151,15 @@ pub trait Plugin: Send + Sync + 'static {
     /// Log phase: the request is over.
     fn log(&self, _log: &LogCtx<'_>) {}
 
+    /// Whether this plugin's log phase reads the request line
+    /// ([`LogCtx::method`], [`LogCtx::uri`], [`LogCtx::host`]). When no
+    /// log-phase plugin of a request does, they are not kept for it (they
+    /// are empty), which spares a metrics-only log phase three copies per
+    /// request.
+    fn log_reads_request(&self) -> bool {
+        true
+    }
+
     /// For a plugin whose spec declares `needs_body`: whether this
     /// configuration reads the body (`hmac-auth` only with
     /// `validate_request_body`). Routes buffer request bodies only for

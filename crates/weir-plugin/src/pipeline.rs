@@ -56,6 +56,7 @@ pub struct Pipeline {
     response: Box<[u16]>,
     log: Box<[u16]>,
     needs_body: bool,
+    log_reads_request: bool,
     secret_args: Box<[Box<str>]>,
 }
 
@@ -92,6 +93,9 @@ impl Pipeline {
             needs_body: entries
                 .iter()
                 .any(|e| e.spec.needs_body && e.plugin.reads_body()),
+            log_reads_request: entries
+                .iter()
+                .any(|e| e.spec.phases.has(Phase::Log) && e.plugin.log_reads_request()),
             secret_args: entries
                 .iter()
                 .flat_map(|e| e.plugin.secret_query_args())
@@ -124,6 +128,12 @@ impl Pipeline {
     /// True when some plugin has a log phase.
     pub fn has_log_phase(&self) -> bool {
         !self.log.is_empty()
+    }
+
+    /// True when some log-phase plugin reads the request line
+    /// ([`Plugin::log_reads_request`]).
+    pub fn log_reads_request(&self) -> bool {
+        self.log_reads_request
     }
 
     /// True when the pipeline holds a plugin named `name`.

@@ -278,8 +278,9 @@ impl LimitConn {
 
 impl Plugin for LimitConn {
     fn access(&self, ctx: &mut RequestCtx<'_>) -> Flow {
-        let key = self.key.resolve_or_remote(ctx);
-        let count_key = format!("route:{}:{}:{key}", ctx.route_id(), self.digest);
+        // Owned: the slot held until the request ends keeps it.
+        let mut count_key = format!("route:{}:{}:", ctx.route_id(), self.digest);
+        self.key.write_or_remote(ctx, &mut count_key);
         let most = self.conn.saturating_add(self.burst);
         match &self.counter {
             Counter::Local(table) => {

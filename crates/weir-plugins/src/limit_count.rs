@@ -18,8 +18,8 @@
 //! behaviour). A failed store is retried after a jittered backoff; until
 //! then requests do not wait on it.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,7 @@ use weir_plugin::{
 
 use crate::limit::local::{self, Table, Window};
 use crate::limit::redis::{RedisFields, Store};
-use crate::limit::{conf_digest, KeyType, PolicyName, Rejection, RequestKey};
+use crate::limit::{conf_digest, with_key_buffer, KeyType, PolicyName, Rejection, RequestKey};
 
 /// Catalogue entry.
 pub static SPEC: PluginSpec = PluginSpec {
@@ -137,9 +137,18 @@ impl Default for Metadata {
     }
 }
 
+/// The quota fields' default names, made once (no copy per request).
+const DEFAULT_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit"),
+    HeaderName::from_static("x-ratelimit-remaining"),
+    HeaderName::from_static("x-ratelimit-reset"),
+];
+
 /// One limit: the top-level one or a rule.
 struct Limit {
     count: u64,
+    /// `count` as a field value, made once.
+    count_value: HeaderValue,
     window: Duration,
     key: RequestKey,
     /// With `rules`: falls back to nothing (the next rule) rather than to
@@ -180,6 +189,12 @@ fn build(conf: &Value, ctx: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigErro
         None => Metadata::default(),
     };
     let header = |name: &str, at: &str| {
+        if let Some(known) = DEFAULT_HEADERS
+            .iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(name))
+        {
+            return Ok(known.clone());
+        }
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             ConfigError::absolute(
                 format!("plugin_metadata.limit-count.{at}"),
@@ -220,6 +235,7 @@ fn build(conf: &Value, ctx: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigErro
                     .unwrap_or_else(|| (i + 1).to_string());
                 limits.push(Limit {
                     count: r.count,
+                    count_value: HeaderValue::from(r.count),
                     window: Duration::from_secs(r.time_window),
                     key: RequestKey::new(&r.key, KeyType::VarCombination, &format!("{at}.key"))
                         .or_else(|_| {
@@ -245,6 +261,7 @@ fn build(conf: &Value, ctx: &BuildCtx<'_>) -> Result<Arc<dyn Plugin>, ConfigErro
             positive(window, "time_window")?;
             limits.push(Limit {
                 count,
+                count_value: HeaderValue::from(count),
                 window: Duration::from_secs(window),
                 key: RequestKey::new(&c.key, c.key_type, "key")?,
                 from_rule: false,
@@ -301,31 +318,47 @@ fn positive(n: u64, at: &str) -> Result<(), ConfigError> {
 /// What one request's count came to.
 struct Verdict {
     admitted: bool,
-    limit: u64,
+    limit: HeaderValue,
     remaining: u64,
     reset: Duration,
 }
 
 impl LimitCount {
-    /// The limit that applies and the request's key under it.
-    fn pick<'s>(&'s self, ctx: &'s RequestCtx<'_>) -> Option<(usize, &'s Limit, Cow<'s, str>)> {
+    /// Writes the counter's key to `out` (`{scope}:{digest}:{rule}:{key}`,
+    /// the scope being the group or the route) and returns the limit that
+    /// applies; None when no rule's key is found.
+    fn write_key<'s>(
+        &'s self,
+        ctx: &RequestCtx<'_>,
+        out: &mut String,
+    ) -> Option<(usize, &'s Limit)> {
+        match &self.group {
+            Some(g) => {
+                out.push_str("group:");
+                out.push_str(g);
+            }
+            None => {
+                out.push_str("route:");
+                out.push_str(ctx.route_id());
+            }
+        }
+        out.push(':');
+        out.push_str(&self.digest);
+        out.push(':');
+        let scope_len = out.len();
         for (i, l) in self.limits.iter().enumerate() {
-            if l.from_rule {
-                if let Some(k) = l.key.resolve(ctx) {
-                    return Some((i, l, k));
-                }
-            } else {
-                return Some((i, l, l.key.resolve_or_remote(ctx)));
+            out.truncate(scope_len);
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{i}:");
+            if !l.from_rule {
+                l.key.write_or_remote(ctx, out);
+                return Some((i, l));
+            }
+            if l.key.write(ctx, out) {
+                return Some((i, l));
             }
         }
         None
-    }
-
-    fn scope<'c>(&'c self, ctx: &'c RequestCtx<'_>) -> Cow<'c, str> {
-        match &self.group {
-            Some(g) => Cow::Owned(format!("group:{g}")),
-            None => Cow::Owned(format!("route:{}", ctx.route_id())),
-        }
     }
 }
 
@@ -338,7 +371,7 @@ fn decide(
 ) -> Flow {
     if let Some([limit, remaining, reset]) = headers {
         let reset_secs = v.reset.as_millis().div_ceil(1000);
-        ctx.set_response_header(limit.clone(), HeaderValue::from(v.limit));
+        ctx.set_response_header(limit.clone(), v.limit.clone());
         ctx.set_response_header(
             remaining.clone(),
             HeaderValue::from(if v.admitted { v.remaining } else { 0 }),
@@ -394,42 +427,45 @@ return {1, estimate + 1}
 
 impl Plugin for LimitCount {
     fn access(&self, ctx: &mut RequestCtx<'_>) -> Flow {
-        let Some((rule, limit, key)) = self.pick(ctx) else {
-            return Flow::Continue;
-        };
-        let scope = self.scope(ctx);
-        let counter_key = format!("{scope}:{}:{rule}:{key}", self.digest);
-        let headers = limit.headers.clone();
-        match &self.counter {
-            Counter::Local(table) => {
-                let c = local::count(table, &counter_key, limit.count, limit.window, self.sliding);
-                let v = Verdict {
-                    admitted: c.admitted,
-                    limit: limit.count,
-                    remaining: c.remaining,
-                    reset: c.reset,
-                };
-                decide(ctx, headers.as_ref(), &self.rejection, &v)
+        with_key_buffer(|counter_key| {
+            let Some((_, limit)) = self.write_key(ctx, counter_key) else {
+                return Flow::Continue;
+            };
+            match &self.counter {
+                Counter::Local(table) => {
+                    let c =
+                        local::count(table, counter_key, limit.count, limit.window, self.sliding);
+                    let v = Verdict {
+                        admitted: c.admitted,
+                        limit: limit.count_value.clone(),
+                        remaining: c.remaining,
+                        reset: c.reset,
+                    };
+                    decide(ctx, limit.headers.as_ref(), &self.rejection, &v)
+                }
+                Counter::Redis(store) => {
+                    let store = store.clone();
+                    let (count, window, sliding) = (limit.count, limit.window, self.sliding);
+                    let count_value = limit.count_value.clone();
+                    let headers = limit.headers.clone();
+                    let rejection = self.rejection.clone();
+                    let degrade = self.allow_degradation;
+                    let base = format!("plugin-limit-count:v1:{counter_key}");
+                    Flow::wait(async move {
+                        let verdict =
+                            redis_count(&store, &base, count, count_value, window, sliding).await;
+                        Box::new(move |ctx: &mut RequestCtx<'_>| match verdict {
+                            Some(v) => decide(ctx, headers.as_ref(), &rejection, &v),
+                            None if degrade => Flow::Continue,
+                            None => Flow::Reply(LocalReply::error_msg(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "failed to limit count",
+                            )),
+                        }) as Then
+                    })
+                }
             }
-            Counter::Redis(store) => {
-                let store = store.clone();
-                let (count, window, sliding) = (limit.count, limit.window, self.sliding);
-                let rejection = self.rejection.clone();
-                let degrade = self.allow_degradation;
-                let base = format!("plugin-limit-count:v1:{counter_key}");
-                Flow::wait(async move {
-                    let verdict = redis_count(&store, &base, count, window, sliding).await;
-                    Box::new(move |ctx: &mut RequestCtx<'_>| match verdict {
-                        Some(v) => decide(ctx, headers.as_ref(), &rejection, &v),
-                        None if degrade => Flow::Continue,
-                        None => Flow::Reply(LocalReply::error_msg(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "failed to limit count",
-                        )),
-                    }) as Then
-                })
-            }
-        }
+        })
     }
 }
 
@@ -438,6 +474,7 @@ async fn redis_count(
     store: &Store,
     base: &str,
     count: u64,
+    count_value: HeaderValue,
     window: Duration,
     sliding: bool,
 ) -> Option<Verdict> {
@@ -451,7 +488,7 @@ async fn redis_count(
         let (used, pttl) = (*r.first()?, *r.get(1)?);
         return Some(Verdict {
             admitted: used <= limit,
-            limit: count,
+            limit: count_value,
             remaining: u64::try_from(limit - used).unwrap_or(0),
             reset: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
         });
@@ -476,7 +513,7 @@ async fn redis_count(
     let (admitted, used) = (*r.first()? == 1, *r.get(1)?);
     Some(Verdict {
         admitted,
-        limit: count,
+        limit: count_value,
         remaining: u64::try_from(limit - used).unwrap_or(0),
         reset: Duration::from_millis(u64::try_from(window_ms - elapsed).unwrap_or(0)),
     })

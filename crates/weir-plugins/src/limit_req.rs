@@ -36,7 +36,7 @@ use weir_plugin::{
 
 use crate::limit::local::{Registry, Table};
 use crate::limit::redis::{RedisFields, Store};
-use crate::limit::{conf_digest, KeyType, PolicyName, Rejection, RequestKey};
+use crate::limit::{conf_digest, with_key_buffer, KeyType, PolicyName, Rejection, RequestKey};
 
 /// Catalogue entry.
 pub static SPEC: PluginSpec = PluginSpec {
@@ -268,14 +268,26 @@ fn after(delay: Duration) -> Flow {
 
 impl Plugin for LimitReq {
     fn access(&self, ctx: &mut RequestCtx<'_>) -> Flow {
-        let key = self.key.resolve_or_remote(ctx);
-        let bucket_key = format!("route:{}:{}:{key}", ctx.route_id(), self.digest);
+        with_key_buffer(|bucket_key| self.count(ctx, bucket_key))
+    }
+}
+
+impl LimitReq {
+    /// Counts the request in its bucket, whose key (`route:{id}:{digest}:
+    /// {key}`) is built in `bucket_key`.
+    fn count(&self, ctx: &mut RequestCtx<'_>, bucket_key: &mut String) -> Flow {
+        bucket_key.push_str("route:");
+        bucket_key.push_str(ctx.route_id());
+        bucket_key.push(':');
+        bucket_key.push_str(&self.digest);
+        bucket_key.push(':');
+        self.key.write_or_remote(ctx, bucket_key);
         match &self.counter {
             Counter::Local(table) => {
                 let now = Instant::now();
                 let (rate, burst) = (self.rate, self.burst);
                 let verdict = table.with(
-                    &bucket_key,
+                    bucket_key,
                     || Bucket::EMPTY,
                     |b| b.drained(rate, now),
                     |b| match b.incoming(rate, burst, now) {

@@ -32,7 +32,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -101,6 +101,10 @@ impl Plugin for Prometheus {
             dropped();
         }
     }
+
+    fn log_reads_request(&self) -> bool {
+        false
+    }
 }
 
 // The label values of a request, in this order. `route_id` is not a label:
@@ -115,10 +119,63 @@ const CONSUMER: usize = 5;
 const NODE: usize = 6;
 const LABELS: usize = 7;
 
-/// A request's label values, borrowed from its log context.
-struct Labels<'a>([&'a str; LABELS]);
+/// A request's label values, borrowed from its log context, and the same
+/// values in one buffer (see [`Flat`]), by which its cell is found.
+struct Labels<'a> {
+    values: [&'a str; LABELS],
+    flat: Flat,
+}
+
+/// Label values in one buffer, each followed by 0xFF (a byte UTF-8 never
+/// has, so two different label sets never give the same bytes): finding a
+/// request's cell takes one hash and one comparison of this buffer, not
+/// seven of each. On the stack when the values are short, as they are.
+enum Flat {
+    Stack([u8; FLAT_STACK], usize),
+    Heap(Vec<u8>),
+}
+
+/// Bytes of label values kept on the stack.
+const FLAT_STACK: usize = 192;
+
+impl Flat {
+    fn of(values: &[&str; LABELS]) -> Flat {
+        let len: usize = values.iter().map(|v| v.len() + 1).sum();
+        if len > FLAT_STACK {
+            let mut out = Vec::with_capacity(len);
+            for v in values {
+                out.extend_from_slice(v.as_bytes());
+                out.push(0xFF);
+            }
+            return Flat::Heap(out);
+        }
+        let mut buf = [0u8; FLAT_STACK];
+        let mut at = 0;
+        for v in values {
+            buf[at..at + v.len()].copy_from_slice(v.as_bytes());
+            at += v.len();
+            buf[at] = 0xFF;
+            at += 1;
+        }
+        Flat::Stack(buf, at)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Flat::Stack(buf, len) => &buf[..*len],
+            Flat::Heap(v) => v,
+        }
+    }
+}
 
 impl<'a> Labels<'a> {
+    fn new(values: [&'a str; LABELS]) -> Labels<'a> {
+        Labels {
+            flat: Flat::of(&values),
+            values,
+        }
+    }
+
     fn of(log: &LogCtx<'a>, prefer_name: bool) -> Labels<'a> {
         let facts = log.route;
         let name = |by_name: Option<&'a str>, id: &'a str| match by_name {
@@ -134,27 +191,34 @@ impl<'a> Labels<'a> {
         v[SERVICE] = name(facts.and_then(|f| f.service_name.as_deref()), service_id);
         v[CONSUMER] = log.consumer.map_or("", |c| &c.username);
         v[NODE] = log.node.unwrap_or("");
-        Labels(v)
+        Labels::new(v)
     }
 
     fn hash(&self) -> u64 {
         let mut h = DefaultHasher::new();
-        self.0.hash(&mut h);
+        h.write(self.flat.bytes());
         h.finish()
     }
 }
 
 /// A label set as the registry keeps it.
 #[derive(Debug, PartialEq, Eq)]
-struct Key([Box<str>; LABELS]);
+struct Key {
+    values: [Box<str>; LABELS],
+    /// The values as [`Flat`] makes them.
+    flat: Box<[u8]>,
+}
 
 impl Key {
     fn of(labels: &Labels<'_>) -> Key {
-        Key(labels.0.map(Box::from))
+        Key {
+            values: labels.values.map(Box::from),
+            flat: labels.flat.bytes().into(),
+        }
     }
 
     fn is(&self, labels: &Labels<'_>) -> bool {
-        self.0.iter().zip(labels.0).all(|(a, b)| **a == *b)
+        *self.flat == *labels.flat.bytes()
     }
 }
 
@@ -284,7 +348,7 @@ impl SeriesMap {
         let before = self.len;
         self.by_hash.retain(|_, same_hash| {
             same_hash.retain(|s| {
-                let id = &s.key.0[ROUTE_ID];
+                let id = &s.key.values[ROUTE_ID];
                 let keep = id.is_empty() || alive(id);
                 if !keep {
                     for c in &s.cells {
@@ -467,7 +531,7 @@ fn render_series(series: &[(Arc<Key>, Vec<Arc<Cell>>)], out: &mut String) {
     let mut latency: BTreeMap<[&str; 4], [HistogramTotals; 3]> = BTreeMap::new();
     let mut bandwidth: BTreeMap<[&str; 4], [u64; 2]> = BTreeMap::new();
     for (key, cells) in series {
-        let k = &key.0;
+        let k = &key.values;
         let status_labels = [
             &*k[ROUTE],
             &*k[MATCHED_URI],
@@ -636,7 +700,21 @@ mod tests {
         v[MATCHED_URI] = "/a/*";
         v[CONSUMER] = consumer;
         v[NODE] = node;
-        Labels(v)
+        Labels::new(v)
+    }
+
+    #[test]
+    fn label_sets_differ_whatever_their_lengths() {
+        let moved = labels("ab", "c", "n");
+        let other = labels("a", "bc", "n");
+        assert!(!Key::of(&moved).is(&other));
+        assert!(Key::of(&moved).is(&labels("ab", "c", "n")));
+        let long = "x".repeat(FLAT_STACK);
+        let heap = labels(&long, "c", "n");
+        assert!(matches!(heap.flat, Flat::Heap(_)));
+        assert!(Key::of(&heap).is(&labels(&long, "c", "n")));
+        assert!(!Key::of(&heap).is(&labels(&long, "d", "n")));
+        assert_eq!(Key::of(&heap).values[ROUTE].len(), FLAT_STACK);
     }
 
     /// A map with one cell per label set, filled by `record`.

@@ -168,20 +168,33 @@ impl LogPhase {
             .consumer
             .as_ref()
             .and_then(|c| snapshot.consumers.plugins_of(&c.username));
-        let wanted = route.is_some_and(|r| r.plugins.has_log_phase())
-            || snapshot
-                .global
-                .as_deref()
-                .is_some_and(Pipeline::has_log_phase)
-            || consumer.is_some_and(Pipeline::has_log_phase);
-        wanted.then(|| {
+        let pipelines = [
+            route.map(|r| &r.plugins),
+            snapshot.global.as_deref(),
+            consumer,
+        ];
+        let any = |f: fn(&Pipeline) -> bool| pipelines.iter().flatten().any(|p| f(p));
+        if !any(Pipeline::has_log_phase) {
+            return None;
+        }
+        let (method, uri, host): (Box<str>, Box<str>, Box<str>) =
+            if any(Pipeline::log_reads_request) {
+                (
+                    view.method().into(),
+                    masked_uri(view.path_and_query(), route, snapshot),
+                    String::from_utf8_lossy(view.host().unwrap_or_default()).into(),
+                )
+            } else {
+                Default::default()
+            };
+        Some({
             Box::new(LogPhase {
                 snapshot: snapshot.clone(),
                 route: route.cloned(),
                 consumer: state.consumer.clone(),
-                method: view.method().into(),
-                uri: masked_uri(view.path_and_query(), route, snapshot),
-                host: String::from_utf8_lossy(view.host().unwrap_or_default()).into(),
+                method,
+                uri,
+                host,
                 client_ip: state.real_ip.unwrap_or(client_ip),
                 start: SystemTime::now(),
                 upstream_status: AtomicU16::new(0),

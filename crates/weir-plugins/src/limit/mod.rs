@@ -6,8 +6,6 @@
 pub mod local;
 pub mod redis;
 
-use std::borrow::Cow;
-
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,6 +29,9 @@ pub enum KeyType {
 /// A compiled `key` + `key_type`.
 #[derive(Debug, Clone)]
 pub enum RequestKey {
+    /// The client's address (`remote_addr`, the most common key), written
+    /// without looking the variable up by name.
+    RemoteAddr,
     /// One variable.
     Var(String),
     /// Literal text and variables, in order.
@@ -55,7 +56,10 @@ impl RequestKey {
             return Err(ConfigError::at(at, "must not be empty"));
         }
         Ok(match key_type {
-            KeyType::Var => RequestKey::Var(key.strip_prefix('$').unwrap_or(key).to_owned()),
+            KeyType::Var => match key.strip_prefix('$').unwrap_or(key) {
+                "remote_addr" => RequestKey::RemoteAddr,
+                name => RequestKey::Var(name.to_owned()),
+            },
             KeyType::Constant => RequestKey::Constant(key.to_owned()),
             KeyType::VarCombination => {
                 let mut parts = Vec::new();
@@ -90,13 +94,18 @@ impl RequestKey {
         })
     }
 
-    /// The request's key; None when its variables are all missing or empty.
-    pub fn resolve<'c>(&'c self, ctx: &'c RequestCtx<'_>) -> Option<Cow<'c, str>> {
+    /// Appends the request's key to `out`; false (and `out` as it was)
+    /// when its variables are all missing or empty.
+    pub fn write(&self, ctx: &RequestCtx<'_>, out: &mut String) -> bool {
         match self {
-            RequestKey::Constant(k) => Some(Cow::Borrowed(k)),
-            RequestKey::Var(name) => ctx.var(name).filter(|v| !v.is_empty()),
+            RequestKey::RemoteAddr => write_ip(ctx.remote_ip(), out),
+            RequestKey::Constant(k) => out.push_str(k),
+            RequestKey::Var(name) => match ctx.var(name).filter(|v| !v.is_empty()) {
+                Some(v) => out.push_str(&v),
+                None => return false,
+            },
             RequestKey::Combination(parts) => {
-                let mut out = String::new();
+                let start = out.len();
                 let mut found = false;
                 for p in parts {
                     match p {
@@ -109,17 +118,46 @@ impl RequestKey {
                         }
                     }
                 }
-                found.then_some(Cow::Owned(out))
+                if !found {
+                    out.truncate(start);
+                    return false;
+                }
             }
         }
+        true
     }
 
-    /// The request's key, falling back to the client address when the
-    /// configured one is missing (as APISIX, which logs it).
-    pub fn resolve_or_remote<'c>(&'c self, ctx: &'c RequestCtx<'_>) -> Cow<'c, str> {
-        self.resolve(ctx)
-            .unwrap_or_else(|| Cow::Owned(ctx.remote_ip().to_string()))
+    /// Appends the request's key to `out`, falling back to the client
+    /// address when the configured one is missing (as APISIX, which logs
+    /// it).
+    pub fn write_or_remote(&self, ctx: &RequestCtx<'_>, out: &mut String) {
+        if !self.write(ctx, out) {
+            write_ip(ctx.remote_ip(), out);
+        }
     }
+}
+
+/// Appends `ip` as text (as `remote_addr` shows it).
+fn write_ip(ip: std::net::IpAddr, out: &mut String) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{ip}");
+}
+
+/// Runs `f` with an empty string to build a counter's key in: a buffer the
+/// thread reuses, so counting a request allocates nothing for its key.
+pub fn with_key_buffer<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    BUFFER.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf)
+        }
+        // Only if `f` itself counts a request (it does not): a fresh one.
+        Err(_) => f(&mut String::new()),
+    })
 }
 
 /// `rejected_code` and `rejected_msg`.
