@@ -44,7 +44,10 @@ pub async fn hand_over<S: ClientStream>(
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let busy = Busy::begin(tracker.clone());
-        let handled = forward::handle(state.clone(), conn_info.clone(), req);
+        // Boxed: the request's future is large, and hyper moves the
+        // future it is given (into each HTTP/2 stream's task, and in and
+        // out of the task's stage); a box makes those moves a pointer's.
+        let handled = Box::pin(forward::handle(state.clone(), conn_info.clone(), req));
         async move {
             let response = handled.await?;
             Ok::<_, Infallible>(response.map(|body| TrackedBody { body, _busy: busy }))
