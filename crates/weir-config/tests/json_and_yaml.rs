@@ -53,6 +53,34 @@ fn busy_polling_is_off_by_default_and_bounded() {
 }
 
 #[test]
+fn client_timeouts_default_like_nginx_and_must_be_positive() {
+    let c = weir_config::load_str("", "empty.yaml").unwrap();
+    assert_eq!(c.gateway.http.body_timeout, 60.0);
+    assert_eq!(c.gateway.http.send_timeout, 60.0);
+    assert_eq!(c.gateway.http.tunnel_idle_timeout, 3600.0);
+    let yaml = "gateway: {http: {body_timeout: 0.5, send_timeout: 2, tunnel_idle_timeout: 30}}";
+    let c = weir_config::load_str(yaml, "set.yaml").unwrap();
+    assert_eq!(c.gateway.http.body_timeout, 0.5);
+    assert_eq!(c.gateway.http.send_timeout, 2.0);
+    assert_eq!(c.gateway.http.tunnel_idle_timeout, 30.0);
+    let yaml = "gateway: {http: {body_timeout: 0, send_timeout: -1, tunnel_idle_timeout: 0}}";
+    let err = weir_config::load_str(yaml, "bad.yaml")
+        .unwrap_err()
+        .to_string();
+    for field in [
+        "gateway.http.body_timeout",
+        "gateway.http.send_timeout",
+        "gateway.http.tunnel_idle_timeout",
+    ] {
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+    assert!(
+        err.contains("must be a positive number of seconds"),
+        "{err}"
+    );
+}
+
+#[test]
 fn durations_beyond_a_year_are_rejected_with_their_path() {
     // 1e20 s used to pass validation and panic (Duration overflow) when the
     // configuration was applied: at start, or on a reload of a running

@@ -87,6 +87,19 @@ impl Failure {
         }
     }
 
+    /// 408: the client stopped sending its request body for
+    /// `http.body_timeout`; nothing is counted against the node.
+    pub fn body_timeout(reason: String) -> Failure {
+        Failure {
+            status: StatusCode::REQUEST_TIMEOUT,
+            public: "request body not received in time",
+            reason,
+            sent: true,
+            client_gone: false,
+            client_fault: true,
+        }
+    }
+
     /// The client left.
     pub fn client_gone() -> Failure {
         Failure {

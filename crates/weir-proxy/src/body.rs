@@ -6,12 +6,15 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use weir_plugin::BodyFilters;
+
+use crate::stall::Stall;
 
 /// Errors a body can yield.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -20,12 +23,66 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ProxyBody {
     /// Streamed from a client or an upstream.
     Incoming(Incoming),
+    /// A client's request body, with `http.body_timeout` between frames.
+    Client(ClientBody),
     /// A complete body known up front (error pages, echo).
     Full(Option<Bytes>),
     /// Anything else (plugin transformations).
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
     /// A body passed through the plugins' body filters.
     Filtered(Box<Filtered>),
+}
+
+/// A client's request body on the general path: an error (a
+/// [`BodyTimedOut`]) once the client has sent nothing for the body timeout
+/// while it is read. The timer runs only while the reader waits on the
+/// client, so a node slow to take the body costs the client nothing.
+pub struct ClientBody {
+    inner: Incoming,
+    stall: Stall,
+}
+
+/// The error of a request body the client stopped sending
+/// (`http.body_timeout`): answered 408.
+#[derive(Debug)]
+pub struct BodyTimedOut(pub Duration);
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body: nothing received for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl BodyTimedOut {
+    /// True when `e`, or what it wraps, is a body timeout.
+    pub fn is_cause_of(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut at = Some(e);
+        while let Some(err) = at {
+            if err.is::<BodyTimedOut>() {
+                return true;
+            }
+            at = err.source();
+        }
+        false
+    }
+}
+
+impl ClientBody {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                self.stall.progress();
+                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending if self.stall.stalled(cx) => {
+                let limit = self.stall.limit();
+                Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit)))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// A body through the response-body phase's filters: each data frame goes
@@ -43,6 +100,15 @@ pub struct Filtered {
 }
 
 impl ProxyBody {
+    /// A client's request body, failing with [`BodyTimedOut`] after
+    /// `timeout` without a frame while it is read.
+    pub fn client(inner: Incoming, timeout: Duration) -> ProxyBody {
+        ProxyBody::Client(ClientBody {
+            inner,
+            stall: Stall::new(timeout),
+        })
+    }
+
     /// An empty body.
     pub fn empty() -> ProxyBody {
         ProxyBody::Full(None)
@@ -107,6 +173,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Client(b) => b.poll(cx),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Boxed(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Filtered(f) => f.poll_filtered(cx),
@@ -116,6 +183,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Client(b) => b.inner.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Boxed(b) => b.is_end_stream(),
             ProxyBody::Filtered(f) => f.done && f.trailers.is_none(),
@@ -125,6 +193,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Client(b) => b.inner.size_hint(),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Boxed(b) => b.size_hint(),
             ProxyBody::Filtered(_) => SizeHint::default(),

@@ -25,6 +25,7 @@ pub mod response_body;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stall;
 pub mod tls;
 pub mod upstream;
 pub use weir_http::uri as uri_normalize;

@@ -4,7 +4,6 @@
 //! and writes its access log line when the exchange ends (completed or
 //! aborted).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,6 +17,7 @@ use crate::balance::InFlight;
 use crate::body::{BoxError, ProxyBody};
 use crate::metrics::RouteStats;
 use crate::pool::H1Client;
+use crate::stall::Stall;
 use crate::upstream::NodeState;
 
 /// How long a connection whose response has ended may take to become ready
@@ -100,33 +100,9 @@ pub struct ResponseBody {
 /// The read timeout between body frames: armed when the node has nothing
 /// ready, re-armed after each frame it sends.
 struct StallTimer {
-    limit: Duration,
+    stall: Stall,
     /// The node, for the log line.
     node: Option<Arc<str>>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// A frame arrived since the timer was last armed.
-    progressed: bool,
-}
-
-impl StallTimer {
-    /// True once the node has sent nothing for `limit`.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let limit = self.limit;
-        let deadline = || tokio::time::Instant::now() + limit;
-        let sleep = match &mut self.sleep {
-            Some(sleep) => {
-                if self.progressed {
-                    sleep.as_mut().reset(deadline());
-                }
-                sleep
-            }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline()))),
-        };
-        self.progressed = false;
-        sleep.as_mut().poll(cx).is_ready()
-    }
 }
 
 impl ResponseBody {
@@ -136,10 +112,8 @@ impl ResponseBody {
             .as_ref()
             .and_then(|c| c.lease.as_ref())
             .map(|lease| StallTimer {
-                limit: lease.read_timeout,
+                stall: Stall::new(lease.read_timeout),
                 node: lease.conn.as_ref().map(|(node, _, _)| node.key.clone()),
-                sleep: None,
-                progressed: false,
             });
         ResponseBody {
             ended: inner.is_end_stream(),
@@ -175,13 +149,28 @@ impl ResponseBody {
             record.body_bytes = self.bytes;
             if let Some(lease) = lease {
                 drop(lease.in_flight);
-                if let (true, Some((node, sender, uses))) = (self.ended, lease.conn) {
-                    return_to_pool(node, sender, uses);
+                match (self.ended, lease.conn) {
+                    (true, Some((node, sender, uses))) => return_to_pool(node, sender, uses),
+                    // Abandoned midway (the client left or timed out, or
+                    // the node stalled): the node's connection closes now
+                    // rather than whenever its task notices.
+                    (false, Some((_, sender, _))) => sender.abort(),
+                    (_, None) => {}
                 }
             }
             if log.enabled() {
                 log.finish(record);
             }
+        }
+    }
+}
+
+impl ResponseBody {
+    /// Why the response was cut short, for its access log line (e.g.
+    /// `send_timeout`); set before the body is dropped.
+    pub fn set_abort(&mut self, why: &'static str) {
+        if let Some(c) = &mut self.completion {
+            c.record.abort = Some(why);
         }
     }
 }
@@ -205,7 +194,7 @@ impl Body for ResponseBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(stall) = &mut this.stall {
-                    stall.progressed = true;
+                    stall.stall.progress();
                 }
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
@@ -224,13 +213,13 @@ impl Body for ResponseBody {
                 if this.inner.take_hidden_progress() {
                     // The node sent what a body filter holds.
                     if let Some(stall) = &mut this.stall {
-                        stall.progressed = true;
+                        stall.stall.progress();
                     }
                 }
                 let stalled = this
                     .stall
                     .as_mut()
-                    .and_then(|stall| stall.expired(cx).then(|| stall.node.clone()));
+                    .and_then(|stall| stall.stall.stalled(cx).then(|| stall.node.clone()));
                 if let Some(node) = stalled {
                     tracing::warn!(node = ?node, "node stopped sending a response body");
                     // The connection is not reused (the body did not end)

@@ -107,6 +107,9 @@ impl ProxyServer {
                 builder: http_builder(http, b.config.http2),
                 http1_only: (!b.config.http2).then(|| http1_builder(http)),
                 header_timeout: Duration::from_secs_f64(http.header_timeout),
+                body_timeout: Duration::from_secs_f64(http.body_timeout),
+                send_timeout: Duration::from_secs_f64(http.send_timeout),
+                tunnel_idle_timeout: Duration::from_secs_f64(http.tunnel_idle_timeout),
                 enabled: http.fast_path,
                 stop: stop_rx.clone(),
             });

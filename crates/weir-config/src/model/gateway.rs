@@ -93,6 +93,17 @@ impl Default for ControlConfig {
 pub struct HttpConfig {
     /// Seconds to wait for a client's request headers.
     pub header_timeout: f64,
+    /// Seconds allowed between two reads of a request body (nginx's
+    /// `client_body_timeout`): past it the request is answered 408 (when
+    /// its answer has not started) and the connection closed.
+    pub body_timeout: f64,
+    /// Seconds a write to the client may make no progress (nginx's
+    /// `send_timeout`): past it the client connection is closed, and with
+    /// it the node connection the response came from.
+    pub send_timeout: f64,
+    /// Seconds an upgraded (WebSocket) tunnel may carry no byte in either
+    /// direction before both its connections are closed.
+    pub tunnel_idle_timeout: f64,
     /// Serve HTTP/1.1 on the hand-written fast path (default). `false`
     /// serves every connection with the general, hyper-based path.
     pub fast_path: bool,
@@ -102,6 +113,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             header_timeout: 30.0,
+            body_timeout: 60.0,
+            send_timeout: 60.0,
+            tunnel_idle_timeout: 3600.0,
             fast_path: true,
         }
     }

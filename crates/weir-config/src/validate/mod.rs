@@ -187,6 +187,13 @@ fn validate_gateway(config: &Config, errors: &mut Errors) {
         );
     }
     positive(g.http.header_timeout, "gateway.http.header_timeout", errors);
+    positive(g.http.body_timeout, "gateway.http.body_timeout", errors);
+    positive(g.http.send_timeout, "gateway.http.send_timeout", errors);
+    positive(
+        g.http.tunnel_idle_timeout,
+        "gateway.http.tunnel_idle_timeout",
+        errors,
+    );
     non_negative(
         g.shutdown.drain_delay,
         "gateway.shutdown.drain_delay",

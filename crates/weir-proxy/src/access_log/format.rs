@@ -163,6 +163,10 @@ pub(super) fn text(rec: &AccessRecord, out: &mut Vec<u8>) {
         out.extend_from_slice(b" trace_id=");
         out.extend_from_slice(&hex32(id));
     }
+    if let Some(why) = rec.abort {
+        out.extend_from_slice(b" abort=");
+        out.extend_from_slice(why.as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -193,6 +197,8 @@ struct JsonLine<'a> {
     request_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abort: Option<&'a str>,
 }
 
 /// Formats one JSON line (with its newline) into `out`.
@@ -234,6 +240,7 @@ pub(super) fn json(rec: &AccessRecord, out: &mut Vec<u8>) {
         trace_id: rec
             .trace_id
             .map(|id| String::from_utf8_lossy(&hex32(&id)).into_owned()),
+        abort: rec.abort,
     };
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');
@@ -480,6 +487,24 @@ mod tests {
         assert_eq!(v["route_id"], "shop");
         let at = rec.start.unwrap();
         assert_eq!(v["time"], format_time_ms(wall_clock(at)));
+    }
+
+    #[test]
+    fn an_aborted_exchange_says_why_last_in_text_and_in_json() {
+        let mut rec = sample();
+        rec.abort = Some("send_timeout");
+        let mut out = Vec::new();
+        text(&rec, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with(" route=shop abort=send_timeout\n"), "{line}");
+        let mut out = Vec::new();
+        json(&rec, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["abort"], "send_timeout");
+        let mut out = Vec::new();
+        json(&sample(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("abort").is_none(), "{v}");
     }
 
     #[test]

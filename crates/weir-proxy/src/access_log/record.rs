@@ -37,6 +37,9 @@ pub struct AccessRecord {
     /// measured it (for its metrics); otherwise measured as the line is
     /// formatted.
     pub request_time: Option<Duration>,
+    /// Why the exchange was cut short by weir, when it was (e.g.
+    /// `send_timeout`: the client stopped reading the response).
+    pub abort: Option<&'static str>,
     request: RequestText,
 }
 
@@ -120,6 +123,7 @@ impl AccessRecord {
         self.attempts.clear();
         self.start = None;
         self.request_time = None;
+        self.abort = None;
         self.request.bytes.clear();
         self.request.ends = [0; FIELDS];
     }

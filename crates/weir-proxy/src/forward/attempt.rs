@@ -1,16 +1,22 @@
 //! One attempt on one node over the general (hyper) path: a pooled or new
 //! connection, the exchange, and the WebSocket tunnel after a 101.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::request::Parts;
 use http::{header, HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use crate::attempts::Failure;
-use crate::body::ProxyBody;
+use crate::body::{BodyTimedOut, ProxyBody};
 use crate::pool::{self, PooledConn};
 use crate::upstream::{NodeSet, Upstream};
 
@@ -80,6 +86,14 @@ pub(super) async fn send_to_node(
                         unsent: Some(unsent.into_parts()),
                     });
                 }
+                None if e.error().is_user() && BodyTimedOut::is_cause_of(e.error()) => {
+                    return Err(AttemptFailure {
+                        failure: Failure::body_timeout(
+                            "request body: the client stopped sending it".into(),
+                        ),
+                        unsent: None,
+                    })
+                }
                 None if e.error().is_user() => {
                     return Err(AttemptFailure {
                         failure: Failure::client_fault(
@@ -116,8 +130,10 @@ pub(super) async fn send_to_node(
     })
 }
 
-/// Copies bytes both ways between an upgraded client and node connection.
-pub(super) async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: Arc<str>) {
+/// Copies bytes both ways between an upgraded client and node connection,
+/// until either side closes or no byte has passed either way for `idle`
+/// (`http.tunnel_idle_timeout`); then both connections close.
+pub(super) async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: Arc<str>, idle: Duration) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
         Err(e) => {
@@ -125,10 +141,101 @@ pub(super) async fn tunnel(down: OnUpgrade, up: OnUpgrade, node: Arc<str>) {
             return;
         }
     };
-    let mut down = TokioIo::new(down);
+    let last = LastByte::new();
+    // Every byte either way goes through the client's side.
+    let mut down = Watched {
+        io: TokioIo::new(down),
+        last: &last,
+    };
     let mut up = TokioIo::new(up);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-        tracing::debug!(node = %node, error = %e, "tunnel closed with error");
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut down, &mut up) => {
+            if let Err(e) = copied {
+                tracing::debug!(node = %node, error = %e, "tunnel closed with error");
+            }
+        }
+        () = last.quiet_for(idle) => {
+            tracing::debug!(node = %node, ?idle, "idle tunnel closed (tunnel_idle_timeout)");
+        }
+    }
+}
+
+/// When a byte last passed through a tunnel.
+struct LastByte {
+    epoch: Instant,
+    /// Milliseconds from `epoch`.
+    at_ms: AtomicU64,
+}
+
+impl LastByte {
+    fn new() -> LastByte {
+        LastByte {
+            epoch: Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte has passed for `limit`; wakes about once per
+    /// `limit` while bytes flow.
+    async fn quiet_for(&self, limit: Duration) {
+        loop {
+            let last = self.epoch + Duration::from_millis(self.at_ms.load(Ordering::Relaxed));
+            let due = last + limit;
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One side of a tunnel, noting when bytes pass.
+struct Watched<'a, T> {
+    io: T,
+    last: &'a LastByte,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                self.last.touch();
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

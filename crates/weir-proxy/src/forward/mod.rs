@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -70,10 +70,23 @@ impl ConnInfo {
     }
 }
 
+/// The client-side limits of a listener (`gateway.http`) the request path
+/// applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// `http.body_timeout`: time allowed between two frames of a request
+    /// body (408 past it).
+    pub body_timeout: Duration,
+    /// `http.tunnel_idle_timeout`: time an upgraded tunnel may carry
+    /// nothing before it is closed.
+    pub tunnel_idle_timeout: Duration,
+}
+
 /// Serves one request. Never fails: errors become HTTP responses.
 pub async fn handle(
     state: Arc<ProxyState>,
     conn: Arc<ConnInfo>,
+    limits: ClientLimits,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = state.snapshot.load_full();
@@ -278,7 +291,7 @@ pub async fn handle(
     pending.stats = Some(route.stats.clone());
 
     let (parts, body) = req.into_parts();
-    let mut body = Some(ProxyBody::Incoming(body));
+    let mut body = Some(ProxyBody::client(body, limits.body_timeout));
     // Plugins run on the borrowed head; only those that read the body make
     // the request wait for it.
     let global = snapshot.global.as_deref();
@@ -376,6 +389,7 @@ pub async fn handle(
         via,
         record,
         responses.as_ref(),
+        limits.tunnel_idle_timeout,
     ))
     .await;
     let (resp, lease) = match outcome {
@@ -519,6 +533,7 @@ async fn forward(
     via: bool,
     record: &mut AccessRecord,
     plugins: Option<&ResponsePlugins<'_>>,
+    tunnel_idle: Duration,
 ) -> Result<Forwarded, Failure> {
     let set = upstream.node_set();
     let head_request = parts.method == Method::HEAD;
@@ -630,7 +645,7 @@ async fn forward(
                         ));
                     };
                     let up = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel(down, up, node.key.clone()));
+                    tokio::spawn(tunnel(down, up, node.key.clone(), tunnel_idle));
                 }
                 let pooled = if status == StatusCode::SWITCHING_PROTOCOLS {
                     None
@@ -729,6 +744,10 @@ async fn read_body(body: Option<ProxyBody>) -> Result<bytes::Bytes, LocalReply> 
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(LocalReply::error_msg(
             StatusCode::PAYLOAD_TOO_LARGE,
             "413 Request Entity Too Large",
+        )),
+        Err(e) if crate::body::BodyTimedOut::is_cause_of(&*e) => Err(LocalReply::error_msg(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
         )),
         Err(_) => Err(LocalReply::error_msg(
             StatusCode::BAD_REQUEST,

@@ -248,6 +248,12 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// no system call while the client is quiet), which is cheaper per
     /// request than a `readable()` future.
     fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut Buf) -> Poll<io::Result<usize>>;
+
+    /// True once a write failed because the client took nothing for the
+    /// send timeout (see [`super::guard::SendGuard`]).
+    fn send_timed_out(&self) -> bool {
+        false
+    }
 }
 
 impl ClientStream for TcpStream {

@@ -13,6 +13,7 @@ use super::buf::{Buf, ClientStream, MAX_HEAD};
 use super::deadline::Deadline;
 use super::exchange::{self, After};
 use super::general::hand_over;
+use super::guard::SendGuard;
 use super::request::{self, Head};
 use super::H1Context;
 use crate::access_log::AccessRecord;
@@ -31,7 +32,8 @@ pub async fn serve<S: ClientStream>(
     watcher: Watcher,
 ) {
     let mut conn = Conn {
-        stream,
+        // Every write to the client is bounded by `http.send_timeout`.
+        stream: SendGuard::new(stream, ctx.send_timeout, None),
         info,
         deadline: Deadline::new(),
         buf: None,
@@ -48,7 +50,9 @@ pub async fn serve<S: ClientStream>(
             // Boxed: the general path's connection state (hyper's, for
             // HTTP/1.1 and HTTP/2) is large, and a future awaited inline
             // is part of every connection's task, fast-path ones included.
-            Box::pin(hand_over(conn.stream, prefix, conn.info, &ctx, watcher)).await;
+            // The general path guards its writes itself.
+            let stream = conn.stream.into_inner();
+            Box::pin(hand_over(stream, prefix, conn.info, &ctx, watcher)).await;
         }
     }
 }
@@ -122,7 +126,7 @@ impl<S: ClientStream> Conn<S> {
                 deadline: &mut self.deadline,
                 stop: &ctx.stop,
                 conn: &self.info,
-                body_timeout: ctx.header_timeout,
+                body_timeout: ctx.body_timeout,
             };
             // Boxed: the exchange's state lives only while a request is in
             // flight, not in every idle keep-alive connection.

@@ -3,12 +3,16 @@
 //! listener stops or when it has been idle (no request or response body in
 //! flight) for the keep-alive limit; hyper's HTTP/2 server has no idle
 //! timeout of its own, and each idle HTTP/2 connection holds the h2
-//! crate's buffers (tens of KiB).
+//! crate's buffers (tens of KiB). A connection still open a keep-alive
+//! limit after closing began, with nothing in flight, is dropped whatever
+//! the client does; so is one whose responses made no progress towards the
+//! client for `http.send_timeout` (its writes are guarded, and over HTTP/2
+//! a stream starved of flow-control window counts as no progress).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,6 +26,7 @@ use tokio::time::Instant;
 
 use super::buf::ClientStream;
 use super::fallback::Prefixed;
+use super::guard::SendGuard;
 use super::H1Context;
 use crate::forward::{self, ConnInfo};
 use crate::response_body::ResponseBody;
@@ -42,31 +47,54 @@ pub async fn hand_over<S: ClientStream>(
     let state = ctx.state.clone();
     let conn_info = info.clone();
     let tracker = activity.clone();
+    let limits = forward::ClientLimits {
+        body_timeout: ctx.body_timeout,
+        tunnel_idle_timeout: ctx.tunnel_idle_timeout,
+    };
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let busy = Busy::begin(tracker.clone());
+        // Over HTTP/2 a response can wait on the client with its socket
+        // idle (a stream without flow-control window): watched by the
+        // connection (`Activity::send_stalled`). Over HTTP/1.1 the write
+        // guard sees every wait.
+        let watch = req.version() == http::Version::HTTP_2;
         // Boxed: the request's future is large, and hyper moves the
         // future it is given (into each HTTP/2 stream's task, and in and
         // out of the task's stage); a box makes those moves a pointer's.
-        let handled = Box::pin(forward::handle(state.clone(), conn_info.clone(), req));
+        let handled = Box::pin(forward::handle(
+            state.clone(),
+            conn_info.clone(),
+            limits,
+            req,
+        ));
         async move {
             let response = handled.await?;
-            Ok::<_, Infallible>(response.map(|body| TrackedBody { body, _busy: busy }))
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                body,
+                busy,
+                watch,
+                handed: false,
+            }))
         }
     });
-    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    // Every write to the client is bounded by `http.send_timeout`.
+    let fired = activity.send_timed_out.clone();
+    let guarded = SendGuard::new(Prefixed::new(prefix, stream), ctx.send_timeout, Some(fired));
+    let io = TokioIo::new(guarded);
     let result = match &ctx.http1_only {
         // `http2: false`: HTTP/1.1 only, whatever the client sends first
         // (the auto builder would still serve a client's HTTP/2 preface).
         Some(h1) => {
             let conn = h1.serve_connection(io, service).with_upgrades();
-            drive(conn, ctx, &info, &activity).await.map_err(Into::into)
+            let ended = drive(conn, ctx, &info, &activity).await;
+            ended.unwrap_or(Ok(())).map_err(Into::into)
         }
         None => {
             let conn = ctx
                 .builder
                 .serve_connection_with_upgrades(io, service)
                 .into_owned();
-            drive(conn, ctx, &info, &activity).await
+            drive(conn, ctx, &info, &activity).await.unwrap_or(Ok(()))
         }
     };
     drop(watcher);
@@ -113,13 +141,18 @@ where
 }
 
 /// Serves `conn` to its end: gracefully closed when the listener stops or
-/// when it has been idle for the header timeout.
+/// when it has been idle for the header timeout. None when weir dropped it:
+/// still open a header timeout after closing began with nothing in flight
+/// (an HTTP/2 client that never answers the GOAWAY's PING, or that left a
+/// header block unfinished), or a response on it made no progress towards
+/// the client for the send timeout (`http.send_timeout`; over HTTP/2, a
+/// stream the client gives no flow-control window).
 async fn drive<C, T, E>(
     conn: C,
     ctx: &H1Context,
     info: &ConnInfo,
     activity: &Activity,
-) -> Result<T, E>
+) -> Option<Result<T, E>>
 where
     C: Graceful<Output = Result<T, E>>,
 {
@@ -128,15 +161,26 @@ where
     let mut closing = false;
     loop {
         tokio::select! {
-            result = conn.as_mut() => return result,
+            result = conn.as_mut() => return Some(result),
             _ = stop.wait_for(|s| *s), if !closing => {
                 conn.as_mut().finish_gracefully();
                 closing = true;
+                activity.touch();
             }
             _ = activity.idle_for(ctx.header_timeout), if !closing => {
                 tracing::debug!(client = %info.remote, "idle connection closed");
                 conn.as_mut().finish_gracefully();
                 closing = true;
+                activity.touch();
+            }
+            _ = activity.idle_for(ctx.header_timeout), if closing => {
+                tracing::debug!(client = %info.remote, "closing connection still open after its grace; dropped");
+                return None;
+            }
+            () = activity.send_stalled(ctx.send_timeout) => {
+                tracing::debug!(client = %info.remote, "send_timeout: the client stopped taking the response; connection dropped");
+                activity.send_timed_out.store(true, Ordering::Relaxed);
+                return None;
             }
         }
     }
@@ -160,12 +204,23 @@ fn answered_by_hyper(e: &hyper::Error) -> Option<u16> {
 }
 
 /// Requests in flight on one connection (from the request's arrival until
-/// its response body is finished or dropped) and when the last one ended.
+/// its response body is finished or dropped) and when the last one ended;
+/// response bodies waiting on the client.
 struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds since `epoch` at the last change.
     last_change_ms: AtomicU64,
     epoch: Instant,
+    /// HTTP/2 response bodies that handed hyper a frame and were not asked
+    /// for the next one since: hyper is waiting to send it (the client's
+    /// socket, or its flow-control window).
+    handed: AtomicUsize,
+    /// Milliseconds since `epoch` when a body last handed hyper a frame.
+    last_handed_ms: AtomicU64,
+    /// The connection was closed for `http.send_timeout` (by its write
+    /// guard or by [`Activity::send_stalled`]): its responses' log lines
+    /// say so.
+    send_timed_out: Arc<AtomicBool>,
 }
 
 impl Activity {
@@ -174,12 +229,39 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            handed: AtomicUsize::new(0),
+            last_handed_ms: AtomicU64::new(0),
+            send_timed_out: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Resolves once an HTTP/2 response body has been waiting on the client
+    /// while no body handed hyper a frame for `limit`. Wakes about once per
+    /// `limit`.
+    async fn send_stalled(&self, limit: Duration) {
+        let mut due = Instant::now() + limit;
+        loop {
+            tokio::time::sleep_until(due).await;
+            let now = Instant::now();
+            if self.handed.load(Ordering::Relaxed) == 0 {
+                due = now + limit;
+                continue;
+            }
+            let last =
+                self.epoch + Duration::from_millis(self.last_handed_ms.load(Ordering::Relaxed));
+            if last + limit <= now {
+                return;
+            }
+            due = last + limit;
         }
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_change_ms.store(ms, Ordering::Relaxed);
+        self.last_change_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Resolves once nothing has been in flight for `limit`. Wakes at most
@@ -222,10 +304,23 @@ impl Drop for Busy {
 }
 
 /// The response body, keeping its request counted as in flight until hyper
-/// has sent it (or dropped it).
+/// has sent it (or dropped it), and, over HTTP/2, noting when hyper holds a
+/// frame of it it could not send on yet.
 struct TrackedBody {
     body: ResponseBody,
-    _busy: Busy,
+    busy: Busy,
+    /// Note handed frames (HTTP/2).
+    watch: bool,
+    /// A frame was handed to hyper and the next not asked for yet.
+    handed: bool,
+}
+
+impl TrackedBody {
+    fn taken_on(&mut self) {
+        if std::mem::take(&mut self.handed) {
+            self.busy.0.handed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Body for TrackedBody {
@@ -236,7 +331,19 @@ impl Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        // Asked for more: what was handed has gone on.
+        this.taken_on();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (true, Poll::Ready(Some(Ok(_)))) = (this.watch, &polled) {
+            let activity = &this.busy.0;
+            activity
+                .last_handed_ms
+                .store(activity.now_ms(), Ordering::Relaxed);
+            activity.handed.fetch_add(1, Ordering::Relaxed);
+            this.handed = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -245,6 +352,16 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.taken_on();
+        if self.busy.0.send_timed_out.load(Ordering::Relaxed) {
+            // Before the body's own drop writes its log line.
+            self.body.set_abort(super::exchange::SEND_TIMEOUT);
+        }
     }
 }
 
@@ -263,6 +380,28 @@ mod tests {
         let started = Instant::now();
         activity.idle_for(limit).await;
         assert_eq!(Instant::now() - started, limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_stall_is_a_frame_held_with_none_handed_since_for_the_limit() {
+        let activity = Activity::new();
+        let limit = Duration::from_secs(10);
+        // Nothing waiting on the client: never a stall.
+        let waited =
+            tokio::time::timeout(Duration::from_secs(60), activity.send_stalled(limit)).await;
+        assert!(
+            waited.is_err(),
+            "a stall with nothing waiting on the client"
+        );
+        // A frame handed at 65 s and held: the stall ends 10 s later.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity
+            .last_handed_ms
+            .store(activity.now_ms(), Ordering::Relaxed);
+        activity.handed.fetch_add(1, Ordering::Relaxed);
+        let from = Instant::now();
+        activity.send_stalled(limit).await;
+        assert_eq!(Instant::now() - from, limit);
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,6 +30,7 @@ mod deadline;
 mod exchange;
 mod fallback;
 mod general;
+mod guard;
 mod request;
 mod response;
 
@@ -74,6 +75,14 @@ pub struct H1Context {
     /// keep-alive connection to send its next request (as hyper's
     /// `header_read_timeout`).
     pub header_timeout: Duration,
+    /// `http.body_timeout`: time allowed between two reads of a request
+    /// body.
+    pub body_timeout: Duration,
+    /// `http.send_timeout`: time a write to the client may make no
+    /// progress.
+    pub send_timeout: Duration,
+    /// `http.tunnel_idle_timeout`: time an upgraded tunnel may carry nothing.
+    pub tunnel_idle_timeout: Duration,
     /// `http.fast_path`: when false, every connection is handed over at once.
     pub enabled: bool,
     /// Becomes true when the listener stops: idle connections close, busy

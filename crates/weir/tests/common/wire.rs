@@ -637,6 +637,11 @@ impl TestGateway {
     pub fn proxy_addr(&self) -> SocketAddr {
         self.gateway.proxy_addr()
     }
+
+    /// A TLS listener's client configuration (ALPN `http/1.1`).
+    pub fn tls_connector(&self) -> Option<&TlsConnector> {
+        self.tls.as_ref()
+    }
 }
 
 /// A client TLS configuration trusting exactly `cert`, offering only

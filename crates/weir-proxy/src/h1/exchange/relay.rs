@@ -1,11 +1,12 @@
 //! The answer's way back: the node's response relayed to the client, and
 //! both connections settled (pooled, kept alive or closed).
 
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
-use super::{finish_request, After, Answer, Exchange, NodeRead};
+use super::{finish_request, After, Answer, Exchange, NodeRead, SEND_TIMEOUT};
 use crate::access_log::AccessRecord;
 use crate::attempts::NodeTry;
 use crate::h1::buf::ClientStream;
@@ -90,14 +91,14 @@ impl<S: ClientStream> Exchange<'_, S> {
                 BodySink::Pass if first => {
                     out.0.extend_from_slice(&ubuf.filled()[..take]);
                     sent += take as u64;
-                    self.client.write_all(&out.0).await
+                    self.send_client(&out.0).await
                 }
                 BodySink::Pass if take > 0 => {
                     sent += take as u64;
-                    self.client.write_all(&ubuf.filled()[..take]).await
+                    self.send_client(&ubuf.filled()[..take]).await
                 }
                 BodySink::Pass | BodySink::Discard if !first => Ok(()),
-                BodySink::Pass | BodySink::Discard => self.client.write_all(&out.0).await,
+                BodySink::Pass | BodySink::Discard => self.send_client(&out.0).await,
                 BodySink::Filter(filters) => {
                     if framing != BodyFraming::Chunked {
                         filters.run(&ubuf.filled()[..take], false, &mut filtered);
@@ -114,7 +115,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     if out.0.is_empty() {
                         Ok(())
                     } else {
-                        self.client.write_all(&out.0).await
+                        self.send_client(&out.0).await
                     }
                 }
             };
@@ -137,7 +138,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                         out.0.clear();
                         sent += filtered.len() as u64;
                         push_chunk(&mut out.0, &filtered, true);
-                        if self.client.write_all(&out.0).await.is_err() {
+                        if self.send_client(&out.0).await.is_err() {
                             ok = false;
                         }
                     }
@@ -162,6 +163,12 @@ impl<S: ClientStream> Exchange<'_, S> {
             }
         }
         drop(in_flight);
+        if !ok && self.client.send_timed_out() {
+            tracing::debug!(client = %self.conn.remote, node = %node.key, "send_timeout: the client stopped reading the response; both connections closed");
+            if let Some(r) = record.as_mut() {
+                r.abort = Some(SEND_TIMEOUT);
+            }
+        }
         if complete && ok && node_keeps_alive && ubuf.is_empty() {
             node.h1_pool.put(up, uses + 1);
         } else {
@@ -174,6 +181,47 @@ impl<S: ClientStream> Exchange<'_, S> {
         } else {
             After::Close
         }
+    }
+}
+
+impl<S: ClientStream> Exchange<'_, S> {
+    /// Writes `bytes` to the client. While the write waits on the client,
+    /// the client is watched as [`Exchange::read_node`] does: bytes it sends
+    /// (a pipelined request) are kept, and the end of its stream (a close,
+    /// a reset, or a half-close: nginx too takes these for a client that
+    /// left) fails the write at once. A blocked write would not notice it
+    /// otherwise, and keep both connections until the send timeout. A write
+    /// that goes through (the usual case) polls nothing more.
+    async fn send_client(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let (client, cbuf) = (&mut *self.client, &mut *self.cbuf);
+        std::future::poll_fn(|cx| {
+            while !bytes.is_empty() {
+                match Pin::new(&mut *client).poll_write(cx, bytes) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => bytes = &bytes[n..],
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        // A full client buffer cannot take more (a read
+                        // into it would look like the end of the stream).
+                        while !cbuf.is_full() {
+                            match client.poll_read_into(cx, cbuf) {
+                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                    return Poll::Ready(Err(io::Error::new(
+                                        io::ErrorKind::ConnectionAborted,
+                                        "the client closed its side of the connection",
+                                    )))
+                                }
+                                Poll::Ready(Ok(_)) => {}
+                                Poll::Pending => break,
+                            }
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 }
 
