@@ -108,7 +108,7 @@ impl ConfigHub {
             tracing::info!(file = %f.path().display(), resources = state.entries.len(), index = state.index, "Admin API state loaded");
         }
         let items = merge::file_items(&file);
-        let merged = merge::merge(&file, &items, &state).map_err(OpenError::Conflict)?;
+        let merged = merge::merge(&file, &items, &state, None).map_err(OpenError::Conflict)?;
         log_left_out(&[], &merged.left_out);
         let view = View {
             file: Arc::new(file),
@@ -144,7 +144,8 @@ impl ConfigHub {
         let _serial = self.writes.lock().await;
         let view = self.view.load_full();
         let items = merge::file_items(&file);
-        let merged = merge::merge(&file, &items, &view.state).map_err(EngineError::Rejected)?;
+        let merged =
+            merge::merge(&file, &items, &view.state, None).map_err(EngineError::Rejected)?;
         let prepared = engine.prepare(merged.config)?;
         engine.install(prepared)?;
         log_left_out(&view.left_out, &merged.left_out);
@@ -165,27 +166,27 @@ impl ConfigHub {
         state: &AdminState,
         key: &str,
         engine: &E,
-    ) -> Result<(Merged, E::Prepared), AdminError> {
+    ) -> Result<(Vec<(String, String)>, E::Prepared), AdminError> {
         let invalid = |errors: &FieldErrors, places: &[merge::Place]| {
             AdminError::BadRequest(format!(
                 "invalid configuration: {}",
                 merge::describe(errors, places, key)
             ))
         };
-        let merged = merge::merge(&view.file, &view.items, state).map_err(|e| invalid(&e, &[]))?;
-        if let Some((_, why)) = merged.left_out.iter().find(|(k, _)| k == key) {
-            return Err(AdminError::BadRequest(format!(
-                "invalid configuration: {why}"
-            )));
-        }
-        weir_config::validate_config(&merged.config, &weir_config::AnyPlugin)
-            .map_err(|e| invalid(&e, &merged.places))?;
-        let prepared = match engine.prepare(merged.config.clone()) {
+        let Merged {
+            config,
+            places,
+            left_out,
+        } = merge::merge(&view.file, &view.items, state, Some(key))
+            .map_err(|e| invalid(&e, &[]))?;
+        weir_config::validate_config(&config, &weir_config::AnyPlugin)
+            .map_err(|e| invalid(&e, &places))?;
+        let prepared = match engine.prepare(config) {
             Ok(p) => p,
-            Err(EngineError::Rejected(e)) => return Err(invalid(&e, &merged.places)),
+            Err(EngineError::Rejected(e)) => return Err(invalid(&e, &places)),
             Err(e) => return Err(AdminError::Engine(e)),
         };
-        Ok((merged, prepared))
+        Ok((left_out, prepared))
     }
 
     /// Applies an Admin API write: plan, merge, validate, persist, swap in
@@ -200,7 +201,7 @@ impl ConfigHub {
         let _serial = self.writes.lock().await;
         let view = self.view.load_full();
         let plan = ops::plan(&view, w, ops::now())?;
-        let (merged, prepared) = Self::check(&view, &plan.state, &plan.key, engine)?;
+        let (left_out, prepared) = Self::check(&view, &plan.state, &plan.key, engine)?;
         let state = Arc::new(plan.state);
         let saving = state.clone();
         let file = file.clone();
@@ -209,12 +210,12 @@ impl ConfigHub {
             .map_err(StoreError::from)??;
         // On disk: from here on the change stands, even if swapping fails.
         let installed = engine.install(prepared);
-        log_left_out(&view.left_out, &merged.left_out);
+        log_left_out(&view.left_out, &left_out);
         self.view.store(Arc::new(View {
             file: view.file.clone(),
             items: view.items.clone(),
             state,
-            left_out: merged.left_out,
+            left_out,
         }));
         if let Err(e) = installed {
             tracing::error!(key = %plan.key, "Admin API change saved but not applied: {e}");

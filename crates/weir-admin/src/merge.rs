@@ -166,11 +166,14 @@ pub struct Merged {
 }
 
 /// Merges `state` into `file`. An id owned by both is an error naming the
-/// file's resource.
+/// file's resource. The resource at `keep` (one being written) is never
+/// left out, so that validation reports what it names that does not exist
+/// along with its other errors.
 pub fn merge(
     file: &Config,
     items: &BTreeMap<String, FileItem>,
     state: &AdminState,
+    keep: Option<&str>,
 ) -> Result<Merged, FieldErrors> {
     let conflicts: Vec<FieldError> = state
         .entries
@@ -188,7 +191,7 @@ pub fn merge(
     if !conflicts.is_empty() {
         return Err(FieldErrors(conflicts));
     }
-    let left_out = dangling(items, state);
+    let left_out = dangling(items, state, keep);
     let out: BTreeSet<&str> = left_out.iter().map(|(k, _)| k.as_str()).collect();
     let mut config = file.clone();
     let mut places = Vec::new();
@@ -263,13 +266,17 @@ pub fn references(resource: &Resource, owner: Option<&str>) -> Vec<(&'static str
 
 /// Admin API resources whose references name nothing, to a fixed point (a
 /// service left out takes its routes with it).
-fn dangling(items: &BTreeMap<String, FileItem>, state: &AdminState) -> Vec<(String, String)> {
+fn dangling(
+    items: &BTreeMap<String, FileItem>,
+    state: &AdminState,
+    keep: Option<&str>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut gone: BTreeSet<String> = BTreeSet::new();
     loop {
         let mut changed = false;
         for (key, e) in &state.entries {
-            if gone.contains(key) {
+            if gone.contains(key) || keep == Some(key.as_str()) {
                 continue;
             }
             let missing = references(&e.resource, e.owner.as_deref())
@@ -301,6 +308,7 @@ fn dangling(items: &BTreeMap<String, FileItem>, state: &AdminState) -> Vec<(Stri
 pub fn describe(errors: &FieldErrors, places: &[Place], written: &str) -> String {
     let mut parts = Vec::new();
     for e in &errors.0 {
+        let e = &FieldError::new(e.path.clone(), rename_places(&e.message, places));
         let place = places.iter().find(|p| {
             e.path == p.path
                 || e.path
@@ -329,6 +337,53 @@ pub fn describe(errors: &FieldErrors, places: &[Place], written: &str) -> String
     parts.join("; ")
 }
 
+/// Messages name other elements by their place in the merged configuration
+/// (`the same key is already used by consumers[3].plugins...`): an Admin
+/// API resource is named by its key instead, a file element keeps its path.
+fn rename_places(message: &str, places: &[Place]) -> String {
+    static PLACE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = PLACE.get_or_init(|| {
+        regex::Regex::new(
+            r"\b(?:routes|services|upstreams|consumers|credentials|consumer_groups|plugin_configs|global_rules|ssls)\[\d+\]",
+        )
+        .ok()
+    });
+    let Some(re) = re else {
+        return message.to_owned();
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut last = 0;
+    for m in re.find_iter(message) {
+        out.push_str(&message[last..m.start()]);
+        last = m.end();
+        match places.iter().find(|p| p.path == m.as_str()) {
+            Some(p) => {
+                // `consumers[3].plugins.x` -> `/apisix/consumers/ann (plugins.x)`
+                let rest = &message[m.end()..];
+                let field_len = rest
+                    .strip_prefix('.')
+                    .map(|r| {
+                        1 + r
+                            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ')'))
+                            .unwrap_or(r.len())
+                    })
+                    .unwrap_or(0);
+                out.push_str(&p.key);
+                if field_len > 1 {
+                    out.push_str(&format!(" ({})", &rest[1..field_len]));
+                }
+                last += field_len;
+            }
+            None => {
+                out.push_str("the file's ");
+                out.push_str(m.as_str());
+            }
+        }
+    }
+    out.push_str(&message[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,13 +402,14 @@ mod tests {
         ];
         let errors = FieldErrors(vec![
             FieldError::new("routes[12].methods[0]", "unknown method"),
+            FieldError::new("routes[12].id", "the same as routes[1].id and routes[0].id"),
             FieldError::new("routes[1].uri", "bad"),
             FieldError::new("routes[0].uri", "bad too"),
             FieldError::new("routes[12]", "whole"),
         ]);
         assert_eq!(
             describe(&errors, &places, "/apisix/routes/b"),
-            "methods[0]: unknown method; /apisix/routes/a: uri: bad; configuration file: routes[0].uri: bad too; whole"
+            "methods[0]: unknown method; id: the same as /apisix/routes/a (id) and the file's routes[0].id; /apisix/routes/a: uri: bad; configuration file: routes[0].uri: bad too; whole"
         );
     }
 }
