@@ -40,7 +40,7 @@ pub struct View {
     /// What the Admin API wrote.
     pub state: Arc<AdminState>,
     /// Admin API resources not served, with why.
-    pub left_out: Vec<(String, String)>,
+    pub left_out: merge::LeftOut,
 }
 
 /// Why the hub could not open.
@@ -166,7 +166,7 @@ impl ConfigHub {
         state: &AdminState,
         key: &str,
         engine: &E,
-    ) -> Result<(Vec<(String, String)>, E::Prepared), AdminError> {
+    ) -> Result<(merge::LeftOut, E::Prepared), AdminError> {
         let invalid = |errors: &FieldErrors, places: &[merge::Place]| {
             AdminError::BadRequest(format!(
                 "invalid configuration: {}",

@@ -155,6 +155,9 @@ pub struct Place {
     pub key: String,
 }
 
+/// Admin API resources not served, each with why: (key, reason).
+pub type LeftOut = Vec<(String, String)>;
+
 /// The merged configuration.
 pub struct Merged {
     /// What the engine gets.
@@ -162,7 +165,7 @@ pub struct Merged {
     /// Where each Admin API resource landed in it.
     pub places: Vec<Place>,
     /// Admin API resources left out, with the reference that names nothing.
-    pub left_out: Vec<(String, String)>,
+    pub left_out: LeftOut,
 }
 
 /// Merges `state` into `file`. An id owned by both is an error naming the

@@ -18,6 +18,8 @@ use crate::kind::Kind;
 pub const TIME_FIELDS: [&str; 2] = ["create_time", "update_time"];
 
 /// A resource decoded into weir's model.
+// Held in an `Arc`, one per stored resource: the variants' sizes matter not.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Resource {
     /// A route.
