@@ -198,6 +198,15 @@ impl ConfigHub {
                 "the Admin API is read-only: deployment.admin.state_file is not set (config_provider: yaml); set it to let the Admin API write".into(),
             ));
         };
+        if w.kind == Kind::PluginMetadata && w.method == http::Method::PUT {
+            let known = w
+                .id
+                .as_ref()
+                .is_none_or(|name| engine.plugin_names().contains(name));
+            if !known {
+                return Err(AdminError::BadRequest("invalid plugin name".into()));
+            }
+        }
         let _serial = self.writes.lock().await;
         let view = self.view.load_full();
         let plan = ops::plan(&view, w, ops::now())?;

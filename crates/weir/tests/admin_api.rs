@@ -489,6 +489,10 @@ async fn invalid_resources_get_400_naming_the_field_path_and_change_nothing() {
             json!({"error_msg": "consumer not found"})
         )
     );
+    let r = a
+        .put("/apisix/admin/plugin_metadata/no-such-plugin", json!({}))
+        .await;
+    assert_eq!(r.json, json!({"error_msg": "invalid plugin name"}));
     // The schema endpoint checks without keeping anything.
     let v = a
         .call(

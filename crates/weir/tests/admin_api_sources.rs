@@ -1,7 +1,8 @@
 //! The Admin API and the configuration file side by side: the file's
 //! resources are listed and read-only, a file reload keeps what the Admin
 //! API wrote, no state file means a read-only Admin API, no key means no
-//! Admin API; list filters and paging; the `deployment` settings' errors.
+//! Admin API; list filters and paging; the `deployment` settings' errors;
+//! concurrent writers.
 
 mod admin_kit;
 mod common;
@@ -300,5 +301,39 @@ async fn lists_filter_by_name_label_uri_and_field_and_page_by_created_index() {
         consumers.json["total"], 1,
         "credentials are not consumers: {}",
         consumers.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_of_one_route_lose_no_update() {
+    let s = start(EMPTY).await;
+    let a = s.admin.clone();
+    a.put_ok(
+        "/apisix/admin/routes/shared",
+        json!({"uri": "/s", "upstream": {"nodes": {"127.0.0.1:1980": 1}}}),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let a = a.clone();
+        clients.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let body = json!({"labels": {format!("c{c}-{i}"): "set"}});
+                let r = a
+                    .call("PATCH", "/apisix/admin/routes/shared", Some(body))
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+    let g = a.get("/apisix/admin/routes/shared").await;
+    let labels = g.json["value"]["labels"].as_object().expect("labels");
+    assert_eq!(labels.len(), 40, "every PATCH kept: {}", g.text);
+    assert_eq!(
+        g.json["modifiedIndex"].as_u64(),
+        g.json["createdIndex"].as_u64().map(|i| i + 40)
     );
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -24,6 +24,9 @@ use crate::error::AdminError;
 use crate::hub::{ConfigHub, Engine};
 use crate::kind::Kind;
 use crate::ops::Write;
+
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest request body, as APISIX (1.5 MiB).
 const MAX_BODY: usize = 1024 * 1024 * 3 / 2;
@@ -83,6 +86,8 @@ impl AdminServer {
                         async move { Ok::<_, Infallible>(handle(&ctx, peer, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
