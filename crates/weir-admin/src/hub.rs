@@ -199,10 +199,9 @@ impl ConfigHub {
             ));
         };
         if w.kind == Kind::PluginMetadata && w.method == http::Method::PUT {
-            let known = w
-                .id
-                .as_ref()
-                .is_none_or(|name| engine.plugin_names().contains(name));
+            let known =
+                w.id.as_ref()
+                    .is_none_or(|name| engine.plugin_names().contains(name));
             if !known {
                 return Err(AdminError::BadRequest("invalid plugin name".into()));
             }
