@@ -36,8 +36,8 @@ pub mod vars;
 pub use error::{FieldError, FieldErrors, LoadError};
 pub use files::check_files;
 pub use load::{
-    load_default, load_file, load_file_with, load_str, load_str_with, standalone_body, LoadOptions,
-    EMBEDDED_DEFAULT,
+    decode_resource, load_default, load_file, load_file_with, load_str, load_str_with, normalize,
+    standalone_body, LoadOptions, EMBEDDED_DEFAULT,
 };
 pub use model::*;
 pub use plugin_check::{AnyPlugin, PluginCheck, PluginSite, AUTH_PLUGINS};

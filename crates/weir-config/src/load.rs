@@ -38,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "plugin_configs",
     "global_rules",
     "plugin_metadata",
+    "deployment",
 ];
 
 /// Most fields removed from one element before giving up on it.
@@ -162,9 +163,25 @@ fn parse_document(text: &str, json: bool) -> Result<Value, String> {
     })
 }
 
+/// Decodes one resource given as JSON (an Admin API body) by the loader's
+/// rules: every field that does not decode is reported at once, with its
+/// path below the resource (`methods[0]`), and APISIX fields weir lacks are
+/// explained. Semantic checks are [`crate::validate_config`]'s, on a whole
+/// configuration.
+pub fn decode_resource<T: DeserializeOwned>(value: Value) -> Result<T, FieldErrors> {
+    let mut errors = Errors::default();
+    match decode_item(value, "", &mut errors) {
+        Some((v, true)) => Ok(v),
+        _ if errors.0.is_empty() => Err(FieldErrors(vec![FieldError::new("", "does not decode")])),
+        _ => Err(FieldErrors(errors.0)),
+    }
+}
+
 /// Fills what the loader derives: the engine-facing `hash_on` mirror and
-/// IPv6 list-node hosts without brackets.
-fn normalize(config: &mut Config) {
+/// IPv6 list-node hosts without brackets. The loader does it; a
+/// configuration assembled from decoded resources needs it too (it is
+/// idempotent).
+pub fn normalize(config: &mut Config) {
     let fix = |up: &mut Upstream| {
         up.hash_on = up.hash_on_kind.legacy();
         if let Some(Nodes::List(nodes)) = &mut up.nodes {
@@ -237,6 +254,11 @@ fn decode(doc: Value, errors: &mut Errors, positions: &mut Positions) -> Config 
                     &mut positions.ssls,
                     &mut positions.undecoded,
                 )
+            }
+            "deployment" => {
+                if let Some((d, _)) = decode_item(value, "deployment", errors) {
+                    config.deployment = d;
+                }
             }
             "discovery" => {
                 if !value.is_null() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use weir_admin::{AdminServer, ConfigHub, EngineError};
 use weir_config::{Config, FieldErrors};
 use weir_discovery::{KubernetesDiscovery, Registry};
 use weir_proxy::access_log::AccessLog;
@@ -25,8 +26,12 @@ pub struct GatewayCore {
     pub proxy: Arc<ProxyState>,
     /// Discovery registry.
     pub registry: Arc<Registry>,
-    /// The configuration currently served.
+    /// The configuration currently served (the file's resources merged with
+    /// the Admin API's).
     pub config: ArcSwap<Config>,
+    /// The configuration's sources: the file and the Admin API's store.
+    /// Every change goes through it.
+    pub hub: Arc<ConfigHub>,
     compiler: Compiler,
     discovery: Mutex<Option<Arc<KubernetesDiscovery>>>,
     shutting_down: AtomicBool,
@@ -34,7 +39,6 @@ pub struct GatewayCore {
     /// restart (reload) keeps serving the last known nodes, so it must not
     /// take every replica out of its Service at once.
     synced_once: AtomicBool,
-    reload_lock: tokio::sync::Mutex<()>,
     reloads: tokio::sync::watch::Sender<ReloadStatus>,
 }
 
@@ -122,11 +126,19 @@ impl GatewayCore {
         });
     }
 
-    /// Compiles `config` beside the live one and swaps it in. In-flight
-    /// requests and open connections are untouched. On error nothing changes.
+    /// Applies a new configuration file: merged with the Admin API's
+    /// resources, compiled beside the live configuration and swapped in.
+    /// In-flight requests and open connections are untouched. On error
+    /// nothing changes.
     pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        let _serial = self.reload_lock.lock().await;
-        let result = self.apply(config);
+        let result = self
+            .hub
+            .replace_file(config, self)
+            .await
+            .map_err(|e| match e {
+                EngineError::Rejected(errors) => ReloadError::Compile(errors),
+                EngineError::Failed(e) => ReloadError::Discovery(anyhow::Error::from_boxed(e)),
+            });
         self.record_reload(&result);
         if result.is_ok() {
             tracing::info!("configuration reloaded");
@@ -134,7 +146,8 @@ impl GatewayCore {
         result
     }
 
-    fn apply(&self, config: Config) -> Result<(), ReloadError> {
+    /// Compiles `config`; nothing starts and nothing is swapped.
+    fn prepare(&self, config: Config) -> Result<Prepared, ReloadError> {
         let old = self.config.load_full();
         if old.gateway.listeners != config.gateway.listeners
             || old.gateway.control != config.gateway.control
@@ -145,13 +158,27 @@ impl GatewayCore {
         {
             tracing::warn!("changes to gateway.listeners, control, access_log, http, workers or busy_poll_us take effect after a restart");
         }
-        // Compile first: a configuration that does not compile must not
-        // touch discovery (starting watchers reconfigures the registry).
+        let (a, b) = (&old.deployment, &config.deployment);
+        if a.admin.admin_listen != b.admin.admin_listen
+            || a.admin.state_file != b.admin.state_file
+            || a.role_traditional != b.role_traditional
+            || a.admin.admin_key.is_empty() != b.admin.admin_key.is_empty()
+        {
+            tracing::warn!("changes to deployment.admin.admin_listen, state_file, config_provider, or adding the first / removing the last admin_key, take effect after a restart");
+        }
         let config = Arc::new(config);
         let snapshot = self
             .compiler
             .compile(config.clone())
             .map_err(ReloadError::Compile)?;
+        Ok(Prepared { config, snapshot })
+    }
+
+    /// Swaps a compiled configuration in, restarting discovery first if its
+    /// settings changed.
+    fn install(&self, prepared: Prepared) -> Result<(), ReloadError> {
+        let Prepared { config, snapshot } = prepared;
+        let old = self.config.load_full();
         let discovery_changed = old.discovery != config.discovery;
         let new_discovery = if discovery_changed {
             start_discovery(&config, &self.registry).map_err(ReloadError::Discovery)?
@@ -198,6 +225,38 @@ impl GatewayCore {
     }
 }
 
+/// A configuration compiled by [`GatewayCore`], not yet live.
+pub struct Prepared {
+    config: Arc<Config>,
+    snapshot: weir_proxy::snapshot::Snapshot,
+}
+
+fn engine_error(e: ReloadError) -> EngineError {
+    match e {
+        ReloadError::Compile(errors) => EngineError::Rejected(errors),
+        other => EngineError::Failed(Box::new(other)),
+    }
+}
+
+/// The data plane as the configuration hub sees it: compile, then swap.
+impl weir_admin::Engine for GatewayCore {
+    type Prepared = Prepared;
+
+    fn prepare(&self, config: Config) -> Result<Prepared, EngineError> {
+        GatewayCore::prepare(self, config).map_err(engine_error)
+    }
+
+    fn install(&self, prepared: Prepared) -> Result<(), EngineError> {
+        GatewayCore::install(self, prepared).map_err(engine_error)
+    }
+
+    fn plugin_names(&self) -> Vec<String> {
+        let mut specs: Vec<_> = weir_plugins::CATALOGUE.to_vec();
+        specs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
+        specs.into_iter().map(|s| s.name.to_owned()).collect()
+    }
+}
+
 fn start_discovery(
     config: &Config,
     registry: &Arc<Registry>,
@@ -216,12 +275,28 @@ fn start_discovery(
     Ok(Some(Arc::new(d)))
 }
 
+/// Starts the Admin API when keys are configured; there is no default key.
+async fn start_admin(
+    config: &Config,
+    hub: Arc<ConfigHub>,
+    core: Arc<GatewayCore>,
+) -> anyhow::Result<Option<AdminServer>> {
+    let admin = &config.deployment.admin;
+    if admin.admin_key.is_empty() {
+        tracing::info!("Admin API not started: deployment.admin.admin_key lists no key (weir has no default key)");
+        return Ok(None);
+    }
+    let server = AdminServer::start(&admin.admin_listen.address(), hub, core).await?;
+    Ok(Some(server))
+}
+
 /// A started gateway.
 pub struct Gateway {
     /// Shared state.
     pub core: Arc<GatewayCore>,
     server: ProxyServer,
     control: Option<ControlServer>,
+    admin: Option<AdminServer>,
     workers: Option<Workers>,
 }
 
@@ -254,6 +329,9 @@ impl Gateway {
         };
         let registry = Arc::new(Registry::new());
         let compiler = Compiler::new(registry.clone()).context("TLS client setup")?;
+        // The file's configuration, merged with what the Admin API wrote.
+        let (hub, config) = ConfigHub::open(config)?;
+        let hub = Arc::new(hub);
         let discovery = start_discovery(&config, &registry)?;
         let config = Arc::new(config);
         let snapshot = compiler
@@ -269,11 +347,11 @@ impl Gateway {
             proxy: proxy.clone(),
             registry,
             config: ArcSwap::new(config.clone()),
+            hub: hub.clone(),
             compiler,
             discovery: Mutex::new(discovery),
             shutting_down: AtomicBool::new(false),
             synced_once: AtomicBool::new(false),
-            reload_lock: tokio::sync::Mutex::new(()),
             reloads: tokio::sync::watch::channel(ReloadStatus::default()).0,
         });
         let control = if config.gateway.control.enabled {
@@ -281,12 +359,14 @@ impl Gateway {
         } else {
             None
         };
+        let admin = start_admin(&config, hub, core.clone()).await?;
         let handles = workers.as_ref().map_or(&[][..], |w| w.handles());
         let server = ProxyServer::start(proxy, bound, &config.gateway.http, handles)?;
         Ok(Gateway {
             core,
             server,
             control,
+            admin,
             workers,
         })
     }
@@ -304,6 +384,11 @@ impl Gateway {
     /// The control API address, when enabled.
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control.as_ref().map(|c| c.local_addr)
+    }
+
+    /// The Admin API address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr)
     }
 
     /// Waits until the gateway reports ready (discovery synced), up to `timeout`.
@@ -341,6 +426,9 @@ impl Gateway {
         let _ = tokio::task::spawn_blocking(move || proxy.access_log.close()).await;
         if let Some(c) = self.control {
             c.stop();
+        }
+        if let Some(a) = self.admin {
+            a.stop();
         }
         if let Some(d) = self.core.discovery_guard().take() {
             d.shutdown();

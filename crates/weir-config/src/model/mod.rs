@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::discovery::DiscoveryConfig;
 
+mod deployment;
 mod gateway;
 mod health;
 mod resources;
@@ -19,6 +20,7 @@ mod route;
 mod ssl;
 mod upstream;
 
+pub use deployment::*;
 pub use gateway::*;
 pub use health::*;
 pub use resources::*;
@@ -82,6 +84,10 @@ pub struct Config {
         deserialize_with = "resources::deserialize_plugin_metadata"
     )]
     pub plugin_metadata: BTreeMap<String, serde_json::Value>,
+    /// APISIX's `deployment:` block: where the configuration lives and the
+    /// Admin API.
+    #[serde(default)]
+    pub deployment: DeploymentConfig,
 }
 
 /// An identifier that APISIX allows to be a string or an integer (>= 1);

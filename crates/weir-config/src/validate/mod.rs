@@ -9,6 +9,7 @@ use crate::model::{Config, Labels, Route};
 use crate::path;
 use crate::plugin_check::{PluginCheck, PluginSite};
 
+mod deployment;
 mod resources;
 pub(crate) mod upstream;
 
@@ -79,6 +80,7 @@ pub(crate) fn validate(
     errors: &mut Errors,
 ) {
     validate_gateway(config, errors);
+    deployment::validate_deployment(&config.deployment, errors);
     let known = resources::collect_ids(config, positions, errors);
     resources::check_references(config, positions, &known, errors);
     for (i, route) in config.routes.iter().enumerate() {

@@ -8,6 +8,8 @@ pub struct WeirProcess {
     pub child: std::process::Child,
     pub proxy: SocketAddr,
     pub control: SocketAddr,
+    /// The Admin API's address, when it announced one while starting.
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub config_path: std::path::PathBuf,
     logs: std::sync::mpsc::Receiver<serde_json::Value>,
@@ -98,6 +100,7 @@ impl WeirProcess {
             child,
             proxy: "0.0.0.0:0".parse().unwrap(),
             control: "0.0.0.0:0".parse().unwrap(),
+            admin: None,
             dir,
             config_path,
             logs,
@@ -105,17 +108,22 @@ impl WeirProcess {
     }
 
     /// Reads the bound proxy and control addresses from the log lines that
-    /// announce them (both come early, in either order).
+    /// announce them (both come early, in either order), and the Admin
+    /// API's (announced before the proxy's) when it runs.
     pub fn wait_listening(&mut self) {
         let mut proxy = None;
         let mut control = None;
         while proxy.is_none() || control.is_none() {
             let v = self.wait_log(|v| {
-                v["message"] == "proxy listening" || v["message"] == "control API listening"
+                v["message"] == "proxy listening"
+                    || v["message"] == "control API listening"
+                    || v["message"] == "admin API listening"
             });
             let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
             if v["message"] == "proxy listening" {
                 proxy = Some(addr);
+            } else if v["message"] == "admin API listening" {
+                self.admin = Some(addr);
             } else {
                 control = Some(addr);
             }

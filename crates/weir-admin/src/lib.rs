@@ -1,0 +1,29 @@
+//! weir's Admin API (APISIX v3-compatible) and the configuration sources it
+//! writes to.
+//!
+//! - [`hub::ConfigHub`]: the configuration served, merged from the file and
+//!   the Admin API's store; writes and file reloads go through it, one at a
+//!   time, and reach the data plane through the [`hub::Engine`] the binary
+//!   implements. This crate knows the configuration model, not the engine.
+//! - [`store`]: where the Admin API's writes are kept (`config_provider:
+//!   yaml`: the state file, written atomically).
+//! - [`api::AdminServer`]: the HTTP listener, `/apisix/admin/...`.
+//! - [`ops`], [`patch`], [`refs`]: APISIX's write rules (ids, timestamps,
+//!   deep-merge PATCH, references that block a delete).
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod error;
+pub mod hub;
+pub mod kind;
+pub mod merge;
+pub mod ops;
+pub mod patch;
+pub mod refs;
+pub mod state;
+pub mod store;
+
+pub use api::AdminServer;
+pub use error::{AdminError, EngineError};
+pub use hub::{ConfigHub, Engine, OpenError, View};
+pub use kind::Kind;

@@ -1,0 +1,151 @@
+//! APISIX's `deployment:` block (its `config.yaml` names): where the
+//! configuration lives and the Admin API's listener, keys and client list.
+//! Only the settings weir implements are accepted; `state_file` is weir's own.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::discovery_resolve::Secret;
+use crate::ip_match::IpCidr;
+
+/// APISIX's `deployment:` block.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    /// APISIX's deployment role; weir is always `traditional` (it serves
+    /// traffic and the Admin API in one process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Settings of the `traditional` role.
+    pub role_traditional: RoleTraditional,
+    /// The Admin API.
+    pub admin: AdminSettings,
+}
+
+/// `deployment.role_traditional`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleTraditional {
+    /// Where the routes, upstreams, ... live.
+    pub config_provider: ConfigProvider,
+}
+
+/// `deployment.role_traditional.config_provider`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigProvider {
+    /// This file (and, with `deployment.admin.state_file`, what the Admin
+    /// API wrote).
+    #[default]
+    Yaml,
+    /// etcd in APISIX's layout (not available yet: refused by validation).
+    Etcd,
+}
+
+/// `deployment.admin`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Where the Admin API listens (default `127.0.0.1:9180`).
+    pub admin_listen: AdminListen,
+    /// The keys that may call the Admin API. None: the Admin API does not
+    /// start.
+    pub admin_key: Vec<AdminKey>,
+    /// Client addresses allowed to connect (default: loopback only).
+    pub allow_admin: Vec<IpCidr>,
+    /// weir's own: the file where the Admin API keeps what it writes. Unset:
+    /// the Admin API is read-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<String>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            admin_listen: AdminListen::default(),
+            admin_key: Vec::new(),
+            allow_admin: default_allow_admin(),
+            state_file: None,
+        }
+    }
+}
+
+/// Loopback, IPv4 and IPv6.
+fn default_allow_admin() -> Vec<IpCidr> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// `deployment.admin.admin_listen`, APISIX's `{ip, port}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminListen {
+    /// Address to bind (default `127.0.0.1`, unlike APISIX's `0.0.0.0`).
+    pub ip: String,
+    /// Port (default 9180).
+    pub port: u16,
+}
+
+impl Default for AdminListen {
+    fn default() -> Self {
+        AdminListen {
+            ip: "127.0.0.1".into(),
+            port: 9180,
+        }
+    }
+}
+
+impl AdminListen {
+    /// `ip:port` (IPv6 in brackets), for binding.
+    pub fn address(&self) -> String {
+        if self.ip.contains(':') && !self.ip.starts_with('[') {
+            format!("[{}]:{}", self.ip, self.port)
+        } else {
+            format!("{}:{}", self.ip, self.port)
+        }
+    }
+}
+
+/// One Admin API key. `Debug` never shows the key, and it is never
+/// serialized.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKey {
+    /// A name for logs and messages (the key itself is never shown).
+    #[serde(default)]
+    pub name: String,
+    /// The secret sent as `X-API-KEY`.
+    #[serde(skip_serializing)]
+    pub key: Secret,
+    /// What the key may do.
+    #[serde(default)]
+    pub role: AdminRole,
+}
+
+impl fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminKey")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// An Admin API key's role.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    /// Every method.
+    #[default]
+    Admin,
+    /// `GET` only.
+    Viewer,
+}
+
+/// The sample key APISIX once shipped in its default configuration; it is
+/// public, so weir refuses it.
+pub const PUBLISHED_SAMPLE_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
