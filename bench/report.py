@@ -373,6 +373,28 @@ def cmd_report(a):
                 )
             L.append(f"- prober: {ch.get('probe')}")
         L.append("")
+    admin = read_json(f"{rd}/admin.json")
+    if admin:
+        L.append("### Admin API: change to live\n")
+        L.append(
+            "weir with `deployment.admin.state_file` (the file provider). `bench/admin.py propagation` "
+            f"writes {admin.get('writes')} routes one at a time (`PUT /apisix/admin/routes/{{id}}`) and, for each, "
+            "polls the proxy on one keep-alive connection until the new route answers; time = from sending "
+            "the PUT to that first answer. `wrk -t1 -c16` keeps a steady load on another route throughout.\n"
+        )
+        f = admin.get("file")
+        if f:
+            lv, ak = f["live_ms"], f["ack_ms"]
+            L.append("| provider | writes | PUT answered p50 / p99 | live p50 / p90 / p99 / max | live when the PUT was answered |")
+            L.append("|---|---:|---:|---:|---:|")
+            L.append(
+                f"| file + state_file | {f['n']} | {ak['p50']:.2f} / {ak['p99']:.2f} ms "
+                f"| {lv['p50']:.2f} / {lv['p90']:.2f} / {lv['p99']:.2f} / {lv['max']:.2f} ms "
+                f"| {f['first_poll_served']} of {f['n']} |"
+            )
+        st = admin.get("steady", {})
+        L.append(f"\n- steady load during the writes: {st.get('requests', 0):,} requests, errors: {st.get('errors')}")
+        L.append("")
     L.append("## Targets\n")
     L.append("| target | measured | verdict |")
     L.append("|---|---|---|")
@@ -436,6 +458,15 @@ def cmd_report(a):
         )
     L.extend(plugin_targets(results, s, idle))
     L.extend(limit_targets(results, s, read_json(f"{rd}/redis.json")))
+    if admin and admin.get("file"):
+        lv = admin["file"]["live_ms"]
+        errs = sum((admin.get("steady", {}).get("errors") or {}).values())
+        L.append(
+            f"| Admin API change live on the data plane within 10 ms (p99), no failed request | "
+            f"p99 {lv['p99']:.2f} ms (p50 {lv['p50']:.2f}, max {lv['max']:.2f}; file provider); "
+            f"{errs} failed of the steady load's requests | "
+            f"{'**met**' if lv['p99'] <= 10 and errs == 0 else '**not met**'} |"
+        )
     L.extend(drift_rows(before, now))
     L.append("")
     L.extend(drift_table(before, now))
@@ -525,7 +556,7 @@ def cmd_report(a):
         "bench/run.sh            # full: 5 x 6 s per target and scenario (9 for a, a0, acap, pcap), discovery scale, profile (~30 min)\n"
         "bench/run.sh --quick    # 1 x 3 s per target, everything once (~6 min)\n"
         "bench/run.sh --smoke    # 1 x 2 s, scenario (a) only, every generated config validated; does not touch docs/performance.md\n"
-        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp scale default)\n"
+        "bench/run.sh --only a,c # chosen scenarios (a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp scale default admin)\n"
         "CARGO_TARGET_DIR=/tmp/t bench/run.sh   # build (and run) weir from another target directory\n"
         "```\n"
         "Needs root for `apt-get install -y nginx-light wrk nghttp2-client` when those are missing "

@@ -6,7 +6,7 @@
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized); every
 #                           generated config is still checked (weir validate, nginx -t)
 #
-# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,lc,lr,lq,lqcap,g,gp,default,scale  --runs N  --secs N
+# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,lc,lr,lq,lqcap,g,gp,default,scale,admin  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
 #          --priority (as root: the suite runs at nice -20, its session's autogroup
@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp default scale"
+ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp default scale admin"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -592,6 +592,63 @@ EOF
     stop "$WPID"; check_weir_log "weir-$cfg"
   done
   stop "$FPID"
+fi
+
+# ---------------------------------------------------------------- Admin API propagation
+# A route written through the Admin API (file provider with a state file)
+# is timed from sending the PUT to the proxy's first answer from it, while
+# wrk keeps a steady load on another route (its errors show whether any
+# request failed through the changes).
+if want admin; then
+  log "Admin API: change -> live on the proxy"
+  WEIR_CONTROL=19090 ADMIN_PORT=19180 ADMIN_N=$([ "$MODE" = full ] && echo 300 || echo 50)
+  ADMIN_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  cat > "$W/weir-admin.yaml" <<EOF
+gateway:
+  workers: 1
+  listeners: [{address: "127.0.0.1:$WEIR_PORT"}]
+  control: {address: "127.0.0.1:$WEIR_CONTROL"}
+  access_log: {enabled: false}
+deployment:
+  admin:
+    admin_listen: {ip: 127.0.0.1, port: $ADMIN_PORT}
+    admin_key: [{name: bench, key: "$ADMIN_KEY", role: admin}]
+    state_file: $W/admin-state.json
+routes:
+  - id: steady
+    uri: /steady
+    upstream: {type: roundrobin, nodes: {"127.0.0.1:18100": 1}}
+EOF
+  start_weir weir-admin
+  $PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --timeout 30 >/dev/null
+  wait_port "$ADMIN_PORT"
+  WRK_SECS=$((ADMIN_N / 25 + 5))
+  $LOAD wrk -t1 -c16 -d"${WRK_SECS}s" --latency -s "$B/wrk-report.lua" \
+    "http://127.0.0.1:$WEIR_PORT/steady" >"$W/admin-wrk.txt" 2>&1 &
+  WRKPID=$!; PIDS+=("$WRKPID")
+  sleep 1  # let wrk's connections open before the first write
+  $LOAD python3 "$B/admin.py" propagation --admin-port "$ADMIN_PORT" --proxy-port "$WEIR_PORT" \
+    --key "$ADMIN_KEY" --upstream 127.0.0.1:18100 --count "$ADMIN_N" >"$W/admin-prop.json" 2>"$W/admin-prop.err" \
+    || echo "admin propagation probe failed: $(cat "$W/admin-prop.err")" >&2
+  wait "$WRKPID" || true
+  raw "\$ bench/admin.py propagation --count $ADMIN_N   # while wrk -t1 -c16 on /steady"
+  cat "$W/admin-prop.json" "$W/admin-prop.err" >> "$RAW"
+  grep -v '^JSON' "$W/admin-wrk.txt" >> "$RAW"
+  python3 - "$W" "$ADMIN_N" > "$RES/admin.json" <<'PYEOF'
+import json, sys
+W, n = sys.argv[1], int(sys.argv[2])
+rec = {}
+for l in open(f"{W}/admin-wrk.txt"):
+    if l.startswith("JSON "): rec = json.loads(l[5:])
+try:
+    prop = json.load(open(f"{W}/admin-prop.json"))
+except (OSError, ValueError):
+    prop = None
+print(json.dumps({"file": prop, "writes": n,
+                  "steady": {"requests": rec.get("requests", 0),
+                             "errors": {k: v for k, v in rec.items() if k.startswith("errors_")}}}))
+PYEOF
+  stop "$WPID"; check_weir_log weir-admin
 fi
 
 # ---------------------------------------------------------------- profile
