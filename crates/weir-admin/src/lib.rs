@@ -14,6 +14,8 @@
 
 pub mod api;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod kind;
 pub mod merge;
