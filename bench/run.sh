@@ -114,18 +114,22 @@ PY="python3 $B/bench.py"
 export PYTHONDONTWRITEBYTECODE=1  # no bench/__pycache__ left in the work tree
 
 # ---------------------------------------------------------------- build
+# weir's cargo profile: `release` (fat LTO), or BENCH_CARGO_PROFILE, e.g.
+# `ci-smoke` (release without LTO, parallel codegen: a few minutes less to
+# build) for CI's smoke run, which asserts no speed.
+WEIR_PROFILE=${BENCH_CARGO_PROFILE:-release}
 # CARGO_TARGET_DIR, when set, holds both builds (made absolute: cargo runs
 # from two directories below).
 [ -z "${CARGO_TARGET_DIR:-}" ] || export CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR")
 if [ "$BUILD" = 1 ]; then
-  log "cargo build --release -p weir"
-  (cd "$REPO" && cargo build --release -p weir)
+  log "cargo build --profile $WEIR_PROFILE -p weir"
+  (cd "$REPO" && cargo build --profile "$WEIR_PROFILE" -p weir)
   if want c || want scale; then
     log "cargo build --release (bench/fake-apiserver)"
     (cd "$B/fake-apiserver" && cargo build --release)
   fi
 fi
-WEIR=${CARGO_TARGET_DIR:-$REPO/target}/release/weir
+WEIR=${CARGO_TARGET_DIR:-$REPO/target}/$WEIR_PROFILE/weir
 FAKE=${CARGO_TARGET_DIR:-$B/fake-apiserver/target}/release/fake-apiserver
 
 # ---------------------------------------------------------------- machine
