@@ -306,7 +306,10 @@ fn size_line(line: &[u8]) -> Result<Size, ReframeError> {
     let rest = &content[digits..];
     if !rest.is_empty() {
         // Whitespace only before an extension (BWS), never at the end.
-        let ws = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let ws = rest
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
         let ext = &rest[ws..];
         if ext.first() != Some(&b';') {
             return Err(ReframeError::BadSize);

@@ -53,7 +53,10 @@ fn heads_are_rewritten_and_extensions_dropped() {
 #[test]
 fn forbidden_trailers_are_dropped_and_others_kept() {
     let body = b"0\r\nContent-Length: 5\r\nX-A: 1\r\ntransfer-encoding: chunked\r\nHost: evil\r\nTrailer: x\r\nX-B: 2\r\n\r\n";
-    assert_eq!(reframe(body).unwrap(), b"0\r\nX-A: 1\r\nX-B: 2\r\n\r\n".to_vec());
+    assert_eq!(
+        reframe(body).unwrap(),
+        b"0\r\nX-A: 1\r\nX-B: 2\r\n\r\n".to_vec()
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn malformed_framing_is_refused() {
 fn every_split_gives_the_same_output() {
     let body = b"0a;x=y\r\n0123456789\r\n3 ;z\r\nabc\r\n0\r\nHost: x\r\nX-T: 1\r\n\r\n";
     let whole = reframe(body).unwrap();
-    assert_eq!(whole, b"a\r\n0123456789\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n".to_vec());
+    assert_eq!(
+        whole,
+        b"a\r\n0123456789\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n".to_vec()
+    );
     for cut in 0..=body.len() {
         let (out, done) = reframe_parts(&[&body[..cut], &body[cut..]]).unwrap();
         assert!(done, "cut at {cut}");

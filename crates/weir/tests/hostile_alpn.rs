@@ -112,7 +112,10 @@ async fn alpn_h2_then_http11_bytes_get_goaway_protocol_error(path: Path) {
             }
         })
         .await;
-        assert!(read.is_ok(), "{path:?}: still open after {BOUND:?}: {frames:?}");
+        assert!(
+            read.is_ok(),
+            "{path:?}: still open after {BOUND:?}: {frames:?}"
+        );
         assert!(
             !frames.iter().any(|f| f.kind == b'P'),
             "{path:?}: answered as HTTP/1.1: {frames:?}"
@@ -139,7 +142,11 @@ async fn alpn_h2_then_http11_bytes_get_goaway_protocol_error(path: Path) {
         .await
         .expect("write a request");
     let got = read_to_close(&mut io).await;
-    assert!(got.starts_with(b"HTTP/1.1 200 "), "{path:?}: {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 "),
+        "{path:?}: {:?}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 async fn http2_preface_without_alpn_h2_is_not_served_http2(path: Path) {

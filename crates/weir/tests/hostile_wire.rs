@@ -181,7 +181,8 @@ fn canonical(raw: &[u8]) -> Result<Option<Canonical>, String> {
             "content-type",
             "cookie",
         ];
-        if forbidden.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with([' ', '\t']) {
+        if forbidden.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with([' ', '\t'])
+        {
             return Err(format!("forbidden trailer {text:?}"));
         }
         trailers.push(text);
@@ -267,7 +268,10 @@ async fn malformed_chunked_request_bodies_are_refused(t: Transport) {
         if fast(t) {
             assert_eq!(r.status, 400, "{t:?} {what:?}: {r:?}");
             c.expect_closed(&format!("{t:?} {what:?}")).await;
-            assert!(at_node.is_empty(), "{t:?} {what:?}: reached the node: {at_node:?}");
+            assert!(
+                at_node.is_empty(),
+                "{t:?} {what:?}: reached the node: {at_node:?}"
+            );
         } else if r.status == 200 {
             // hyper normalises some of these: then canonically.
             let raw = &at_node.first().expect("at the node").raw;
@@ -287,7 +291,9 @@ async fn a_chunk_over_31_bits_reaches_the_node_split(t: Transport) {
     let gw = gateway_to(t, std::slice::from_ref(&tap.addr)).await;
     let mut c = Client::connect(&gw).await;
     c.send(&chunked_post(b"100000005\r\nhello")).await;
-    let raw = tap.body_where(|raw| raw.windows(5).any(|w| w == b"hello")).await;
+    let raw = tap
+        .body_where(|raw| raw.windows(5).any(|w| w == b"hello"))
+        .await;
     let got = canonical(&raw).unwrap_or_else(|e| panic!("{t:?}: {e}: {:?}", lossy(&raw)));
     assert!(got.is_none(), "{t:?}: a complete body {got:?}");
     if fast(t) {
@@ -378,7 +384,10 @@ async fn a_websocket_upgrade_with_a_chunked_body_reaches_the_node_whole(t: Trans
     assert_eq!(r.status, 101, "{t:?}: {r:?}");
     let seen = b.only_request();
     assert_eq!(lossy(&seen.body), "hello world", "{t:?}: {seen:?}");
-    assert!(seen.head.has_token("upgrade", "websocket"), "{t:?}: {seen:?}");
+    assert!(
+        seen.head.has_token("upgrade", "websocket"),
+        "{t:?}: {seen:?}"
+    );
 }
 
 every_transport!(

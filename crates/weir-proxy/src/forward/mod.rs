@@ -32,7 +32,10 @@ mod attempt;
 mod support;
 
 use attempt::{send_to_node, tunnel, AttemptFailure};
-use support::{announced_trailers, body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
+use support::{
+    announced_trailers, body_is_empty, origin_form, request_host, set_host, version_str,
+    RequestHead,
+};
 pub(crate) use support::{is_idempotent, retry_clock, retry_deadline_passed, Tried};
 
 /// What the proxy knows about the client connection. Built once per
@@ -522,7 +525,6 @@ fn finish(
 }
 
 type Forwarded = (Response<ProxyBody>, Option<Lease>);
-
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(

@@ -155,17 +155,6 @@ pub(super) fn version_str(v: Version) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absolute_uris_become_origin_form() {
-        let u: Uri = "http://a.example/x?y=1".parse().unwrap();
-        assert_eq!(origin_form(&u).to_string(), "/x?y=1");
-    }
-}
-
 /// The names a request's `Trailer` fields announce, without those that
 /// must not be sent in trailers (RFC 9110 §6.5.1), as one field value;
 /// None when none is left.
@@ -183,5 +172,18 @@ pub(super) fn announced_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
             }
         }
     }
-    HeaderValue::from_str(&names).ok().filter(|_| !names.is_empty())
+    HeaderValue::from_str(&names)
+        .ok()
+        .filter(|_| !names.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_uris_become_origin_form() {
+        let u: Uri = "http://a.example/x?y=1".parse().unwrap();
+        assert_eq!(origin_form(&u).to_string(), "/x?y=1");
+    }
 }

@@ -230,11 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bare_cr_in_a_head_over_several_reads_ends_it_for_hyper() {
-        let got = read_through(
-            &[b"GET / HTTP/1.1\r", b"Host: a\r\r"],
-            Arc::default(),
-        )
-        .await;
+        let got = read_through(&[b"GET / HTTP/1.1\r", b"Host: a\r\r"], Arc::default()).await;
         assert_eq!(got, b"GET / HTTP/1.1\r\0\r\n\r\n");
         let got = read_through(&[b"GET / HTTP/1.1\r\nHost: a\rX: b\r\r"], Arc::default()).await;
         assert_eq!(got, b"GET / HTTP/1.1\r\nHost: a\r\0\r\n\r\n");
@@ -280,7 +276,10 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let mut check = BareCrCheck::new(server, requests.clone());
         let mut b = [0u8; 1024];
-        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
         let _ = check.read(&mut b).await.unwrap();
         requests.begun.fetch_add(1, Ordering::Relaxed);
         requests.not_http1.store(true, Ordering::Relaxed);

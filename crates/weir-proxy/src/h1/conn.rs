@@ -53,7 +53,10 @@ pub async fn serve<S: ClientStream>(
             // The general path guards its writes itself.
             let stream = conn.stream.into_inner();
             let protocol = ctx.protocol_for(conn.info.tls);
-            Box::pin(hand_over(stream, prefix, conn.info, &ctx, watcher, protocol)).await;
+            Box::pin(hand_over(
+                stream, prefix, conn.info, &ctx, watcher, protocol,
+            ))
+            .await;
         }
     }
 }

@@ -58,11 +58,7 @@ impl<S> SendGuard<S> {
 
     /// Called with a write's outcome: progress, a wait, or (the wait has
     /// lasted the limit) the timeout error.
-    fn guard<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>>
+    fn guard<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>>
     where
         S: ResetOnClose,
     {

@@ -26,7 +26,11 @@ pub enum Preface {
 
 /// Reads the preface into `prefix` (which may already hold some of the
 /// connection's first bytes), within `limit`.
-pub async fn read<S: ClientStream>(stream: &mut S, prefix: &mut Vec<u8>, limit: Duration) -> Preface {
+pub async fn read<S: ClientStream>(
+    stream: &mut S,
+    prefix: &mut Vec<u8>,
+    limit: Duration,
+) -> Preface {
     let reading = async {
         loop {
             let n = prefix.len().min(PREFACE.len());

@@ -98,9 +98,13 @@ fn check_canonical(out: &[u8]) {
             "size line {}",
             show(line)
         );
-        assert!(line == b"0" || line[0] != b'0', "leading zero: {}", show(line));
-        let size = u64::from_str_radix(std::str::from_utf8(line).expect("hex"), 16)
-            .expect("a size");
+        assert!(
+            line == b"0" || line[0] != b'0',
+            "leading zero: {}",
+            show(line)
+        );
+        let size =
+            u64::from_str_radix(std::str::from_utf8(line).expect("hex"), 16).expect("a size");
         assert!(size <= MAX_OUT_CHUNK, "size {size:#x}");
         i = lf + 1;
         if size == 0 {
@@ -109,7 +113,10 @@ fn check_canonical(out: &[u8]) {
         i += usize::try_from(size).expect("size") + 2;
     }
     while &out[i..i + 2] != b"\r\n" {
-        let lf = i + out[i..].iter().position(|&b| b == b'\n').expect("a trailer line");
+        let lf = i + out[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a trailer line");
         let line = &out[i..lf - 1];
         let colon = line.iter().position(|&b| b == b':').expect("a colon");
         assert!(
