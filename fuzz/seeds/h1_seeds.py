@@ -232,6 +232,17 @@ CHUNKED = [
     b"5\r\nhello\r",
     b"0\r\n\r",
     b"1" * 40 + b"\r\n",
+    # Re-framed by the fast path (weir_http::reframe): chunk heads
+    # rewritten, extensions and forbidden trailers dropped, the rest refused.
+    b"005;ext=1\r\nhello\r\n0000\r\n\r\n",
+    b"100000005\r\nhello",
+    b"5;a=\x00\r\nhello\r\n0\r\n\r\n",
+    b"5;" + b"e" * 65536 + b"\r\nhello\r\n0\r\n\r\n",
+    b"0\r\nbad\r\n\r\n",
+    b"0\r\nX A: 1\r\n\r\n",
+    b"0\r\nX-A: a\rb\r\n\r\n",
+    b"0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nHost: evil\r\nX-Ok: 1\r\n\r\n",
+    b"0\r\nX-A: " + b"v" * 9000 + b"\r\n\r\n",
 ]
 
 

@@ -10,12 +10,16 @@
 //! - [`reply`]: a response weir makes itself (errors, plugin answers), with
 //!   APISIX's body shapes;
 //! - [`chunked`]: HTTP/1.1's chunked transfer coding, scanned in passing
-//!   (and decoded for body filters and plugins that read bodies).
+//!   (and decoded for body filters and plugins that read bodies);
+//! - [`reframe`]: a chunked request body re-framed canonically on its way
+//!   to the node (chunk heads rewritten, extensions and forbidden trailers
+//!   dropped, malformed framing refused), the data never copied.
 #![forbid(unsafe_code)]
 
 pub mod chunked;
 pub mod edits;
 pub mod fields;
+pub mod reframe;
 pub mod reply;
 pub mod uri;
 pub mod view;

@@ -104,8 +104,10 @@ impl ProxyServer {
             // builder serves what it hands over.
             let fast = Arc::new(crate::h1::H1Context {
                 state: state.clone(),
-                builder: http_builder(http, b.config.http2),
-                http1_only: (!b.config.http2).then(|| http1_builder(http)),
+                builder: http_builder(http),
+                http1: http1_builder(http),
+                http2: http2_builder(),
+                h2c: b.config.http2 && !b.config.tls,
                 header_timeout: Duration::from_secs_f64(http.header_timeout),
                 body_timeout: Duration::from_secs_f64(http.body_timeout),
                 send_timeout: Duration::from_secs_f64(http.send_timeout),
@@ -166,8 +168,8 @@ impl ProxyServer {
     }
 }
 
-/// The general path's HTTP/1.1-only builder, for listeners with
-/// `http2: false`; set as the auto builder's HTTP/1 side.
+/// The general path's HTTP/1.1-only builder: TLS connections without
+/// ALPN `h2`, listeners with `http2: false`.
 fn http1_builder(http: &HttpConfig) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -178,7 +180,16 @@ fn http1_builder(http: &HttpConfig) -> hyper::server::conn::http1::Builder {
     builder
 }
 
-fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> {
+/// The general path's HTTP/2-only builder: TLS connections with ALPN `h2`.
+fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    builder
+}
+
+/// The general path's auto-detecting builder (HTTP/1.1, or h2c prior
+/// knowledge): plain listeners with `http2: true`.
+fn http_builder(http: &HttpConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -187,11 +198,7 @@ fn http_builder(http: &HttpConfig, http2: bool) -> auto::Builder<TokioExecutor> 
         .max_buf_size(crate::pool::MAX_BUF)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    if http2 {
-        builder
-    } else {
-        builder.http1_only()
-    }
+    builder
 }
 
 /// How one listener serves its connections.
@@ -232,10 +239,16 @@ async fn accept_loop(
             let tls = tls.clone();
             tokio::spawn(async move {
                 match tls {
-                    None => crate::h1::hand_over(stream, Vec::new(), info, &fast, watcher).await,
+                    None => {
+                        let protocol = fast.protocol_for(false);
+                        crate::h1::hand_over(stream, Vec::new(), info, &fast, watcher, protocol)
+                            .await
+                    }
                     Some(acceptor) => {
                         if let Some(s) = tls_handshake(stream, &info, &acceptor, &fast).await {
-                            crate::h1::hand_over(s, Vec::new(), info, &fast, watcher).await;
+                            let protocol = negotiated(&s, &fast);
+                            crate::h1::hand_over(s, Vec::new(), info, &fast, watcher, protocol)
+                                .await;
                         }
                     }
                 }
@@ -264,9 +277,22 @@ async fn accept_loop(
     }
 }
 
+/// The protocol a TLS connection negotiated: HTTP/2 for ALPN `h2`,
+/// HTTP/1.1 for anything else (`http/1.1`, or no ALPN at all).
+fn negotiated(
+    s: &tokio_rustls::server::TlsStream<TcpStream>,
+    fast: &crate::h1::H1Context,
+) -> crate::h1::Protocol {
+    if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+        crate::h1::Protocol::Http2
+    } else {
+        fast.protocol_for(true)
+    }
+}
+
 /// Completes the TLS handshake (within the header timeout), then serves
-/// HTTP/2 (ALPN `h2`) on the general path and everything else on the
-/// HTTP/1.1 fast path.
+/// HTTP/2 (ALPN `h2`) on the general path, HTTP/2 only, and everything
+/// else on the HTTP/1.1 fast path, HTTP/1.1 only.
 async fn serve_tls(
     stream: TcpStream,
     info: Arc<ConnInfo>,
@@ -277,9 +303,9 @@ async fn serve_tls(
     let Some(tls_stream) = tls_handshake(stream, &info, &acceptor, &fast).await else {
         return;
     };
-    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    if h2 {
-        crate::h1::hand_over(tls_stream, Vec::new(), info, &fast, watcher).await;
+    let protocol = negotiated(&tls_stream, &fast);
+    if protocol == crate::h1::Protocol::Http2 {
+        crate::h1::hand_over(tls_stream, Vec::new(), info, &fast, watcher, protocol).await;
     } else {
         crate::h1::serve(tls_stream, info, fast, watcher).await;
     }

@@ -9,7 +9,8 @@
 //! TLS) and on the general path, whose client takes nothing (a socket with a
 //! 4 KiB receive window that is never read), and h2c, whose client (hyper's)
 //! keeps reading the socket but never reads the body, so the stream's
-//! flow-control window stays shut. Plus the measured case: the
+//! flow-control window stays shut. An HTTP/1.1 client is cut off with a
+//! reset (SO_LINGER 0). Plus the measured case: the
 //! client half-closes (FIN) while the gateway is blocked writing to it.
 
 mod common;
@@ -133,24 +134,25 @@ async fn gateway(t: Transport, node: &BigNode, log: &LogFile) -> TestGateway {
 }
 
 /// Reads what is left to read on `io` (bounded): the connection must end.
-/// Returns the number of bytes read.
-async fn drain(io: &mut Box<dyn ClientIo>, what: &str) -> usize {
+/// Returns the number of bytes read, and how the connection ended (None:
+/// an orderly close).
+async fn drain(io: &mut Box<dyn ClientIo>, what: &str) -> (usize, Option<io::ErrorKind>) {
     let mut total = 0;
     let mut b = vec![0u8; 256 * 1024];
     let drained = timeout(BOUND, async {
         loop {
             match io.read(&mut b).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return None,
+                Err(e) => return Some(e.kind()),
                 Ok(n) => total += n,
             }
         }
     })
     .await;
-    assert!(
-        drained.is_ok(),
-        "{what}: the client connection is still open after {BOUND:?}"
-    );
-    total
+    match drained {
+        Ok(end) => (total, end),
+        Err(_) => panic!("{what}: the client connection is still open after {BOUND:?}"),
+    }
 }
 
 /// A client that sends its request and never reads (HTTP/1.1), or never
@@ -202,10 +204,18 @@ async fn a_client_that_stops_reading_is_cut_off_with_its_node(via: Via) {
     );
     match client_end {
         ClientEnd::H1(mut io) => {
-            let got = drain(&mut io, &what).await;
+            let (got, end) = drain(&mut io, &what).await;
             assert!(
                 got < BIG,
                 "{what}: the whole response arrived ({got} bytes)"
+            );
+            // Reset on close (SO_LINGER 0, nginx's
+            // `reset_timedout_connection`): what the client did not take
+            // is dropped, not left queued behind a FIN.
+            assert_eq!(
+                end,
+                Some(io::ErrorKind::ConnectionReset),
+                "{what}: not closed with a reset after {got} bytes"
             );
         }
         ClientEnd::H2(conn, _held) => {
@@ -264,7 +274,7 @@ async fn a_client_that_half_closes_while_the_gateway_is_blocked_is_cut_off_at_on
         .unwrap_or_else(|_| panic!("{what}: the gateway never stopped reading the node"));
     io.shutdown().await.expect("half-close");
     assert_eq!(node.next_end(&what).await, Ended::Cut, "{what}");
-    let got = drain(&mut io, &what).await;
+    let (got, _) = drain(&mut io, &what).await;
     assert!(got < BIG, "{what}: the whole response arrived");
     let line = log.line_with(&["\"GET /big HTTP/1.1\" 200 "]).await;
     assert!(!line.contains("abort="), "{what}: {line}");

@@ -32,7 +32,10 @@ mod attempt;
 mod support;
 
 use attempt::{send_to_node, tunnel, AttemptFailure};
-use support::{body_is_empty, origin_form, request_host, set_host, version_str, RequestHead};
+use support::{
+    announced_trailers, body_is_empty, origin_form, request_host, set_host, version_str,
+    RequestHead,
+};
 pub(crate) use support::{is_idempotent, retry_clock, retry_deadline_passed, Tried};
 
 /// What the proxy knows about the client connection. Built once per
@@ -558,14 +561,27 @@ async fn forward(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(header::HOST).cloned());
+    // The trailer fields the client announced (`Trailer`) go on with the
+    // body: hyper's HTTP/1.1 client sends exactly the announced ones, in a
+    // chunked body.
+    let trailers = announced_trailers(&parts.headers).filter(|_| !body_is_empty(&body));
     headers::strip_hop_by_hop(&mut parts.headers, websocket.is_some());
+    if let Some(names) = trailers {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(header::TRAILER, names);
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     if parts.version == Version::HTTP_2 {
         headers::join_cookies(&mut parts.headers);
     }
     // A body of unknown length goes upstream chunked, whatever the method:
     // hyper's client would otherwise send a GET or DELETE without its body.
-    if websocket.is_none()
-        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    // An upgrade request's too (nginx forwards it): the upgrade happens
+    // after it, on the node's 101.
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
         && !body_is_empty(&body)
         && http_body::Body::size_hint(&body).exact().is_none()
     {

@@ -155,6 +155,28 @@ pub(super) fn version_str(v: Version) -> &'static str {
     }
 }
 
+/// The names a request's `Trailer` fields announce, without those that
+/// must not be sent in trailers (RFC 9110 §6.5.1), as one field value;
+/// None when none is left.
+pub(super) fn announced_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut names = String::new();
+    for value in headers.get_all(header::TRAILER) {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',').map(str::trim) {
+            let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            if valid && !weir_http::reframe::forbidden_in_trailers(name.as_bytes()) {
+                if !names.is_empty() {
+                    names.push_str(", ");
+                }
+                names.push_str(name);
+            }
+        }
+    }
+    HeaderValue::from_str(&names)
+        .ok()
+        .filter(|_| !names.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

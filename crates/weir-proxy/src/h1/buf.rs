@@ -226,7 +226,9 @@ pub fn poll_read(
 }
 
 /// A client connection the fast path serves: plain TCP, or TLS over it.
-pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+pub trait ClientStream:
+    AsyncRead + AsyncWrite + super::guard::ResetOnClose + Unpin + Send + 'static
+{
     /// Whether the stream can wait for data without a buffer (plain TCP):
     /// then an idle connection holds none.
     const READINESS: bool;

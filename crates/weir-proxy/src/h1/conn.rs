@@ -52,7 +52,11 @@ pub async fn serve<S: ClientStream>(
             // is part of every connection's task, fast-path ones included.
             // The general path guards its writes itself.
             let stream = conn.stream.into_inner();
-            Box::pin(hand_over(stream, prefix, conn.info, &ctx, watcher)).await;
+            let protocol = ctx.protocol_for(conn.info.tls);
+            Box::pin(hand_over(
+                stream, prefix, conn.info, &ctx, watcher, protocol,
+            ))
+            .await;
         }
     }
 }

@@ -311,8 +311,13 @@ impl<S: ClientStream> Exchange<'_, S> {
                     ))
                 }
             };
-            out.0
-                .extend_from_slice(&self.cbuf.filled()[req.head_len..req.head_len + prefix]);
+            let raw = &self.cbuf.filled()[req.head_len..req.head_len + prefix];
+            if req.body == BodyFraming::Chunked {
+                // Accepted when the body was located: cannot fail.
+                let _ = weir_http::reframe::reframe_into(raw, &mut out.0);
+            } else {
+                out.0.extend_from_slice(raw);
+            }
             match timed(self.deadline, up.write_all(&out.0)).await {
                 None => {
                     return Err(Failure::timeout(

@@ -24,25 +24,41 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::time::Instant;
 
+use super::bare_cr::{BareCrCheck, Requests};
 use super::buf::ClientStream;
 use super::fallback::Prefixed;
 use super::guard::SendGuard;
-use super::H1Context;
+use super::{H1Context, Protocol};
 use crate::forward::{self, ConnInfo};
 use crate::response_body::ResponseBody;
 
 /// Serves the rest of the connection on the general path, `prefix` (bytes
-/// already read from it) first.
+/// already read from it) first, with `protocol` (exactly what ALPN
+/// negotiated on TLS).
 ///
 /// `watcher` keeps the connection counted by the listener's graceful
 /// shutdown until it ends; the shutdown itself is started from `ctx.stop`.
 pub async fn hand_over<S: ClientStream>(
-    stream: S,
-    prefix: Vec<u8>,
+    mut stream: S,
+    mut prefix: Vec<u8>,
     info: Arc<ConnInfo>,
     ctx: &H1Context,
     watcher: Watcher,
+    protocol: Protocol,
 ) {
+    if protocol == Protocol::Http2 {
+        // h2 closes on an invalid preface without a word; RFC 9113 §3.4
+        // wants a GOAWAY(PROTOCOL_ERROR) (h2spec 3.5).
+        match super::preface::read(&mut stream, &mut prefix, ctx.header_timeout).await {
+            super::preface::Preface::Valid => {}
+            super::preface::Preface::Invalid => {
+                tracing::debug!(client = %info.remote, "invalid HTTP/2 connection preface; GOAWAY");
+                super::preface::refuse(&mut stream, ctx.send_timeout).await;
+                return;
+            }
+            super::preface::Preface::Gone => return,
+        }
+    }
     let activity = Arc::new(Activity::new());
     let state = ctx.state.clone();
     let conn_info = info.clone();
@@ -58,6 +74,10 @@ pub async fn hand_over<S: ClientStream>(
         // connection (`Activity::send_stalled`). Over HTTP/1.1 the write
         // guard sees every wait.
         let watch = req.version() == http::Version::HTTP_2;
+        if watch {
+            // No HTTP/1.1 head is ever read on this connection again.
+            busy.0.requests.not_http1.store(true, Ordering::Relaxed);
+        }
         // Boxed: the request's future is large, and hyper moves the
         // future it is given (into each HTTP/2 stream's task, and in and
         // out of the task's stage); a box makes those moves a pointer's.
@@ -69,6 +89,10 @@ pub async fn hand_over<S: ClientStream>(
         ));
         async move {
             let response = handled.await?;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // The connection becomes a tunnel.
+                busy.0.requests.not_http1.store(true, Ordering::Relaxed);
+            }
             Ok::<_, Infallible>(response.map(|body| TrackedBody {
                 body,
                 busy,
@@ -80,16 +104,23 @@ pub async fn hand_over<S: ClientStream>(
     // Every write to the client is bounded by `http.send_timeout`.
     let fired = activity.send_timed_out.clone();
     let guarded = SendGuard::new(Prefixed::new(prefix, stream), ctx.send_timeout, Some(fired));
-    let io = TokioIo::new(guarded);
-    let result = match &ctx.http1_only {
-        // `http2: false`: HTTP/1.1 only, whatever the client sends first
-        // (the auto builder would still serve a client's HTTP/2 preface).
-        Some(h1) => {
-            let conn = h1.serve_connection(io, service).with_upgrades();
+    let result = match protocol {
+        // HTTP/1.1 only, whatever the client sends first (the auto builder
+        // would still serve a client's HTTP/2 preface): an HTTP/2 preface
+        // is a malformed request, closed without an answer.
+        Protocol::Http1 => {
+            let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
+            let conn = ctx.http1.serve_connection(io, service).with_upgrades();
             let ended = drive(conn, ctx, &info, &activity).await;
             ended.unwrap_or(Ok(())).map_err(Into::into)
         }
-        None => {
+        Protocol::Http2 => {
+            let conn = ctx.http2.serve_connection(TokioIo::new(guarded), service);
+            let ended = drive(conn, ctx, &info, &activity).await;
+            ended.unwrap_or(Ok(())).map_err(Into::into)
+        }
+        Protocol::Detect => {
+            let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
             let conn = ctx
                 .builder
                 .serve_connection_with_upgrades(io, service)
@@ -121,6 +152,20 @@ where
     S::ResBody: 'static,
     <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, S::ResBody>,
+{
+    fn finish_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
 {
     fn finish_gracefully(self: Pin<&mut Self>) {
         self.graceful_shutdown();
@@ -207,7 +252,8 @@ fn answered_by_hyper(e: &hyper::Error) -> Option<u16> {
 /// its response body is finished or dropped) and when the last one ended;
 /// response bodies waiting on the client.
 struct Activity {
-    in_flight: AtomicUsize,
+    /// Requests begun and in flight (shared with the bare-CR check).
+    requests: Arc<Requests>,
     /// Milliseconds since `epoch` at the last change.
     last_change_ms: AtomicU64,
     epoch: Instant,
@@ -226,7 +272,7 @@ struct Activity {
 impl Activity {
     fn new() -> Activity {
         Activity {
-            in_flight: AtomicUsize::new(0),
+            requests: Arc::new(Requests::default()),
             last_change_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             handed: AtomicUsize::new(0),
@@ -273,7 +319,7 @@ impl Activity {
             tokio::time::sleep_until(deadline).await;
             let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
             let quiet_from = self.epoch + since;
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
+            if self.requests.in_flight.load(Ordering::Relaxed) > 0 {
                 deadline = Instant::now() + limit;
             } else if quiet_from + limit <= Instant::now() {
                 return;
@@ -291,7 +337,8 @@ impl Busy {
     /// No clock read here: while a request is in flight the idle waiter
     /// ignores the last-change time, and the drop sets it.
     fn begin(activity: Arc<Activity>) -> Busy {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.requests.begun.fetch_add(1, Ordering::Relaxed);
+        activity.requests.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(activity)
     }
 }
@@ -299,7 +346,7 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.requests.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -7,6 +7,11 @@
 //! through costs one flag store; the timer is armed only when a write (or a
 //! flush) returns `Pending` after progress (see [`crate::stall`]). Reads pass
 //! straight through.
+//!
+//! When the guard fires, the socket is set to close with a reset
+//! (`SO_LINGER` 0, nginx's `reset_timedout_connection`): what the client
+//! never took is dropped at once instead of keeping the socket (and its
+//! send buffer) in `FIN-WAIT` for as long as the client stays.
 
 use std::io;
 use std::pin::Pin;
@@ -53,11 +58,10 @@ impl<S> SendGuard<S> {
 
     /// Called with a write's outcome: progress, a wait, or (the wait has
     /// lasted the limit) the timeout error.
-    fn guard<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
+    fn guard<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>>
+    where
+        S: ResetOnClose,
+    {
         match polled {
             Poll::Ready(r) => {
                 self.stall.progress();
@@ -67,15 +71,53 @@ impl<S> SendGuard<S> {
         }
     }
 
-    fn wait<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    fn wait<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>>
+    where
+        S: ResetOnClose,
+    {
         if !self.stall.stalled(cx) {
             return Poll::Pending;
         }
         self.timed_out = true;
+        self.inner.reset_on_close();
         if let Some(f) = &self.fired {
             f.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Err(timed_out()))
+    }
+}
+
+/// A client connection that can be told to close with a reset (RST)
+/// rather than a FIN, discarding unsent data.
+pub trait ResetOnClose {
+    /// Sets `SO_LINGER` 0 on the socket; failures are ignored (the close
+    /// is then an ordinary one).
+    fn reset_on_close(&self);
+}
+
+impl ResetOnClose for tokio::net::TcpStream {
+    fn reset_on_close(&self) {
+        if let Err(e) = self.set_zero_linger() {
+            tracing::debug!(error = %e, "cannot set SO_LINGER 0");
+        }
+    }
+}
+
+impl ResetOnClose for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
+impl<S: ResetOnClose> ResetOnClose for SendGuard<S> {
+    fn reset_on_close(&self) {
+        self.inner.reset_on_close();
+    }
+}
+
+impl<S: ResetOnClose> ResetOnClose for super::fallback::Prefixed<S> {
+    fn reset_on_close(&self) {
+        self.get_ref().reset_on_close();
     }
 }
 
@@ -96,7 +138,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for SendGuard<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for SendGuard<S> {
+impl<S: AsyncWrite + ResetOnClose + Unpin> AsyncWrite for SendGuard<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -24,6 +24,7 @@
 //! balancing, retries, passive health, timeouts, access log and graceful
 //! shutdown; the integration tests run against both.
 
+mod bare_cr;
 mod buf;
 mod conn;
 mod deadline;
@@ -31,6 +32,7 @@ mod exchange;
 mod fallback;
 mod general;
 mod guard;
+mod preface;
 mod request;
 mod response;
 
@@ -61,16 +63,38 @@ pub enum BodyFraming {
     UntilClose,
 }
 
+/// The protocol the general path serves a connection with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, or HTTP/2 when the client starts with its preface (h2c
+    /// prior knowledge on a plain listener with `http2: true`).
+    Detect,
+    /// HTTP/1.1 only: an HTTP/2 preface is a malformed request.
+    Http1,
+    /// HTTP/2 only (TLS, ALPN `h2`): anything but the HTTP/2 preface gets
+    /// GOAWAY(PROTOCOL_ERROR).
+    Http2,
+}
+
 /// What the fast path needs from its listener, shared by its connections.
 pub struct H1Context {
     /// The live configuration and access log.
     pub state: Arc<ProxyState>,
-    /// The general path's connection builder, for connections handed over.
+    /// The general path's auto-detecting builder: HTTP/1.1, or HTTP/2 when
+    /// the client starts with its preface. Used only where HTTP/2 prior
+    /// knowledge is allowed ([`H1Context::h2c`]).
     pub builder: auto::Builder<TokioExecutor>,
-    /// The listener's `http2: false`: the general path serves HTTP/1.1
-    /// only, with this builder (the auto builder serves an HTTP/2 preface
-    /// whatever it is told when upgrades are on).
-    pub http1_only: Option<hyper::server::conn::http1::Builder>,
+    /// The general path's HTTP/1.1-only builder: TLS connections that did
+    /// not negotiate `h2`, and plain listeners with `http2: false` (the
+    /// auto builder serves an HTTP/2 preface whatever it is told when
+    /// upgrades are on).
+    pub http1: hyper::server::conn::http1::Builder,
+    /// The general path's HTTP/2-only builder: TLS connections that
+    /// negotiated `h2` by ALPN.
+    pub http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// A plain listener with `http2: true`: a client may start HTTP/2 with
+    /// prior knowledge (h2c).
+    pub h2c: bool,
     /// Time allowed for a request head once it started, and for an idle
     /// keep-alive connection to send its next request (as hyper's
     /// `header_read_timeout`).
@@ -88,4 +112,17 @@ pub struct H1Context {
     /// Becomes true when the listener stops: idle connections close, busy
     /// ones close after their response.
     pub stop: watch::Receiver<bool>,
+}
+
+impl H1Context {
+    /// The protocol a connection that did not negotiate `h2` by ALPN is
+    /// served with: HTTP/1.1, unless it is plain and the listener allows
+    /// h2c. A TLS connection serves exactly what ALPN chose.
+    pub fn protocol_for(&self, tls: bool) -> Protocol {
+        if !tls && self.h2c {
+            Protocol::Detect
+        } else {
+            Protocol::Http1
+        }
+    }
 }

@@ -128,6 +128,12 @@ impl TestCert {
 
     /// A connector trusting the certificate, offering `alpn`.
     pub fn connector(&self, alpn: &[u8]) -> TlsConnector {
+        self.connector_offering(&[alpn])
+    }
+
+    /// A connector trusting the certificate, offering every protocol in
+    /// `alpn` (none at all when empty: no ALPN extension).
+    pub fn connector_offering(&self, alpn: &[&[u8]]) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).expect("trust the certificate");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -136,7 +142,7 @@ impl TestCert {
             .expect("TLS protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        cfg.alpn_protocols = vec![alpn.to_vec()];
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         TlsConnector::from(Arc::new(cfg))
     }
 }
@@ -202,7 +208,22 @@ impl RawH2 {
         h2
     }
 
-    async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Reads frames from `io` without sending the client preface (the test
+    /// writes what it likes with [`RawH2::write_raw`]).
+    pub fn without_preface(io: Box<dyn ClientIo>) -> RawH2 {
+        RawH2 {
+            io,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The bytes received and not yet read as frames.
+    pub fn unread(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Writes `bytes` as they are.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         let written = timeout(IO_TIMEOUT, async {
             self.io.write_all(bytes).await?;
             self.io.flush().await

@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weir_http::chunked::ChunkedScanner;
+use weir_http::reframe::{self, Reframer, Step};
 use weir_http::LocalReply;
 
 use super::{finish_request, timed, After, Exchange, MAX_PLUGIN_BODY};
@@ -24,11 +24,12 @@ pub(super) enum RequestBody {
     /// nothing consumed yet, so it can still be sent elsewhere.
     Buffered { len: usize },
     /// Part of it is still to come from the client; `buffered` bytes are in
-    /// the buffer after the head.
+    /// the buffer after the head (a chunked body: up to where its
+    /// re-framer waits for more).
     Incomplete {
         buffered: usize,
         remaining: u64,
-        scanner: Option<ChunkedScanner>,
+        reframer: Option<Reframer>,
     },
     /// Sent upstream and consumed from the buffer.
     Streamed,
@@ -38,7 +39,7 @@ pub(super) enum RequestBody {
 
 impl<S: ClientStream> Exchange<'_, S> {
     /// Locates the request body in the buffer; None when a chunked body is
-    /// malformed.
+    /// malformed (see [`weir_http::reframe`]).
     pub(super) fn request_body(&self, req: &Request) -> Option<RequestBody> {
         let after_head = &self.cbuf.filled()[req.head_len..];
         match req.body {
@@ -52,20 +53,25 @@ impl<S: ClientStream> Exchange<'_, S> {
                     Some(RequestBody::Incomplete {
                         buffered,
                         remaining: n - buffered as u64,
-                        scanner: None,
+                        reframer: None,
                     })
                 }
             }
             BodyFraming::Chunked => {
-                let mut scanner = ChunkedScanner::default();
-                let used = scanner.scan(after_head).ok()?;
-                if scanner.is_done() {
+                let (used, reframer) = match reframe::check(after_head) {
+                    Ok(checked) => checked,
+                    Err(e) => {
+                        tracing::debug!(client = %self.conn.remote, error = %e, "invalid chunked request body");
+                        return None;
+                    }
+                };
+                if reframer.is_done() {
                     Some(RequestBody::Buffered { len: used })
                 } else {
                     Some(RequestBody::Incomplete {
                         buffered: used,
                         remaining: 0,
-                        scanner: Some(scanner),
+                        reframer: Some(reframer),
                     })
                 }
             }
@@ -88,7 +94,7 @@ impl<S: ClientStream> Exchange<'_, S> {
         let RequestBody::Incomplete {
             buffered,
             mut remaining,
-            mut scanner,
+            mut reframer,
         } = std::mem::replace(body, RequestBody::Broken)
         else {
             return Ok(());
@@ -101,16 +107,19 @@ impl<S: ClientStream> Exchange<'_, S> {
                 return Err(Failure::client_gone());
             }
         }
+        // A chunked body's re-framer may wait for the rest of a line that
+        // is already partly buffered.
+        let mut need_more = false;
         loop {
-            let done = match &scanner {
-                Some(s) => s.is_done(),
+            let done = match &reframer {
+                Some(r) => r.is_done(),
                 None => remaining == 0,
             };
             if done {
                 *body = RequestBody::Streamed;
                 return Ok(());
             }
-            if self.cbuf.is_empty() {
+            if self.cbuf.is_empty() || need_more {
                 let left = answer_by.saturating_duration_since(Instant::now());
                 self.deadline.set_after(left.min(self.body_timeout));
                 let read = tokio::select! {
@@ -134,10 +143,19 @@ impl<S: ClientStream> Exchange<'_, S> {
                     Some(Ok(0)) | Some(Err(_)) => return Err(Failure::client_gone()),
                     Some(Ok(_)) => {}
                 }
+                need_more = false;
             }
-            let take = match &mut scanner {
-                Some(s) => match s.scan(self.cbuf.filled()) {
-                    Ok(n) => n,
+            // What goes out: `take` bytes of the buffer as they are, or a
+            // re-framed chunk head in place of `take` bytes.
+            let (take, replaced) = match &mut reframer {
+                Some(r) => match r.step(self.cbuf.filled()) {
+                    Ok(Step::Pass(n)) => (n, None),
+                    Ok(Step::Replace { consumed, with }) => (consumed, Some(with)),
+                    Ok(Step::NeedMore) => {
+                        need_more = true;
+                        continue;
+                    }
+                    Ok(Step::Done) => continue,
                     Err(e) => {
                         return Err(Failure::client_fault(
                             "400 Bad Request: invalid chunked body",
@@ -150,10 +168,13 @@ impl<S: ClientStream> Exchange<'_, S> {
                         .unwrap_or(usize::MAX)
                         .min(self.cbuf.len());
                     remaining -= n as u64;
-                    n
+                    (n, None)
                 }
             };
-            let chunk = &self.cbuf.filled()[..take];
+            let chunk = match &replaced {
+                Some(with) => with.as_bytes(),
+                None => &self.cbuf.filled()[..take],
+            };
             self.deadline
                 .set_after(answer_by.saturating_duration_since(Instant::now()));
             match timed(self.deadline, write_unless_answered(up, chunk)).await {

@@ -18,8 +18,11 @@ use super::show;
 /// - every chunk-size line weir accepts is read by `httparse::parse_chunk_size`
 ///   with the same size and length, or refused by it;
 /// - [`chunked::decode`] of an accepted body is the concatenated chunk data,
-///   and `None` for an incomplete or malformed one.
+///   and `None` for an incomplete or malformed one;
+/// - the fast path's re-framing of a request body keeps its invariants
+///   (see [`super::reframe_body::reframed`]).
 pub fn chunked(data: &[u8]) {
+    super::reframe_body::reframed(data);
     let mut whole = ChunkedScanner::default();
     let whole_result = whole.scan(data);
     let whole_done = whole.is_done();

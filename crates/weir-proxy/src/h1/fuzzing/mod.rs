@@ -555,6 +555,7 @@ fn check_upstream_head(
 }
 
 mod chunked_body;
+mod reframe_body;
 mod response_head;
 
 pub use chunked_body::chunked;
