@@ -7,6 +7,8 @@
 //!   implements. This crate knows the configuration model, not the engine.
 //! - [`store`]: where the Admin API's writes are kept (`config_provider:
 //!   yaml`: the state file, written atomically).
+//! - [`etcd`]: `config_provider: etcd`: the configuration read and watched
+//!   from etcd, and the Admin API's writes sent there.
 //! - [`api::AdminServer`]: the HTTP listener, `/apisix/admin/...`.
 //! - [`ops`], [`patch`], [`refs`]: APISIX's write rules (ids, timestamps,
 //!   deep-merge PATCH, references that block a delete).
@@ -14,6 +16,7 @@
 
 pub mod api;
 mod error;
+pub mod etcd;
 pub mod hub;
 pub mod kind;
 pub mod merge;
