@@ -2,7 +2,9 @@
 //! is served and watched; the Admin API writes through etcd (indexes are
 //! etcd's revisions, `?ttl` is a lease); an invalid stored value is skipped
 //! and the last good version keeps serving; a partition with a compaction
-//! during it is caught up by a full re-read, with no request failing.
+//! during it is caught up by a full re-read, with no request failing; TLS
+//! with a client certificate; authentication; the client's compare-and-swap
+//! and paged reads.
 
 mod admin_kit;
 mod common;
@@ -510,4 +512,60 @@ async fn etcd_authentication_with_user_and_password() {
     assert!(!m.contains("wrong-pw-77"));
     gw2.shutdown().await;
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_compares_and_swaps_and_reads_large_prefixes_in_pages() {
+    use weir_admin::etcd::client::{Compare, EtcdClient, Op};
+    let etcd = EtcdServer::start().await;
+    let settings = weir_config::EtcdSettings {
+        host: vec![etcd.url()],
+        timeout: 5.0,
+        ..weir_config::EtcdSettings::default()
+    };
+    let client = EtcdClient::new(&settings).expect("client");
+    let put = |v: &str| vec![Op::Put("/p/k".into(), v.as_bytes().to_vec(), 0)];
+    let (ok, h1) = client
+        .txn("/p/k", Compare::Absent, &put("1"))
+        .await
+        .expect("txn");
+    assert!(ok, "created");
+    let (ok, _) = client
+        .txn("/p/k", Compare::Absent, &put("2"))
+        .await
+        .expect("txn");
+    assert!(!ok, "a second create loses");
+    let (ok, h2) = client
+        .txn("/p/k", Compare::ModRevision(h1.revision), &put("3"))
+        .await
+        .expect("txn");
+    assert!(ok, "a replace of what was read");
+    let (ok, _) = client
+        .txn("/p/k", Compare::ModRevision(h1.revision), &put("4"))
+        .await
+        .expect("txn");
+    assert!(!ok, "a replace of a stale read loses");
+    let (_, kv) = client.get("/p/k").await.expect("get");
+    let kv = kv.expect("the key");
+    assert_eq!((&kv.value[..], kv.mod_revision), (&b"3"[..], h2.revision));
+
+    // More keys than one page (1000), written while the read goes on page
+    // by page: one revision's view, every key once.
+    let n = 1234;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let ops: Vec<Op> = chunk
+            .iter()
+            .map(|i| Op::Put(format!("/big/{i:05}"), b"v".to_vec(), 0))
+            .collect();
+        let (ok, _) = client
+            .txn("/none", Compare::Absent, &ops)
+            .await
+            .expect("bulk put");
+        assert!(ok);
+    }
+    let (h, kvs) = client.range_prefix("/big/").await.expect("range");
+    assert_eq!(kvs.len(), n);
+    let keys: std::collections::BTreeSet<&str> = kvs.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys.len(), n, "no key twice");
+    assert!(kvs.iter().all(|k| k.mod_revision <= h.revision));
 }
