@@ -569,3 +569,34 @@ async fn the_client_compares_and_swaps_and_reads_large_prefixes_in_pages() {
     assert_eq!(keys.len(), n, "no key twice");
     assert!(kvs.iter().all(|k| k.mod_revision <= h.revision));
 }
+
+#[tokio::test]
+async fn a_custom_prefix_is_read_and_written() {
+    let etcd = EtcdServer::start().await;
+    let backend = Backend::start("prefixed").await;
+    let route = |uri: &str| json!({"uri": uri, "upstream": {"nodes": {backend.node(): 1}}});
+    etcd.put("/weir/routes/1", &route("/one").to_string()).await;
+    etcd.put("/apisix/routes/2", &route("/other-prefix").to_string())
+        .await;
+    let yaml = admin_kit::etcd_file(&[etcd.url()])
+        .replace("    timeout: 2\n", "    timeout: 2\n    prefix: /weir\n");
+    let gw = weir::Gateway::start(common::config(&yaml))
+        .await
+        .expect("gateway start");
+    assert!(gw.wait_ready(Duration::from_secs(10)).await);
+    let r = common::get(gw.proxy_addr(), None, "/one").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = common::get(gw.proxy_addr(), None, "/other-prefix").await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "another prefix is not read"
+    );
+    let admin = admin_kit::Admin::new(gw.admin_addr().expect("admin"));
+    let p = admin.put("/apisix/admin/routes/3", route("/three")).await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+    assert_eq!(p.json["key"], json!("/apisix/routes/3"));
+    assert!(etcd.get("/weir/routes/3").await.is_some());
+    assert!(etcd.get("/apisix/routes/3").await.is_none());
+    gw.shutdown().await;
+}
