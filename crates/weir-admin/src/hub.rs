@@ -241,17 +241,28 @@ impl ConfigHub {
     /// (in that order, one write at a time). Answers after the change is on
     /// disk.
     pub async fn write<E: Engine>(&self, engine: &E, w: Write) -> Result<Written, AdminError> {
+        self.write_with_ttl(engine, w, None).await
+    }
+
+    /// [`ConfigHub::write`] with APISIX's `?ttl=N`: the resource expires
+    /// after `ttl` seconds (an etcd lease; refused with the state file).
+    pub async fn write_with_ttl<E: Engine>(
+        &self,
+        engine: &E,
+        w: Write,
+        ttl: Option<u64>,
+    ) -> Result<Written, AdminError> {
         let file = match &self.store {
             Store::File(file) => file,
             Store::Etcd(src) => {
                 check_plugin_name(engine, &w)?;
-                return crate::etcd::write::write(self, src, engine, w).await;
+                return crate::etcd::write::write(self, src, engine, w, ttl).await;
             }
             Store::ReadOnly => return Err(AdminError::BadRequest(
                 "the Admin API is read-only: deployment.admin.state_file is not set (config_provider: yaml); set it to let the Admin API write".into(),
             )),
         };
-        if w.ttl.is_some() {
+        if ttl.is_some() {
             return Err(AdminError::BadRequest(
                 "ttl is not supported with config_provider: yaml (the state file keeps resources until they are deleted); it needs config_provider: etcd".into(),
             ));

@@ -16,7 +16,6 @@
 
 pub mod api;
 mod error;
-pub mod etcd;
 pub mod hub;
 pub mod kind;
 pub mod merge;
@@ -25,6 +24,9 @@ pub mod patch;
 pub mod refs;
 pub mod state;
 pub mod store;
+
+// `config_provider: etcd` (kept apart from the list above).
+pub mod etcd;
 
 pub use api::AdminServer;
 pub use error::{AdminError, EngineError};

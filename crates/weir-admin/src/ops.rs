@@ -30,8 +30,6 @@ pub struct Write {
     pub body: Option<Value>,
     /// `?force=true`: delete even if something still uses it.
     pub force: bool,
-    /// `?ttl=N`: the resource expires after N seconds (etcd only).
-    pub ttl: Option<u64>,
 }
 
 /// What a write will do, before it is validated and applied.

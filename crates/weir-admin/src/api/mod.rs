@@ -303,8 +303,7 @@ async fn resource<E: Engine>(
         sub_path,
         body,
         force: args.get("force").is_some_and(|f| f == "true"),
-        ttl,
     };
-    let written = ctx.hub.write(&*ctx.engine, w).await?;
+    let written = ctx.hub.write_with_ttl(&*ctx.engine, w, ttl).await?;
     Ok((written.status, written.body))
 }

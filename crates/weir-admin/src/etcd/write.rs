@@ -36,8 +36,9 @@ pub(crate) async fn write<E: Engine>(
     src: &EtcdSource,
     engine: &E,
     w: Write,
+    ttl: Option<u64>,
 ) -> Result<Written, AdminError> {
-    let lease = match w.ttl {
+    let lease = match ttl {
         Some(ttl)
             if w.method == Method::PUT || w.method == Method::POST || w.method == Method::PATCH =>
         {
