@@ -36,6 +36,13 @@ pub enum AdminError {
     /// The write was valid but could not be kept: 503, nothing changed.
     #[error("the change could not be saved, nothing was changed: {0}")]
     Store(#[from] StoreError),
+    /// Another writer changed the resource since it was read (etcd's
+    /// compare-and-swap failed): 409, nothing changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The configuration store (etcd) could not be reached: 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// The engine failed for a reason other than the configuration: 500.
     #[error("{0}")]
     Engine(#[from] EngineError),
@@ -48,7 +55,8 @@ impl AdminError {
             AdminError::NotFound | AdminError::Missing(_) => StatusCode::NOT_FOUND,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Store(_) | AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
-use weir_config::{Config, FieldErrors};
+use weir_config::{Config, ConfigProvider, FieldErrors};
 
 use crate::error::{AdminError, EngineError};
+use crate::etcd::EtcdSource;
 use crate::kind::Kind;
 use crate::merge::{self, FileItem, Merged};
 use crate::ops::{self, Write};
@@ -49,6 +50,9 @@ pub enum OpenError {
     /// The state file could not be read.
     #[error("deployment.admin.state_file: {0}")]
     Store(#[from] StoreError),
+    /// The etcd settings cannot be used (TLS files).
+    #[error("{0}")]
+    Etcd(String),
     /// The file and the state file both define an id.
     #[error("the configuration file and the Admin API's state file disagree:\n{0}")]
     Conflict(FieldErrors),
@@ -56,8 +60,10 @@ pub enum OpenError {
 
 /// The sources of the configuration, merged.
 pub struct ConfigHub {
-    view: ArcSwap<View>,
-    writes: tokio::sync::Mutex<()>,
+    pub(crate) view: ArcSwap<View>,
+    /// Serializes the changes of the view (writes, file reloads, etcd's
+    /// change sets).
+    pub(crate) writes: tokio::sync::Mutex<()>,
     store: Store,
 }
 
@@ -78,7 +84,7 @@ pub struct Written {
     pub body: Value,
 }
 
-fn log_left_out(before: &[(String, String)], now: &[(String, String)]) {
+pub(crate) fn log_left_out(before: &[(String, String)], now: &[(String, String)]) {
     for (key, why) in now {
         if !before.iter().any(|(k, _)| k == key) {
             tracing::warn!(key = %key, reason = %why, "Admin API resource not served: it refers to something that does not exist");
@@ -91,18 +97,38 @@ fn log_left_out(before: &[(String, String)], now: &[(String, String)]) {
     }
 }
 
+/// A PUT of plugin metadata must name a plugin weir has.
+fn check_plugin_name<E: Engine>(engine: &E, w: &Write) -> Result<(), AdminError> {
+    if w.kind == Kind::PluginMetadata && w.method == http::Method::PUT {
+        let known =
+            w.id.as_ref()
+                .is_none_or(|name| engine.plugin_names().contains(name));
+        if !known {
+            return Err(AdminError::BadRequest("invalid plugin name".into()));
+        }
+    }
+    Ok(())
+}
+
 impl ConfigHub {
     /// Opens the sources for the file's configuration `file`: reads the
     /// state file when `deployment.admin.state_file` is set. Returns the hub
     /// and the merged configuration to start with.
     pub fn open(file: Config) -> Result<(ConfigHub, Config), OpenError> {
-        let store = match &file.deployment.admin.state_file {
-            Some(path) => Store::File(StateFile::new(path)),
-            None => Store::ReadOnly,
+        let store = match (
+            file.deployment.role_traditional.config_provider,
+            &file.deployment.admin.state_file,
+        ) {
+            (ConfigProvider::Etcd, _) => Store::Etcd(Arc::new(
+                EtcdSource::new(&file.deployment.etcd).map_err(OpenError::Etcd)?,
+            )),
+            (ConfigProvider::Yaml, Some(path)) => Store::File(StateFile::new(path)),
+            (ConfigProvider::Yaml, None) => Store::ReadOnly,
         };
         let state = match &store {
             Store::File(f) => f.load()?,
-            Store::ReadOnly => AdminState::default(),
+            // etcd is read by its sync task (`spawn_source`).
+            Store::ReadOnly | Store::Etcd(_) => AdminState::default(),
         };
         if let Store::File(f) = &store {
             tracing::info!(file = %f.path().display(), resources = state.entries.len(), index = state.index, "Admin API state loaded");
@@ -129,9 +155,31 @@ impl ConfigHub {
         self.view.load_full()
     }
 
-    /// Whether the Admin API may write (a state file is configured).
+    /// Whether the Admin API may write (a state file or etcd).
     pub fn is_writable(&self) -> bool {
-        matches!(self.store, Store::File(_))
+        matches!(self.store, Store::File(_) | Store::Etcd(_))
+    }
+
+    /// The etcd source, with `config_provider: etcd`.
+    pub fn etcd(&self) -> Option<&Arc<EtcdSource>> {
+        match &self.store {
+            Store::Etcd(src) => Some(src),
+            _ => None,
+        }
+    }
+
+    /// Starts keeping the hub in step with etcd (read, then watch), with
+    /// `config_provider: etcd`; the task runs until aborted.
+    pub fn spawn_source<E: Engine>(
+        self: &Arc<Self>,
+        engine: Arc<E>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let src = self.etcd()?.clone();
+        Some(tokio::spawn(crate::etcd::sync::run(
+            self.clone(),
+            src,
+            engine,
+        )))
     }
 
     /// A new configuration file: merged with the Admin API's resources,
@@ -161,7 +209,7 @@ impl ConfigHub {
     /// Merges `state` with the current file and checks the result as the
     /// file would be checked, then by the engine. Errors are described for
     /// the resource at `key`.
-    fn check<E: Engine>(
+    pub(crate) fn check<E: Engine>(
         view: &View,
         state: &AdminState,
         key: &str,
@@ -193,19 +241,33 @@ impl ConfigHub {
     /// (in that order, one write at a time). Answers after the change is on
     /// disk.
     pub async fn write<E: Engine>(&self, engine: &E, w: Write) -> Result<Written, AdminError> {
-        let Store::File(file) = &self.store else {
-            return Err(AdminError::BadRequest(
-                "the Admin API is read-only: deployment.admin.state_file is not set (config_provider: yaml); set it to let the Admin API write".into(),
-            ));
-        };
-        if w.kind == Kind::PluginMetadata && w.method == http::Method::PUT {
-            let known =
-                w.id.as_ref()
-                    .is_none_or(|name| engine.plugin_names().contains(name));
-            if !known {
-                return Err(AdminError::BadRequest("invalid plugin name".into()));
+        self.write_with_ttl(engine, w, None).await
+    }
+
+    /// [`ConfigHub::write`] with APISIX's `?ttl=N`: the resource expires
+    /// after `ttl` seconds (an etcd lease; refused with the state file).
+    pub async fn write_with_ttl<E: Engine>(
+        &self,
+        engine: &E,
+        w: Write,
+        ttl: Option<u64>,
+    ) -> Result<Written, AdminError> {
+        let file = match &self.store {
+            Store::File(file) => file,
+            Store::Etcd(src) => {
+                check_plugin_name(engine, &w)?;
+                return crate::etcd::write::write(self, src, engine, w, ttl).await;
             }
+            Store::ReadOnly => return Err(AdminError::BadRequest(
+                "the Admin API is read-only: deployment.admin.state_file is not set (config_provider: yaml); set it to let the Admin API write".into(),
+            )),
+        };
+        if ttl.is_some() {
+            return Err(AdminError::BadRequest(
+                "ttl is not supported with config_provider: yaml (the state file keeps resources until they are deleted); it needs config_provider: etcd".into(),
+            ));
         }
+        check_plugin_name(engine, &w)?;
         let _serial = self.writes.lock().await;
         let view = self.view.load_full();
         let plan = ops::plan(&view, w, ops::now())?;

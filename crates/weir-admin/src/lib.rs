@@ -7,6 +7,8 @@
 //!   implements. This crate knows the configuration model, not the engine.
 //! - [`store`]: where the Admin API's writes are kept (`config_provider:
 //!   yaml`: the state file, written atomically).
+//! - [`etcd`]: `config_provider: etcd`: the configuration read and watched
+//!   from etcd, and the Admin API's writes sent there.
 //! - [`api::AdminServer`]: the HTTP listener, `/apisix/admin/...`.
 //! - [`ops`], [`patch`], [`refs`]: APISIX's write rules (ids, timestamps,
 //!   deep-merge PATCH, references that block a delete).
@@ -24,6 +26,9 @@ pub mod patch;
 pub mod refs;
 pub mod state;
 pub mod store;
+
+// `config_provider: etcd` (kept apart from the list above).
+pub mod etcd;
 
 pub use api::AdminServer;
 pub use error::{AdminError, EngineError};

@@ -1,6 +1,6 @@
 //! Where the Admin API's writes are kept with `config_provider: yaml`: the
 //! state file (`deployment.admin.state_file`), rewritten whole and
-//! atomically on every write. The etcd provider will be another [`Store`].
+//! atomically on every write.
 //!
 //! Crash safety: the new content goes to a temporary file in the same
 //! directory, which is flushed to disk (`fsync`), renamed over the state
@@ -8,6 +8,8 @@
 //! rename itself survives a power cut. A `kill -9` at any moment leaves
 //! either the old file or the new one, never a torn one; a write is only
 //! acknowledged after all of this.
+//!
+//! With `config_provider: etcd` the store is etcd ([`crate::etcd`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ pub enum Store {
     ReadOnly,
     /// `deployment.admin.state_file`.
     File(StateFile),
+    /// `config_provider: etcd`.
+    Etcd(std::sync::Arc<crate::etcd::EtcdSource>),
 }
 
 /// Why the state could not be read or written.

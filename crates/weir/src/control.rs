@@ -92,6 +92,7 @@ fn route(core: &GatewayCore, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/v1/upstreams" => json_response(StatusCode::OK, &upstreams(core)),
         "/v1/healthcheck" => json_response(StatusCode::OK, &healthcheck(core)),
+        "/v1/config_source" => json_response(StatusCode::OK, &config_source(core)),
         "/v1/reload" => json_response(StatusCode::OK, &json!(*core.reload_status().borrow())),
         "/v1/discovery/kubernetes/dump" => match core.discovery_dump() {
             Some(dump) => json_response(StatusCode::OK, &dump),
@@ -101,6 +102,21 @@ fn route(core: &GatewayCore, req: Request<Incoming>) -> Response<Full<Bytes>> {
             ),
         },
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error_msg": "not found"})),
+    }
+}
+
+/// Where the configuration comes from and, for etcd, the connection's
+/// state (no secret is ever part of it).
+fn config_source(core: &GatewayCore) -> Value {
+    match core.hub.etcd() {
+        Some(src) => json!(src.status()),
+        None => {
+            let config = core.config.load();
+            json!({
+                "provider": "yaml",
+                "state_file": config.deployment.admin.state_file,
+            })
+        }
     }
 }
 

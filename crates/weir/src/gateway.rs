@@ -75,6 +75,9 @@ impl GatewayCore {
         if self.shutting_down.load(Ordering::Acquire) {
             return false;
         }
+        if self.hub.etcd().is_some_and(|s| !s.is_synced()) {
+            return false;
+        }
         if self.synced_once.load(Ordering::Acquire) {
             return true;
         }
@@ -89,6 +92,8 @@ impl GatewayCore {
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::Acquire) {
             Some("shutting down")
+        } else if self.hub.etcd().is_some_and(|s| !s.is_synced()) {
+            Some("etcd (deployment.etcd) has not been read yet")
         } else if !self.is_ready() {
             Some("discovery has not finished its initial sync")
         } else {
@@ -163,8 +168,9 @@ impl GatewayCore {
             || a.admin.state_file != b.admin.state_file
             || a.role_traditional != b.role_traditional
             || a.admin.admin_key.is_empty() != b.admin.admin_key.is_empty()
+            || a.etcd != b.etcd
         {
-            tracing::warn!("changes to deployment.admin.admin_listen, state_file, config_provider, or adding the first / removing the last admin_key, take effect after a restart");
+            tracing::warn!("changes to deployment.admin.admin_listen, state_file, config_provider, etcd, or adding the first / removing the last admin_key, take effect after a restart");
         }
         let config = Arc::new(config);
         let snapshot = self
@@ -298,6 +304,8 @@ pub struct Gateway {
     control: Option<ControlServer>,
     admin: Option<AdminServer>,
     workers: Option<Workers>,
+    /// Keeps the configuration in step with etcd (`config_provider: etcd`).
+    source: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -359,7 +367,16 @@ impl Gateway {
         } else {
             None
         };
-        let admin = start_admin(&config, hub, core.clone()).await?;
+        let source = hub.spawn_source(core.clone());
+        let admin = match start_admin(&config, hub, core.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(s) = &source {
+                    s.abort();
+                }
+                return Err(e);
+            }
+        };
         let handles = workers.as_ref().map_or(&[][..], |w| w.handles());
         let server = ProxyServer::start(proxy, bound, &config.gateway.http, handles)?;
         Ok(Gateway {
@@ -368,6 +385,7 @@ impl Gateway {
             control,
             admin,
             workers,
+            source,
         })
     }
 
@@ -391,8 +409,16 @@ impl Gateway {
         self.admin.as_ref().map(|a| a.local_addr)
     }
 
-    /// Waits until the gateway reports ready (discovery synced), up to `timeout`.
+    /// Waits until the gateway reports ready (etcd read, discovery synced),
+    /// up to `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        if let Some(src) = self.core.hub.etcd() {
+            if !src.wait_synced(timeout).await {
+                return false;
+            }
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
         let discovery = self.core.discovery_guard().clone();
         match discovery {
             None => true,
@@ -429,6 +455,9 @@ impl Gateway {
         }
         if let Some(a) = self.admin {
             a.stop();
+        }
+        if let Some(s) = self.source {
+            s.abort();
         }
         if let Some(d) = self.core.discovery_guard().take() {
             d.shutdown();

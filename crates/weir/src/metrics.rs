@@ -27,6 +27,7 @@ pub fn render(core: &GatewayCore) -> String {
     upstreams(core, &mut out);
     discovery(core, &mut out);
     reloads(core, &mut out);
+    config_source(core, &mut out);
     process(&mut out);
     out
 }
@@ -231,6 +232,47 @@ fn discovery(core: &GatewayCore, out: &mut String) {
 
 /// Configuration reloads: applied and rejected, and whether the last one
 /// was applied.
+/// The etcd source's connection and the revision applied last.
+fn config_source(core: &GatewayCore, out: &mut String) {
+    let Some(src) = core.hub.etcd() else {
+        return;
+    };
+    let s = src.status();
+    header(
+        out,
+        "weir_config_source_up",
+        "gauge",
+        "1 while a watch on the configuration source is established, else 0 (the last configuration keeps serving).",
+    );
+    let _ = writeln!(
+        out,
+        "weir_config_source_up{{source=\"etcd\"}} {}",
+        u8::from(s.connected)
+    );
+    header(
+        out,
+        "weir_config_source_revision",
+        "gauge",
+        "The configuration source's revision applied last.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_config_source_revision{{source=\"etcd\"}} {}",
+        s.revision
+    );
+    header(
+        out,
+        "weir_config_source_stale",
+        "gauge",
+        "1 while what is served is kept over what the source holds (an etcd that came back empty), else 0.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_config_source_stale{{source=\"etcd\"}} {}",
+        u8::from(s.stale.is_some())
+    );
+}
+
 fn reloads(core: &GatewayCore, out: &mut String) {
     let status = core.reload_status().borrow().clone();
     header(

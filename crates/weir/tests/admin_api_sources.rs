@@ -179,14 +179,29 @@ async fn deployment_settings_are_validated_and_keys_never_shown() {
         !e.contains("edd1c9f034335f136f87ad84b625c8f1"),
         "the key is not repeated: {e}"
     );
-    let etcd = "deployment:\n  role_traditional: {config_provider: etcd}\n";
-    let e = load(etcd)
-        .expect_err("etcd is not available yet")
-        .to_string();
+    let etcd = "deployment:\n  role_traditional: {config_provider: etcd}\n  etcd: {host: [\"127.0.0.1:2379\", \"http://e:2379/v3\"], prefix: apisix/, timeout: 0, password: s3cr3t-pw, tls: {verify: false, cert: c.pem}}\n";
+    let e = load(etcd).expect_err("bad etcd settings").to_string();
+    for field in [
+        "deployment.etcd.host[0]",
+        "deployment.etcd.host[1]",
+        "deployment.etcd.prefix",
+        "deployment.etcd.timeout",
+        "deployment.etcd.password",
+        "deployment.etcd.tls.verify",
+        "deployment.etcd.tls:",
+    ] {
+        assert!(e.contains(field), "{field}: {e}");
+    }
     assert!(
-        e.contains("deployment.role_traditional.config_provider")
-            && e.contains("not available yet"),
-        "{e}"
+        !e.contains("s3cr3t-pw"),
+        "the password is not repeated: {e}"
+    );
+    let good = "deployment:\n  role_traditional: {config_provider: etcd}\n  etcd: {host: [\"http://127.0.0.1:2379\"], user: root, password: s3cr3t-pw}\n";
+    let c = load(good).expect("etcd settings");
+    let shown = format!("{} {c:?}", serde_json::to_string(&c).expect("dump"));
+    assert!(
+        shown.contains("root") && !shown.contains("s3cr3t-pw"),
+        "the password is never shown: {shown}"
     );
     let e = load("deployment:\n  admin:\n    admin_key: [{key: [1]}]\n")
         .expect_err("bad")

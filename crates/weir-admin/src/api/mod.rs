@@ -284,11 +284,17 @@ async fn resource<E: Engine>(
         }
         .map(|v| (StatusCode::OK, v));
     }
-    if args.contains_key("ttl") {
-        return Err(AdminError::BadRequest(
-            "ttl is not supported by weir (config_provider: yaml keeps resources until they are deleted)".into(),
-        ));
-    }
+    let ttl = match args.get("ttl") {
+        None => None,
+        Some(t) => match t.parse::<u64>() {
+            Ok(n) if n > 0 && n <= 10 * 365 * 24 * 3600 => Some(n),
+            _ => {
+                return Err(AdminError::BadRequest(format!(
+                    "invalid ttl {t:?}: must be a whole number of seconds above 0"
+                )))
+            }
+        },
+    };
     let w = Write {
         method: method.clone(),
         kind,
@@ -298,6 +304,6 @@ async fn resource<E: Engine>(
         body,
         force: args.get("force").is_some_and(|f| f == "true"),
     };
-    let written = ctx.hub.write(&*ctx.engine, w).await?;
+    let written = ctx.hub.write_with_ttl(&*ctx.engine, w, ttl).await?;
     Ok((written.status, written.body))
 }

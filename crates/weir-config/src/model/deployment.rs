@@ -21,6 +21,8 @@ pub struct DeploymentConfig {
     pub role_traditional: RoleTraditional,
     /// The Admin API.
     pub admin: AdminSettings,
+    /// etcd, with `config_provider: etcd`.
+    pub etcd: EtcdSettings,
 }
 
 /// `deployment.role_traditional`.
@@ -39,7 +41,8 @@ pub enum ConfigProvider {
     /// API wrote).
     #[default]
     Yaml,
-    /// etcd in APISIX's layout (not available yet: refused by validation).
+    /// etcd in APISIX's layout (`deployment.etcd`): read at start, then
+    /// watched; the Admin API writes there.
     Etcd,
 }
 
@@ -149,3 +152,66 @@ pub enum AdminRole {
 /// The sample key APISIX once shipped in its default configuration; it is
 /// public, so weir refuses it.
 pub const PUBLISHED_SAMPLE_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+
+/// `deployment.etcd`, APISIX's names. `password` is never serialized (the
+/// dump) nor shown by `Debug`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdSettings {
+    /// etcd's client URLs (`http://127.0.0.1:2379`); tried in turn.
+    pub host: Vec<String>,
+    /// The key prefix (default `/apisix`): resources live under
+    /// `<prefix>/<resource>/<id>`.
+    pub prefix: String,
+    /// Seconds one request to etcd may take (default 30).
+    pub timeout: f64,
+    /// User for etcd's authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Its password (never serialized).
+    #[serde(skip_serializing)]
+    pub password: Option<Secret>,
+    /// TLS to etcd (`https://` hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTls>,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        EtcdSettings {
+            host: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/apisix".into(),
+            timeout: 30.0,
+            user: None,
+            password: None,
+            tls: None,
+        }
+    }
+}
+
+/// `deployment.etcd.tls`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// Client certificate (PEM file) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Its private key (PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Verify etcd's certificate (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// weir's own: the CA certificates (PEM file) etcd's certificate is
+    /// checked against (APISIX takes them from
+    /// `apisix.ssl.ssl_trusted_certificate`). Unset: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The name checked in etcd's certificate (default: the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -2,7 +2,7 @@
 //! Messages about keys never quote a key.
 
 use crate::error::Errors;
-use crate::model::{ConfigProvider, DeploymentConfig, PUBLISHED_SAMPLE_KEY};
+use crate::model::{ConfigProvider, DeploymentConfig, EtcdSettings, PUBLISHED_SAMPLE_KEY};
 use crate::path;
 
 pub(super) fn validate_deployment(d: &DeploymentConfig, errors: &mut Errors) {
@@ -17,10 +17,13 @@ pub(super) fn validate_deployment(d: &DeploymentConfig, errors: &mut Errors) {
         }
     }
     if d.role_traditional.config_provider == ConfigProvider::Etcd {
-        errors.add(
-            "deployment.role_traditional.config_provider",
-            "etcd is not available yet in weir: use yaml (the Admin API then keeps what it writes in deployment.admin.state_file)",
-        );
+        validate_etcd(&d.etcd, errors);
+        if d.admin.state_file.is_some() {
+            errors.add(
+                "deployment.admin.state_file",
+                "is for config_provider: yaml; with etcd the Admin API writes to etcd: remove it",
+            );
+        }
     }
     let admin = &d.admin;
     if admin.admin_listen.ip.parse::<std::net::IpAddr>().is_err() {
@@ -70,5 +73,71 @@ pub(super) fn validate_deployment(d: &DeploymentConfig, errors: &mut Errors) {
             "deployment.admin.state_file",
             "must be a file path (leave it out for a read-only Admin API)",
         );
+    }
+}
+
+fn validate_etcd(e: &EtcdSettings, errors: &mut Errors) {
+    if e.host.is_empty() {
+        errors.add("deployment.etcd.host", "must list at least one etcd URL");
+    }
+    for (i, h) in e.host.iter().enumerate() {
+        let at = path::index("deployment.etcd.host", i);
+        let rest = h
+            .strip_prefix("http://")
+            .or_else(|| h.strip_prefix("https://"))
+            .map(|r| r.trim_end_matches('/'));
+        if !rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', '@', ' '])) {
+            errors.add(
+                at,
+                format!("{h:?} is not an http:// or https:// URL of host:port"),
+            );
+        }
+    }
+    if !e.prefix.starts_with('/') || e.prefix.ends_with('/') {
+        errors.add(
+            "deployment.etcd.prefix",
+            format!(
+                "{:?} must start with / and not end with / (default /apisix)",
+                e.prefix
+            ),
+        );
+    }
+    if !(e.timeout.is_finite() && e.timeout > 0.0 && e.timeout <= 3600.0) {
+        errors.add(
+            "deployment.etcd.timeout",
+            "must be a number of seconds above 0 and at most 3600",
+        );
+    }
+    match (&e.user, &e.password) {
+        (Some(u), _) if u.is_empty() => errors.add("deployment.etcd.user", "must not be empty"),
+        (None, Some(_)) => errors.add(
+            "deployment.etcd.password",
+            "is set but deployment.etcd.user is not",
+        ),
+        (Some(_), None) => errors.add(
+            "deployment.etcd.password",
+            "is required with deployment.etcd.user",
+        ),
+        _ => {}
+    }
+    if let Some(tls) = &e.tls {
+        if tls.cert.is_some() != tls.key.is_some() {
+            errors.add(
+                "deployment.etcd.tls",
+                "cert and key go together (a client certificate and its private key)",
+            );
+        }
+        if !tls.verify {
+            errors.add(
+                "deployment.etcd.tls.verify",
+                "false is not supported by weir: give etcd's CA certificate in deployment.etcd.tls.ca_file instead",
+            );
+        }
+        if tls.sni.is_some() {
+            errors.add(
+                "deployment.etcd.tls.sni",
+                "is not supported by weir: the name checked is the host's in deployment.etcd.host",
+            );
+        }
     }
 }

@@ -200,3 +200,46 @@ pub fn cert(name: &str) -> (String, String) {
 
 /// A minimal gateway file: one listener, no routes of its own.
 pub const EMPTY: &str = "gateway:\n  listeners: [{address: \"127.0.0.1:0\"}]\n";
+
+/// A gateway file with `config_provider: etcd` on `hosts`, a control API
+/// and the Admin API (both on port 0).
+pub fn etcd_file(hosts: &[String]) -> String {
+    format!(
+        "gateway:\n  listeners: [{{address: \"127.0.0.1:0\"}}]\n  control: {{address: \"127.0.0.1:0\"}}\n  access_log: {{enabled: false}}\ndeployment:\n  role_traditional: {{config_provider: etcd}}\n  etcd:\n    host: {hosts:?}\n    timeout: 2\n  admin:\n    admin_listen: {{ip: 127.0.0.1, port: 0}}\n    admin_key:\n      - {{name: admin, key: {KEY}, role: admin}}\n      - {{name: viewer, key: {VIEWER}, role: viewer}}\n"
+    )
+}
+
+/// A gateway on etcd at `hosts`, ready (etcd read once), and its Admin API.
+pub async fn start_etcd(hosts: &[String]) -> (weir::Gateway, Admin) {
+    let gw = weir::Gateway::start(common::config(&etcd_file(hosts)))
+        .await
+        .expect("gateway start");
+    assert!(
+        gw.wait_ready(Duration::from_secs(10)).await,
+        "the gateway read etcd within 10 s"
+    );
+    let admin = Admin::new(gw.admin_addr().expect("the Admin API runs"));
+    (gw, admin)
+}
+
+/// `GET path` on the gateway's control API, as JSON.
+pub async fn control(gw: &weir::Gateway, path: &str) -> common::Reply {
+    common::get(gw.control_addr().expect("control API"), None, path).await
+}
+
+/// Polls the control API's `/v1/config_source` until `pred` holds (10 s).
+pub async fn wait_source(gw: &weir::Gateway, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = control(gw, "/v1/config_source").await;
+        let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: /v1/config_source still {v} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -402,6 +402,7 @@ pub fn cart_endpoints(ports: &[u16]) -> k8s_openapi::api::core::v1::Endpoints {
 
 /// The raw-socket harness of the `http1_wire*` tests (used by those only).
 pub mod any_client;
+pub mod etcd_server;
 pub mod hostile;
 mod pods;
 mod process;

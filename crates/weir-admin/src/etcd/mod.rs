@@ -1,0 +1,205 @@
+//! `config_provider: etcd`: the configuration lives in etcd in APISIX's
+//! layout (`<prefix>/<resource>/<id>`, one JSON value each).
+//!
+//! - [`client`]: etcd's v3 JSON gateway over hyper.
+//! - [`sync`]: reads the whole prefix, then watches it; every watch answer
+//!   is one change set for the hub (validated, compiled, swapped in at once).
+//! - [`write`]: the Admin API's writes, compare-and-swap transactions.
+//! - [`EtcdSource`]: the connection state the control API and `/metrics`
+//!   show.
+
+mod apply;
+pub mod client;
+pub mod sync;
+mod tls;
+pub mod write;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use weir_config::EtcdSettings;
+
+pub use client::{EtcdClient, EtcdError};
+
+use crate::kind::PREFIX;
+
+/// What the control API shows of the etcd source. Never holds a secret.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    /// `etcd`.
+    pub provider: &'static str,
+    /// The etcd URLs.
+    pub hosts: Vec<String>,
+    /// The key prefix.
+    pub prefix: String,
+    /// A watch is established.
+    pub connected: bool,
+    /// The whole prefix was read once since start.
+    pub synced: bool,
+    /// The last revision applied.
+    pub revision: i64,
+    /// etcd's cluster id (a new data directory is a new cluster).
+    pub cluster_id: String,
+    /// The last error, even if it is over (see `recovered_at`).
+    pub last_error: Option<String>,
+    /// When it happened (seconds since the epoch).
+    pub last_error_at: Option<u64>,
+    /// When the connection came back after `last_error`.
+    pub recovered_at: Option<u64>,
+    /// Why what is served is not what etcd holds, when it is not.
+    pub stale: Option<String>,
+    /// Stored values skipped because they are invalid (their last good
+    /// version, if any, is served).
+    pub invalid_keys: Vec<String>,
+}
+
+/// The etcd source of one hub: its client and its state.
+#[derive(Debug)]
+pub struct EtcdSource {
+    /// The client.
+    pub client: EtcdClient,
+    /// etcd's key prefix (`/apisix`).
+    pub prefix: String,
+    status: Mutex<SourceStatus>,
+    applied: tokio::sync::watch::Sender<i64>,
+    synced: tokio::sync::watch::Sender<bool>,
+    errors_logged: Mutex<Option<Instant>>,
+}
+
+/// Seconds since the epoch.
+fn now() -> u64 {
+    crate::ops::now()
+}
+
+/// How often a persisting failure is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+impl EtcdSource {
+    /// The source for `deployment.etcd` (nothing is connected yet); fails
+    /// when the TLS files cannot be used.
+    pub fn new(settings: &EtcdSettings) -> Result<EtcdSource, String> {
+        let status = SourceStatus {
+            provider: "etcd",
+            hosts: settings.host.clone(),
+            prefix: settings.prefix.clone(),
+            ..SourceStatus::default()
+        };
+        Ok(EtcdSource {
+            client: EtcdClient::new(settings)?,
+            prefix: settings.prefix.clone(),
+            status: Mutex::new(status),
+            applied: tokio::sync::watch::channel(0).0,
+            synced: tokio::sync::watch::channel(false).0,
+            errors_logged: Mutex::new(None),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state now.
+    pub fn status(&self) -> SourceStatus {
+        self.lock().clone()
+    }
+
+    /// True once the prefix was read once.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Waits until the prefix was read once, up to `timeout`.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let mut rx = self.synced.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until `revision` is applied, up to `timeout`.
+    pub async fn wait_applied(&self, revision: i64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A connection or protocol failure: state and a rate-limited log line
+    /// (the first failure after being connected is always logged).
+    pub(crate) fn failed(&self, e: &EtcdError) {
+        let was_connected = {
+            let mut s = self.lock();
+            let was = s.connected;
+            s.connected = false;
+            s.last_error = Some(e.to_string());
+            s.last_error_at = Some(now());
+            s.recovered_at = None;
+            was
+        };
+        let mut last = self.errors_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if was_connected || due {
+            *last = Some(Instant::now());
+            tracing::warn!(error = %e, "etcd unreachable: serving the last configuration, retrying (logged again every 30 s while it lasts)");
+        }
+    }
+
+    /// A watch is established at `revision` of cluster `cluster_id`.
+    pub(crate) fn connected(&self, cluster_id: u64) {
+        let mut s = self.lock();
+        if !s.connected && s.last_error.is_some() {
+            s.recovered_at = Some(now());
+            tracing::info!(
+                error_was = s.last_error.as_deref().unwrap_or(""),
+                "etcd connection recovered"
+            );
+        }
+        s.connected = true;
+        s.cluster_id = format!("{cluster_id:x}");
+        *self.errors_logged.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A change set (or a full read) up to `revision` was applied.
+    pub(crate) fn applied(&self, revision: i64, full: bool) {
+        {
+            let mut s = self.lock();
+            s.revision = revision;
+            if full {
+                s.synced = true;
+            }
+        }
+        self.applied.send_replace(revision);
+        if full {
+            self.synced.send_replace(true);
+        }
+    }
+
+    pub(crate) fn set_stale(&self, why: Option<String>) {
+        self.lock().stale = why;
+    }
+
+    pub(crate) fn set_invalid(&self, keys: Vec<String>) {
+        self.lock().invalid_keys = keys;
+    }
+
+    /// etcd's key for the hub's key (`/apisix/routes/1` under prefix `/p`
+    /// is `/p/routes/1`).
+    pub fn etcd_key(&self, key: &str) -> String {
+        match key.strip_prefix(PREFIX) {
+            Some(rest) => format!("{}{rest}", self.prefix),
+            None => key.to_owned(),
+        }
+    }
+
+    /// The hub's key for etcd's key, when it is under the prefix.
+    pub fn hub_key(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.prefix)?;
+        rest.starts_with('/').then(|| format!("{PREFIX}{rest}"))
+    }
+
+    /// The prefix of every key watched (`/apisix/`).
+    pub fn watch_prefix(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+}
