@@ -51,7 +51,7 @@ pub enum WarmError {
     },
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WarmError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WarmError + 'a {
     move |source| WarmError::Io {
         action,
         path: path.to_owned(),

@@ -37,7 +37,7 @@ pub fn filter_directives(level: &str) -> String {
     // until its RBAC cache loads); weir's discovery reports the same
     // failures itself, rate-limited, so a down API server does not flood
     // the log. A filter naming kube explicitly keeps its say.
-    let directives = if level.contains("kube") {
+    if level.contains("kube") {
         level.to_owned()
     } else {
         format!("{level},{KUBE_QUIET}")
@@ -54,7 +54,10 @@ mod tests {
 
     impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -79,7 +82,8 @@ mod tests {
             tracing::error!(target: "kube_runtime::watcher", "a real bug");
             tracing::warn!(target: "weir_discovery::kubernetes::watch", "watch failed");
         });
-        let out = String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        let out =
+            String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
         assert!(!out.contains("error with 403"), "{out}");
         assert!(!out.contains("failed with status"), "{out}");
         assert!(out.contains("a real bug"), "{out}");

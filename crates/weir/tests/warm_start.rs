@@ -135,7 +135,10 @@ async fn restart_with_the_api_server_down_routes_to_the_last_known_pods() {
     // answers, the live list replaces the saved set and stale clears.
     api.apply_endpoints(cart(&[&b, &c]));
     api.resume().await.unwrap();
-    wait_for("stale to clear", async || sync_entry(&gw).await["stale"] == false).await;
+    wait_for("stale to clear", async || {
+        sync_entry(&gw).await["stale"] == false
+    })
+    .await;
     let (_, metrics) = control(&gw, "/metrics").await;
     assert!(
         metrics.contains("weir_discovery_stale{cluster=\"\"} 0"),
@@ -152,7 +155,10 @@ async fn restart_with_the_api_server_down_routes_to_the_last_known_pods() {
     assert!(c.hits() > 0, "the new pod gets traffic");
     let mut want = vec![b.addr.port(), c.addr.port()];
     want.sort_unstable();
-    wait_for("the live node set saved", async || saved_ports(&dir) == want).await;
+    wait_for("the live node set saved", async || {
+        saved_ports(&dir) == want
+    })
+    .await;
     gw.shutdown().await;
 }
 

@@ -21,7 +21,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `sync` by [`ObserveLayer`], and a read timeout of `watch_idle_timeout`
 /// so a connection that goes silent is noticed. The API server used (for a
 /// kubeconfig: its current context's) is recorded in `sync`.
-pub async fn build(cluster: &ResolvedCluster, sync: &Arc<SharedSync>) -> anyhow::Result<kube::Client> {
+pub async fn build(
+    cluster: &ResolvedCluster,
+    sync: &Arc<SharedSync>,
+) -> anyhow::Result<kube::Client> {
     let name = cluster.id.as_deref().unwrap_or("kubernetes");
     let (mut config, auth) = match &cluster.api_server {
         ApiServer::Direct {

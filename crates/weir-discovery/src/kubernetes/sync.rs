@@ -241,8 +241,8 @@ mod tests {
             s.event(Some("7"));
             s.listed();
         });
-        let out = String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_owned();
+        let out =
+            String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
         assert_eq!(out.matches("discovery recovered").count(), 1, "{out}");
         assert!(out.contains("east") && out.contains("HTTP 403"), "{out}");
     }

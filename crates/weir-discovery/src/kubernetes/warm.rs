@@ -157,7 +157,9 @@ pub(crate) async fn persist_loop(
                     tracing::warn!(cluster = %key, error = %e, "warm start: cannot save the node set");
                 }
             }
-            Err(e) => tracing::warn!(cluster = %key, error = %e, "warm start: the save task failed"),
+            Err(e) => {
+                tracing::warn!(cluster = %key, error = %e, "warm start: the save task failed")
+            }
         }
     }
 }
@@ -181,7 +183,13 @@ mod tests {
             }],
         );
         let id = json!({"service": "a"});
-        save(&dir, "", id.clone(), vec![("shop/cart".into(), Arc::new(ports.clone()))]).unwrap();
+        save(
+            &dir,
+            "",
+            id.clone(),
+            vec![("shop/cart".into(), Arc::new(ports.clone()))],
+        )
+        .unwrap();
         let back = load(&dir, "", &id).unwrap();
         assert_eq!(*back.services["shop/cart"], ports);
         assert!(load(&dir, "", &json!({"service": "b"})).is_none());
