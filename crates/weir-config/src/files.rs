@@ -23,7 +23,9 @@ use crate::validate::upstream::{check_cert_pem, check_key_pem};
 ///   `upstreams`, routes and services): readable, with PEM certificates;
 /// - `ssls[].cert_file` / `key_file`: readable PEM certificate / key;
 /// - `discovery.kubernetes` `client.ca_file` (when verifying) and
-///   `client.kubeconfig`: readable.
+///   `client.kubeconfig`: readable;
+/// - `gateway.state_dir`: a writable directory when it exists (it is
+///   created at start otherwise).
 ///
 /// Every problem is returned at once, with its field path.
 pub fn check_files(config: &Config) -> Result<(), FieldErrors> {
@@ -73,6 +75,18 @@ pub fn check_files(config: &Config) -> Result<(), FieldErrors> {
         }
     }
     check_discovery(config, &mut errors);
+    if let Some(dir) = config.gateway.state_dir.as_deref() {
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                errors.add("gateway.state_dir", format!("{dir} is not a directory"));
+            }
+            Ok(m) if m.permissions().readonly() => {
+                errors.add("gateway.state_dir", format!("{dir} is read-only"));
+            }
+            // Missing: created at start (its parent must allow it).
+            _ => {}
+        }
+    }
     if errors.0.is_empty() {
         Ok(())
     } else {

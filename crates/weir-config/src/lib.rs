@@ -16,6 +16,8 @@
 //! - [`vars`] / [`ip_match`]: route conditions, evaluated by the engine.
 //! - [`check_files`]: the file-system checks `weir run` and `weir validate`
 //!   share (readable CA files, writable access log).
+//! - [`warm`]: the warm-start state in `gateway.state_dir` (atomic writes,
+//!   the last installed configuration).
 //! - [`plugin_check`]: the seam where the plugin catalogue checks plugin
 //!   configurations.
 
@@ -32,6 +34,7 @@ pub mod resolve;
 pub mod standalone;
 mod validate;
 pub mod vars;
+pub mod warm;
 
 pub use error::{FieldError, FieldErrors, LoadError};
 pub use files::check_files;

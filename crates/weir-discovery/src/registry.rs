@@ -14,7 +14,7 @@ use weir_config::discovery_resolve::{parse_service_name, ServiceRef};
 use crate::ratelimit::RateLimiter;
 
 /// One upstream address of a discovered service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Pod IP (v4 or v6, no brackets).
     pub host: String,
@@ -379,6 +379,12 @@ impl Registry {
         if changed {
             st.refresh_service(cluster, service, &self.unresolved_log);
         }
+    }
+
+    /// Whether `cluster` holds a node set already (a list completed, or a
+    /// warm-start state was loaded).
+    pub fn cluster_synced(&self, cluster: &str) -> bool {
+        self.lock().clusters.get(cluster).is_some_and(|c| c.synced)
     }
 
     /// Every service of `cluster` with its nodes, sorted by name (for the dump).

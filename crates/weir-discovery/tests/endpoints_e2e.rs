@@ -333,7 +333,14 @@ async fn initial_list_is_paginated() {
                 .build(),
         );
     }
-    let h = Harness::start_with(&single_yaml(&api, ""), &[], WatchOptions { page_size: 2 });
+    let h = Harness::start_with(
+        &single_yaml(&api, ""),
+        &[],
+        WatchOptions {
+            page_size: 2,
+            ..Default::default()
+        },
+    );
     h.ready().await;
     for i in 0..7 {
         assert_eq!(

@@ -78,7 +78,9 @@ async fn a_stalled_watch_is_detected_and_reestablished() {
     })
     .await
     .expect("the stalled watch was not noticed");
-    assert!(!detected.connected);
+    // The error stays in the sync state; `connected` turns true again as
+    // soon as the new watch is answered, so it is not asserted here.
+    assert!(detected.last_error.is_some(), "{detected:?}");
     api.stall_watches(false);
     api.apply_endpoints(cart(&["10.0.0.1", "10.0.0.2"]));
     h.wait_hosts("shop/cart:http", &["10.0.0.1:80", "10.0.0.2:80"])

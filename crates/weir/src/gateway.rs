@@ -40,6 +40,8 @@ pub struct GatewayCore {
     /// take every replica out of its Service at once.
     synced_once: AtomicBool,
     reloads: tokio::sync::watch::Sender<ReloadStatus>,
+    /// Warm start (`gateway.state_dir`): keeps the installed configuration.
+    warm: Option<crate::warm::ConfigSaver>,
 }
 
 /// The outcome of the latest reload attempt (shown by the control API).
@@ -95,7 +97,7 @@ impl GatewayCore {
         } else if self.hub.etcd().is_some_and(|s| !s.is_synced()) {
             Some("etcd (deployment.etcd) has not been read yet")
         } else if !self.is_ready() {
-            Some("discovery has not finished its initial sync")
+            Some("discovery has not finished its initial sync (and no warm-start state was loaded)")
         } else {
             None
         }
@@ -160,8 +162,9 @@ impl GatewayCore {
             || old.gateway.workers != config.gateway.workers
             || old.gateway.busy_poll_us != config.gateway.busy_poll_us
             || old.gateway.http != config.gateway.http
+            || old.gateway.state_dir != config.gateway.state_dir
         {
-            tracing::warn!("changes to gateway.listeners, control, access_log, http, workers or busy_poll_us take effect after a restart");
+            tracing::warn!("changes to gateway.listeners, control, access_log, http, workers, busy_poll_us or state_dir take effect after a restart");
         }
         let (a, b) = (&old.deployment, &config.deployment);
         if a.admin.admin_listen != b.admin.admin_listen
@@ -207,6 +210,9 @@ impl GatewayCore {
         }
         snapshot.start_health_checks();
         self.proxy.swap(snapshot);
+        if let Some(w) = &self.warm {
+            w.save(config.clone());
+        }
         self.config.store(config);
         Ok(())
     }
@@ -277,7 +283,11 @@ fn start_discovery(
     let clusters =
         weir_config::discovery_resolve::resolve(k8s).map_err(|e| anyhow::anyhow!("{e}"))?;
     let multi = matches!(k8s, weir_config::discovery::KubernetesDiscovery::Multi(_));
-    let d = KubernetesDiscovery::start(clusters, registry.clone(), multi)?;
+    let options = weir_discovery::WatchOptions {
+        state_dir: config.gateway.state_dir.as_ref().map(Into::into),
+        ..Default::default()
+    };
+    let d = KubernetesDiscovery::start_with(clusters, registry.clone(), multi, options)?;
     Ok(Some(Arc::new(d)))
 }
 
@@ -340,6 +350,10 @@ impl Gateway {
         // The file's configuration, merged with what the Admin API wrote.
         let (hub, config) = ConfigHub::open(config)?;
         let hub = Arc::new(hub);
+        let warm = match &config.gateway.state_dir {
+            Some(dir) => Some(crate::warm::ConfigSaver::start(dir.into())?),
+            None => None,
+        };
         let discovery = start_discovery(&config, &registry)?;
         let config = Arc::new(config);
         let snapshot = compiler
@@ -361,7 +375,11 @@ impl Gateway {
             shutting_down: AtomicBool::new(false),
             synced_once: AtomicBool::new(false),
             reloads: tokio::sync::watch::channel(ReloadStatus::default()).0,
+            warm,
         });
+        if let Some(w) = &core.warm {
+            w.save(config.clone());
+        }
         let control = if config.gateway.control.enabled {
             Some(ControlServer::start(&config.gateway.control.address, core.clone()).await?)
         } else {

@@ -9,5 +9,6 @@ pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod reload;
+pub mod warm;
 
 pub use gateway::{Gateway, GatewayCore, ReloadError};

@@ -153,12 +153,18 @@ fn number(v: &Value, key: &str) -> String {
     v[key].as_f64().unwrap_or(0.0).to_string()
 }
 
-const CLUSTER_SERIES: [ClusterSeries; 6] = [
+const CLUSTER_SERIES: [ClusterSeries; 8] = [
     ClusterSeries {
         name: "weir_discovery_ready",
         kind: "gauge",
         help: "1 once the cluster's initial list has synced (readiness waits for it).",
         value: |v| flag(v, "ready"),
+    },
+    ClusterSeries {
+        name: "weir_discovery_stale",
+        kind: "gauge",
+        help: "1 while the cluster's nodes come from the warm-start state (gateway.state_dir) because its API server has not answered a list yet.",
+        value: |v| flag(v, "stale"),
     },
     ClusterSeries {
         name: "weir_discovery_connected",
@@ -189,6 +195,12 @@ const CLUSTER_SERIES: [ClusterSeries; 6] = [
         kind: "gauge",
         help: "When the cluster's last error happened, Unix seconds (0: none).",
         value: |v| number(v, "last_error_unix"),
+    },
+    ClusterSeries {
+        name: "weir_discovery_recovered_timestamp_seconds",
+        kind: "gauge",
+        help: "When the cluster's API server last answered again after errors, Unix seconds (0: never).",
+        value: |v| number(v, "recovered_at_unix"),
     },
 ];
 

@@ -27,6 +27,11 @@ pub struct GatewayConfig {
     /// microseconds instead of sleeping (adaptive; 0, the default, is off).
     /// Trades CPU for throughput and latency on dedicated cores.
     pub busy_poll_us: u32,
+    /// weir's own: a directory where the last installed configuration and
+    /// the last-known discovered node sets are kept, so that a restart while
+    /// the API server is down still routes (warm start). Unset: no warm start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -40,6 +45,7 @@ impl Default for GatewayConfig {
             via: false,
             workers: None,
             busy_poll_us: 0,
+            state_dir: None,
         }
     }
 }

@@ -220,6 +220,12 @@ fn validate_gateway(config: &Config, errors: &mut Errors) {
     if g.workers == Some(0) {
         errors.add("gateway.workers", "must be at least 1");
     }
+    if g.state_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        errors.add(
+            "gateway.state_dir",
+            "must be a directory path (leave it out for no warm start)",
+        );
+    }
 }
 
 fn validate_route(

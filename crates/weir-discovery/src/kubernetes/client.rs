@@ -1,6 +1,7 @@
 //! Building a `kube::Client` for one resolved cluster.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -8,15 +9,22 @@ use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use weir_config::discovery_resolve::{ApiServer, Credentials, ResolvedCluster, IN_CLUSTER_CA_FILE};
 
+use super::observe::ObserveLayer;
+use super::sync::SharedSync;
 use super::token::{BearerAuthLayer, TokenSource};
 
 /// Connect timeout to the API server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client for `cluster`: TLS verified unless `ssl_verify: false`, the
-/// bearer token attached by [`BearerAuthLayer`], and a read timeout of
-/// `watch_idle_timeout` so a connection that goes silent is noticed.
-pub async fn build(cluster: &ResolvedCluster) -> anyhow::Result<kube::Client> {
+/// bearer token attached by [`BearerAuthLayer`], 2xx answers reported to
+/// `sync` by [`ObserveLayer`], and a read timeout of `watch_idle_timeout`
+/// so a connection that goes silent is noticed. The API server used (for a
+/// kubeconfig: its current context's) is recorded in `sync`.
+pub async fn build(
+    cluster: &ResolvedCluster,
+    sync: &Arc<SharedSync>,
+) -> anyhow::Result<kube::Client> {
     let name = cluster.id.as_deref().unwrap_or("kubernetes");
     let (mut config, auth) = match &cluster.api_server {
         ApiServer::Direct {
@@ -64,6 +72,7 @@ pub async fn build(cluster: &ResolvedCluster) -> anyhow::Result<kube::Client> {
             (config, None)
         }
     };
+    sync.set_server(server_shown(&config.cluster_url));
     config.accept_invalid_certs = !cluster.ssl_verify;
     if !cluster.ssl_verify {
         tracing::warn!(
@@ -80,9 +89,36 @@ pub async fn build(cluster: &ResolvedCluster) -> anyhow::Result<kube::Client> {
 
     let builder = ClientBuilder::try_from(config)
         .with_context(|| format!("cluster {name}: building the API client"))?;
+    let observe = ObserveLayer::new(sync.clone());
     let client = match auth {
-        Some(source) => builder.with_layer(&BearerAuthLayer::new(source)).build(),
-        None => builder.build(),
+        Some(source) => builder
+            .with_layer(&BearerAuthLayer::new(source))
+            .with_layer(&observe)
+            .build(),
+        None => builder.with_layer(&observe).build(),
     };
     Ok(client)
+}
+
+/// `scheme://authority` of the API server URL: a kubeconfig's server may
+/// carry a path, and never user info worth showing.
+fn server_shown(url: &http::Uri) -> String {
+    match (url.scheme_str(), url.authority()) {
+        (Some(scheme), Some(authority)) => {
+            let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host_port}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_shown_without_credentials_or_path() {
+        let u: http::Uri = "https://user:pw@10.0.0.1:6443/prefix".parse().unwrap();
+        assert_eq!(server_shown(&u), "https://10.0.0.1:6443");
+    }
 }

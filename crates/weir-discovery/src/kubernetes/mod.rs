@@ -1,11 +1,14 @@
 //! Kubernetes discovery: one watch task per cluster writing into the
 //! [`Registry`], readiness, and the APISIX-shaped dump.
 
+mod backoff;
 mod client;
 pub mod nodes;
+mod observe;
 mod state;
 mod sync;
 mod token;
+mod warm;
 mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -113,12 +116,54 @@ impl KubernetesDiscovery {
         // watcher's first list replaces them: no empty gap.
         registry.configure(multi_cluster, &keys);
 
-        let (ready_tx, ready) = tokio::sync::watch::channel(vec![false; clusters.len()]);
+        let warm_dir = options.state_dir.as_deref().map(warm::discovery_dir);
+        let syncs: Vec<Arc<SharedSync>> = clusters
+            .iter()
+            .map(|c| Arc::new(SharedSync::new(c.id.as_deref().unwrap_or("kubernetes"))))
+            .collect();
+        // Warm start: a cluster the registry knows nothing about yet (a
+        // process start, not a reload) gets its last-known node set.
+        let warmed: Vec<bool> = clusters
+            .iter()
+            .zip(&keys)
+            .zip(&syncs)
+            .map(|((cluster, key), sync)| {
+                let Some(dir) = &warm_dir else { return false };
+                if registry.cluster_synced(key) {
+                    return false;
+                }
+                let Some(loaded) = warm::load(dir, key, &warm::identity(cluster)) else {
+                    return false;
+                };
+                tracing::info!(
+                    cluster = cluster.id.as_deref().unwrap_or("kubernetes"),
+                    services = loaded.services.len(),
+                    saved_unix = loaded.saved_unix,
+                    "warm start: serving the last-known node set until the API server answers"
+                );
+                registry.replace_cluster(key, loaded.services);
+                sync.warm_loaded(loaded.saved_unix);
+                true
+            })
+            .collect();
+
+        let (ready_tx, ready) = tokio::sync::watch::channel(warmed);
         let ready_tx = Arc::new(ready_tx);
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
-        for (i, (cluster, key)) in clusters.into_iter().zip(keys).enumerate() {
-            let sync = Arc::new(SharedSync::default());
+        for (i, ((cluster, key), sync)) in clusters.into_iter().zip(keys).zip(syncs).enumerate() {
+            let changed = warm_dir.as_ref().map(|dir| {
+                let notify = Arc::new(tokio::sync::Notify::new());
+                tasks.push(runtime.spawn(warm::persist_loop(
+                    dir.clone(),
+                    key.clone(),
+                    warm::identity(&cluster),
+                    registry.clone(),
+                    notify.clone(),
+                    options.warm_debounce,
+                )));
+                notify
+            });
             let tx = ready_tx.clone();
             let task = watch::ClusterTask {
                 key: key.clone(),
@@ -133,6 +178,7 @@ impl KubernetesDiscovery {
                     })
                 }),
                 options: options.clone(),
+                changed,
             };
             tasks.push(runtime.spawn(watch::run(task)));
             handles.push(ClusterHandle { key, cluster, sync });
@@ -146,7 +192,7 @@ impl KubernetesDiscovery {
         })
     }
 
-    /// Every cluster finished its initial list.
+    /// Every cluster finished its initial list or serves a warm-start node set.
     pub fn is_ready(&self) -> bool {
         self.ready.borrow().iter().all(|r| *r)
     }
@@ -159,8 +205,8 @@ impl KubernetesDiscovery {
         matches!(all, Ok(Ok(_)))
     }
 
-    /// Readiness per cluster: `(id, initial list done)`; the id is `None` in
-    /// single-cluster mode.
+    /// Readiness per cluster: `(id, initial list done or warm state loaded)`;
+    /// the id is `None` in single-cluster mode.
     pub fn cluster_readiness(&self) -> Vec<(Option<String>, bool)> {
         let flags = self.ready.borrow();
         self.clusters
@@ -178,17 +224,19 @@ impl KubernetesDiscovery {
             .collect()
     }
 
+    /// True while some cluster serves a warm-start node set (no list yet).
+    pub fn is_stale(&self) -> bool {
+        self.clusters.iter().any(|c| c.sync.snapshot().stale)
+    }
+
     /// The dump, in APISIX's shape (`config`, `endpoints`) plus `sync`.
     ///
     /// As in APISIX, single-cluster mode shows `config` as one object and its
     /// `endpoints` entry has no `id`; multi-cluster mode shows the list of
-    /// cluster configs and one entry per id. Tokens are redacted.
+    /// cluster configs and one entry per id. Tokens are redacted. With a
+    /// kubeconfig, `config` shows the server actually used.
     pub fn dump(&self) -> Value {
-        let configs: Vec<Value> = self
-            .clusters
-            .iter()
-            .map(|c| serde_json::to_value(&c.cluster.config).unwrap_or(Value::Null))
-            .collect();
+        let configs: Vec<Value> = self.clusters.iter().map(shown_config).collect();
         let endpoints: Vec<Value> = self
             .clusters
             .iter()
@@ -237,6 +285,33 @@ impl KubernetesDiscovery {
             t.abort();
         }
     }
+}
+
+/// A cluster's configuration as the dump shows it. With a kubeconfig the
+/// defaults filled for the in-cluster case (service host and port, token
+/// file, CA) say nothing true: the kubeconfig and its server are shown.
+fn shown_config(c: &ClusterHandle) -> Value {
+    let mut v = serde_json::to_value(&c.cluster.config).unwrap_or(Value::Null);
+    if let ApiServer::Kubeconfig(path) = &c.cluster.api_server {
+        let server = c.sync.snapshot().server;
+        let service = server
+            .as_deref()
+            .and_then(|s| s.parse::<http::Uri>().ok())
+            .map(|u| {
+                json!({
+                    "schema": u.scheme_str().unwrap_or("https"),
+                    "host": u.host().unwrap_or_default().trim_matches(|c| c == '[' || c == ']'),
+                    "port": u.port_u16().unwrap_or(if u.scheme_str() == Some("http") { 80 } else { 443 }).to_string(),
+                })
+            });
+        v["service"] = service.unwrap_or(Value::Null);
+        v["client"] = json!({ "kubeconfig": path.display().to_string() });
+        if !c.cluster.ssl_verify {
+            v["client"]["ssl_verify"] = json!(false);
+        }
+        v["server"] = json!(server);
+    }
+    v
 }
 
 impl Drop for KubernetesDiscovery {

@@ -114,6 +114,10 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     /// Whether an `Authorization: Bearer …` header was present.
     pub has_bearer_token: bool,
+    /// When the request arrived (before any injected failure or
+    /// authentication), so tests can measure the gaps between a client's
+    /// attempts at the server rather than with sleeps.
+    pub at: std::time::Instant,
 }
 
 impl RecordedRequest {

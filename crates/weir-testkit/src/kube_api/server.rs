@@ -344,6 +344,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         path: path.clone(),
         query: query.clone(),
         has_bearer_token: token.is_some(),
+        at: std::time::Instant::now(),
     };
     debug!(method = %recorded.method, path = %recorded.path, query = ?recorded.query, "fake kube-apiserver: request");
     lock(&shared.requests).push(recorded);
