@@ -118,7 +118,8 @@ struct SavedConfigRef<'a> {
 struct SavedConfig {
     version: u32,
     saved_unix: f64,
-    config: Config,
+    /// Decoded after its `deployment` block is dropped (see [`load_config`]).
+    config: serde_json::Value,
 }
 
 /// A configuration read back by [`load_config`].
@@ -147,6 +148,9 @@ pub fn save_config(dir: &Path, config: &Config) -> Result<(), WarmError> {
 }
 
 /// The configuration last saved in `dir`; `Ok(None)` when there is none.
+/// Its `deployment` block is the default one: the saved file has none that
+/// decodes (its keys and passwords are never serialized), so a caller sets
+/// its own.
 pub fn load_config(dir: &Path) -> Result<Option<LoadedConfig>, WarmError> {
     let path = dir.join(CONFIG_FILE);
     let bytes = match std::fs::read(&path) {
@@ -167,8 +171,19 @@ pub fn load_config(dir: &Path) -> Result<Option<LoadedConfig>, WarmError> {
             ),
         });
     }
+    // The `deployment` block is not kept: its secrets (Admin API keys, the
+    // etcd password) are never serialized, so it would not decode. The
+    // caller supplies its own (the configuration file's).
+    let mut config = saved.config;
+    if let Some(fields) = config.as_object_mut() {
+        fields.remove("deployment");
+    }
+    let config: Config = serde_json::from_value(config).map_err(|e| WarmError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     Ok(Some(LoadedConfig {
-        config: saved.config,
+        config,
         saved_unix: saved.saved_unix,
     }))
 }
@@ -196,6 +211,23 @@ mod tests {
         std::fs::write(dir.join(CONFIG_FILE), b"{\"version\":1,\"saved").unwrap();
         let err = load_config(&dir).unwrap_err().to_string();
         assert!(err.contains("config.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every node form survives the round trip (the map form was once
+    /// written as a list of pairs, read back as `host: "ip:port"`), and a
+    /// saved `deployment` block, whose keys are never serialized, is not
+    /// needed to read the rest.
+    #[test]
+    fn node_forms_and_a_deployment_with_keys_round_trip() {
+        let dir = temp_dir("nodes");
+        prepare_dir(&dir).unwrap();
+        let text = "routes:\n  - id: m\n    uri: /m\n    upstream: {type: roundrobin, nodes: {\"127.0.0.1:1980\": 2, \"127.0.0.1:1981\": 0}}\n  - id: l\n    uri: /l\n    upstream: {type: roundrobin, nodes: [{host: 127.0.0.1, port: 1982, weight: 3, priority: -1}]}\ndeployment:\n  admin:\n    admin_key: [{name: a, key: 0123456789abcdef0123456789abcdef, role: admin}]\n";
+        let config = crate::load_str(text, "test").unwrap();
+        save_config(&dir, &config).unwrap();
+        let back = load_config(&dir).unwrap().unwrap();
+        assert_eq!(back.config.routes, config.routes);
+        crate::validate_config(&back.config, &crate::AnyPlugin).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -42,6 +42,10 @@ pub struct GatewayCore {
     reloads: tokio::sync::watch::Sender<ReloadStatus>,
     /// Warm start (`gateway.state_dir`): keeps the installed configuration.
     warm: Option<crate::warm::ConfigSaver>,
+    /// With etcd: the configuration saved in `gateway.state_dir` was loaded
+    /// at start and serves (marked stale) until etcd is read, so the
+    /// gateway is ready without etcd.
+    warm_started: bool,
 }
 
 /// The outcome of the latest reload attempt (shown by the control API).
@@ -77,7 +81,7 @@ impl GatewayCore {
         if self.shutting_down.load(Ordering::Acquire) {
             return false;
         }
-        if self.hub.etcd().is_some_and(|s| !s.is_synced()) {
+        if !self.warm_started && self.hub.etcd().is_some_and(|s| !s.is_synced()) {
             return false;
         }
         if self.synced_once.load(Ordering::Acquire) {
@@ -94,8 +98,8 @@ impl GatewayCore {
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::Acquire) {
             Some("shutting down")
-        } else if self.hub.etcd().is_some_and(|s| !s.is_synced()) {
-            Some("etcd (deployment.etcd) has not been read yet")
+        } else if !self.warm_started && self.hub.etcd().is_some_and(|s| !s.is_synced()) {
+            Some("etcd (deployment.etcd) has not been read yet (and no warm-start configuration was loaded)")
         } else if !self.is_ready() {
             Some("discovery has not finished its initial sync (and no warm-start state was loaded)")
         } else {
@@ -306,6 +310,30 @@ async fn start_admin(
     Ok(Some(server))
 }
 
+/// With `config_provider: etcd` and `gateway.state_dir`: the configuration
+/// installed last (saved in the state directory), with the file's own
+/// `gateway`, `deployment` and `discovery` settings, if one was saved and
+/// it still validates. Anything unusable is logged and skipped.
+fn warm_etcd_config(dir: &std::path::Path, file: &Config) -> Option<(Config, f64)> {
+    let saved = match weir_config::warm::load_config(dir) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "warm start: the saved configuration cannot be read; waiting for etcd");
+            return None;
+        }
+    };
+    let mut config = saved.config;
+    config.gateway = file.gateway.clone();
+    config.deployment = file.deployment.clone();
+    config.discovery = file.discovery.clone();
+    if let Err(e) = weir_config::validate_config(&config, &weir_config::AnyPlugin) {
+        tracing::warn!(error = %e, "warm start: the saved configuration no longer validates; waiting for etcd");
+        return None;
+    }
+    Some((config, saved.saved_unix))
+}
+
 /// A started gateway.
 pub struct Gateway {
     /// Shared state.
@@ -350,15 +378,39 @@ impl Gateway {
         // The file's configuration, merged with what the Admin API wrote.
         let (hub, config) = ConfigHub::open(config)?;
         let hub = Arc::new(hub);
+        // With etcd and a state directory, the configuration installed last
+        // serves until etcd is read (etcd may be down at start).
+        let file_config = config.clone();
+        let warm_config = match (hub.etcd(), config.gateway.state_dir.as_deref()) {
+            (Some(_), Some(dir)) => warm_etcd_config(std::path::Path::new(dir), &config),
+            _ => None,
+        };
+        let (config, warm_saved_unix) = match warm_config {
+            Some((c, at)) => (c, Some(at)),
+            None => (config, None),
+        };
         let warm = match &config.gateway.state_dir {
             Some(dir) => Some(crate::warm::ConfigSaver::start(dir.into())?),
             None => None,
         };
         let discovery = start_discovery(&config, &registry)?;
-        let config = Arc::new(config);
-        let snapshot = compiler
-            .compile(config.clone())
-            .map_err(|e| anyhow::anyhow!("configuration rejected:\n{e}"))?;
+        let mut config = Arc::new(config);
+        let mut warm_started = warm_saved_unix.is_some();
+        let snapshot = match compiler.compile(config.clone()) {
+            Err(e) if warm_started => {
+                tracing::warn!(error = %e, "warm start: the saved configuration does not compile; starting from the configuration file until etcd is read");
+                warm_started = false;
+                config = Arc::new(file_config);
+                compiler.compile(config.clone())
+            }
+            compiled => compiled,
+        }
+        .map_err(|e| anyhow::anyhow!("configuration rejected:\n{e}"))?;
+        if let (true, Some(src), Some(at)) = (warm_started, hub.etcd(), warm_saved_unix) {
+            let why = format!("warm start: serving the configuration saved at {at:.0} (Unix seconds) in gateway.state_dir until etcd is read");
+            tracing::info!("{why}");
+            src.mark_stale(why);
+        }
         snapshot.start_health_checks();
         let access_log = AccessLog::start(&config.gateway.access_log)
             .with_context(|| format!("opening access log {:?}", config.gateway.access_log.path))?;
@@ -376,8 +428,11 @@ impl Gateway {
             synced_once: AtomicBool::new(false),
             reloads: tokio::sync::watch::channel(ReloadStatus::default()).0,
             warm,
+            warm_started,
         });
-        if let Some(w) = &core.warm {
+        // With etcd, what is installed before etcd is read is not worth
+        // saving (the file alone, or the warm state itself).
+        if let (Some(w), None) = (&core.warm, core.hub.etcd()) {
             w.save(config.clone());
         }
         let control = if config.gateway.control.enabled {

@@ -600,3 +600,82 @@ async fn a_custom_prefix_is_read_and_written() {
     assert!(etcd.get("/apisix/routes/3").await.is_none());
     gw.shutdown().await;
 }
+
+/// Warm start with etcd: a weir that restarts while etcd is unreachable
+/// serves the configuration it installed last (saved in
+/// `gateway.state_dir`), is ready, and says it is stale until etcd answers.
+#[tokio::test]
+async fn restart_with_etcd_down_serves_the_saved_configuration() {
+    let etcd = EtcdServer::start().await;
+    let relay = Relay::start(etcd.addr()).await;
+    let backend = Backend::start("warm").await;
+    let state = tempfile::tempdir().expect("state dir");
+    // `gateway.state_dir` added to the etcd test file's gateway block.
+    let file = admin_kit::etcd_file(&[relay.url()]).replacen(
+        "  access_log: {enabled: false}\n",
+        &format!(
+            "  access_log: {{enabled: false}}\n  state_dir: {:?}\n",
+            state.path().display().to_string()
+        ),
+        1,
+    );
+    assert!(file.contains("state_dir"), "{file}");
+    etcd.put(
+        "/apisix/routes/w",
+        &json!({"uri": "/warm", "upstream": {"nodes": {backend.node(): 1}}}).to_string(),
+    )
+    .await;
+
+    let gw = weir::Gateway::start(common::config(&file))
+        .await
+        .expect("gateway start");
+    assert!(gw.wait_ready(Duration::from_secs(10)).await, "etcd read");
+    wait_proxy(gw.proxy_addr(), "/warm", "route from etcd", |s, _| {
+        s == StatusCode::OK
+    })
+    .await;
+    // The installed configuration reaches the state directory.
+    let saved = state.path().join("config.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("/warm")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "config.json with /warm not written within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.shutdown().await;
+
+    // etcd unreachable: the restarted gateway is ready on the saved state.
+    relay.cut();
+    let gw = weir::Gateway::start(common::config(&file))
+        .await
+        .expect("starts without etcd");
+    let ready = control(&gw, "/status/ready").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    let r = common::get(gw.proxy_addr(), None, "/warm").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: Value =
+        serde_json::from_str(&control(&gw, "/v1/config_source").await.body).expect("json");
+    assert!(
+        v["stale"]
+            .as_str()
+            .is_some_and(|s| s.contains("warm start")),
+        "{v}"
+    );
+    // The saved file was not overwritten by what served before etcd was read.
+    assert!(std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("/warm")));
+
+    // etcd answers: its state replaces the saved one and stale clears.
+    etcd.delete("/apisix/routes/w").await;
+    relay.restore();
+    wait_source(&gw, "stale cleared", |v| {
+        v["stale"].is_null() && v["connected"] == true
+    })
+    .await;
+    wait_proxy(gw.proxy_addr(), "/warm", "route deleted in etcd", |s, _| {
+        s == StatusCode::NOT_FOUND
+    })
+    .await;
+    gw.shutdown().await;
+}

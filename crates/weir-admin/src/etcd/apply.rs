@@ -236,6 +236,10 @@ pub(crate) async fn apply<E: Engine>(
         src.applied(revision, full);
         return Outcome::Held;
     }
+    // What serves while stale (a warm-start configuration, or one held over
+    // an empty etcd) may differ from the hub's view: install even when no
+    // key changed.
+    let was_stale = src.status().stale.is_some();
     src.set_stale(None);
     let changed: Vec<String> = old
         .keys()
@@ -248,7 +252,7 @@ pub(crate) async fn apply<E: Engine>(
     let index = u64::try_from(revision).unwrap_or(0).max(view.state.index);
     let mut state = AdminState { entries, index };
     let mut result = None;
-    if changed.is_empty() {
+    if changed.is_empty() && !was_stale {
         result = Some((view.left_out.clone(), None));
     }
     let mut tries = 0;

@@ -175,6 +175,13 @@ impl EtcdSource {
         }
     }
 
+    /// Marks what is served as not what etcd holds, for `why` (warm start:
+    /// a saved configuration serves until the prefix is read; the first
+    /// read clears it).
+    pub fn mark_stale(&self, why: String) {
+        self.set_stale(Some(why));
+    }
+
     pub(crate) fn set_stale(&self, why: Option<String>) {
         self.lock().stale = why;
     }

@@ -318,8 +318,9 @@ impl Default for KeepalivePool {
 }
 
 /// Static nodes: APISIX's map form `{"host:port": weight}` or list form.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(untagged)]
+/// Serialized in the form it was read in (the warm-start state and the
+/// dump read it back).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Nodes {
     /// `"host:port": weight`, in file order.
     Map(Vec<(String, u32)>),
@@ -339,6 +340,22 @@ impl Nodes {
     /// True when no node is listed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Serialize for Nodes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            Nodes::Map(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (addr, weight) in entries {
+                    map.serialize_entry(addr, weight)?;
+                }
+                map.end()
+            }
+            Nodes::List(list) => list.serialize(s),
+        }
     }
 }
 
