@@ -8,14 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use weir_discovery::{KubernetesDiscovery, Registry, Unresolved};
-use weir_testkit::kube_api::{endpoints, FailScope, FakeApiOptions, FakeApiServer, ResourceKind};
-
-fn cart(ips: &[&str]) -> k8s_openapi::api::core::v1::Endpoints {
-    endpoints("shop", "cart")
-        .ready(ips.iter().map(|s| s.to_string()))
-        .port("http", 80)
-        .build()
-}
+use weir_testkit::kube_api::{endpoints, FailScope, FakeApiServer, ResourceKind};
 
 fn list_requests(api: &FakeApiServer) -> usize {
     api.requests()
@@ -120,22 +113,7 @@ async fn server_errors_back_off_and_keep_the_last_state() {
 
 #[tokio::test]
 async fn rotated_token_file_is_reread_after_401() {
-    let api = FakeApiServer::start_with(FakeApiOptions {
-        tokens: vec!["old-token".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    api.apply_endpoints(cart(&["10.0.0.1"]));
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "old-token\n").unwrap();
-    let yaml = single_yaml(&api, "").replace(
-        "client: {token: test-token}",
-        &format!("client: {{token_file: '{}'}}", token_file.display()),
-    );
-    let h = Harness::start(&yaml, &[]);
-    h.ready().await;
+    let (api, h, token_file, _dir) = token_file_harness().await;
     // The old token is revoked: the next requests get 401.
     api.set_tokens(&["new-token"], &[]);
     api.compact();

@@ -8,14 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use weir_testkit::kube_api::{endpoints, FakeApiOptions, FakeApiServer, ResourceKind};
-
-fn cart(ips: &[&str]) -> k8s_openapi::api::core::v1::Endpoints {
-    endpoints("shop", "cart")
-        .ready(ips.iter().map(|s| s.to_string()))
-        .port("http", 80)
-        .build()
-}
+use weir_testkit::kube_api::{FakeApiServer, ResourceKind};
 
 /// After an API-server restart: connection refused, then a 403 (RBAC cache
 /// not loaded yet), then the resumed watch gets 410 Gone. The re-list
@@ -103,22 +96,7 @@ async fn gone_relists_at_once_after_refused_and_403() {
 /// and the retry follows at once with the new token.
 #[tokio::test]
 async fn a_401_rereads_the_token_file_and_retries_at_once() {
-    let api = FakeApiServer::start_with(FakeApiOptions {
-        tokens: vec!["old-token".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    api.apply_endpoints(cart(&["10.0.0.1"]));
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "old-token\n").unwrap();
-    let yaml = single_yaml(&api, "").replace(
-        "client: {token: test-token}",
-        &format!("client: {{token_file: '{}'}}", token_file.display()),
-    );
-    let h = Harness::start(&yaml, &[]);
-    h.ready().await;
+    let (api, h, token_file, _dir) = token_file_harness().await;
     bounded(
         "watch",
         api.wait_for_watchers(ResourceKind::Endpoints, 1, WAIT),

@@ -158,3 +158,39 @@ pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
         .await
         .unwrap_or_else(|_| panic!("{what}: not done within {WAIT:?}"))
 }
+
+/// `shop/cart` with one ready address per IP on port 80 (`http`).
+pub fn cart(ips: &[&str]) -> k8s_openapi::api::core::v1::Endpoints {
+    weir_testkit::kube_api::endpoints("shop", "cart")
+        .ready(ips.iter().map(|s| s.to_string()))
+        .port("http", 80)
+        .build()
+}
+
+/// A discovery whose client reads its token from a file, against a fake
+/// API server that accepts only `old-token` (the file's content) and
+/// serves `shop/cart` at 10.0.0.1; ready. Keep the directory alive.
+pub async fn token_file_harness() -> (
+    FakeApiServer,
+    Harness,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
+    let api = FakeApiServer::start_with(weir_testkit::kube_api::FakeApiOptions {
+        tokens: vec!["old-token".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("fake API server starts");
+    api.apply_endpoints(cart(&["10.0.0.1"]));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "old-token\n").expect("token file written");
+    let yaml = single_yaml(&api, "").replace(
+        "client: {token: test-token}",
+        &format!("client: {{token_file: '{}'}}", token_file.display()),
+    );
+    let h = Harness::start(&yaml, &[]);
+    h.ready().await;
+    (api, h, token_file, dir)
+}
