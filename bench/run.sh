@@ -6,13 +6,15 @@
 #   bench/run.sh --smoke    1 x 2 s, scenario (a) only, no docs written (CI-sized); every
 #                           generated config is still checked (weir validate, nginx -t)
 #
-# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,lc,lr,lq,lqcap,g,gp,default,scale,admin  --runs N  --secs N
+# Options: --only a,a0,acap,b,c,d16k,d1m,e,f,p,pcap,jhs,jrs,lc,lr,lq,lqcap,u,g,gp,default,scale,admin  --runs N  --secs N
 #          --no-profile  --no-build  --no-install  --keep (keep the temp dir)
 #          --doc FILE (default docs/performance.md; --smoke writes none)
 #          --priority (as root: the suite runs at nice -20, its session's autogroup
 #          too, and the acap/pcap cgroups at the highest CPU weight, so other work
 #          on a shared host waits; off by default, as that work then crawls)
 # weir is built with cargo into $CARGO_TARGET_DIR when set (else target/).
+# With --no-build and a binary built from another commit, BENCH_WEIR_COMMIT
+# names that commit in the report (else the checkout's HEAD is named).
 # Scenario lr starts its own redis-server (Debian's; installed like nginx
 # when missing, else lr is skipped with a note) on a free 127.0.0.1 port,
 # without persistence, pinned like the backend; stopped at the end.
@@ -50,7 +52,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap g gp default scale admin"
+ALL="a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap u g gp default scale admin"
 [ -n "$ONLY" ] || ONLY=$ALL
 want() { [[ " ${ONLY//,/ } " == *" $1 "* ]]; }
 
@@ -193,7 +195,7 @@ json.dump({
   "cap_pct": $CAP_PCT, "cap_period_us": $CAP_PERIOD_US,
   **({"redis": sh("$REDIS --version")} if "$REDIS" else {}),
   "nproc": sh("nproc"), "cpu": cpu + " (" + sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'") + " guest)",
-  "kernel": platform.release(), "weir_commit": sh("cd $REPO && git rev-parse --short HEAD") + (" + uncommitted changes" if sh("cd $REPO && git status --porcelain -- crates Cargo.toml Cargo.lock") else ""),
+  "kernel": platform.release(), "weir_commit": os.environ.get("BENCH_WEIR_COMMIT") or sh("cd $REPO && git rev-parse --short HEAD") + (" + uncommitted changes" if sh("cd $REPO && git status --porcelain -- crates Cargo.toml Cargo.lock") else ""),
   "nginx": sh("$NGINX -v 2>&1"), "wrk": sh("wrk -v 2>&1 | head -1"), "h2load": sh("h2load --version"),
   "rustc": sh("rustc --version"), "pinning": "$PINNING", "priority": "$PRIO",
 }, open(sys.argv[1], "w"), indent=1)
@@ -300,6 +302,17 @@ req_headers() {
   while IFS= read -r l; do [ -z "$l" ] || HDR+=(-H "$l"); done < <($PY headers "$1" "$W")
 }
 
+# wrk_script SCENARIO: the wrk script a scenario runs: wrk-report.lua, and
+# for (u) wrk-upload.lua's chunked POST after it, in one file under $W.
+wrk_script() {
+  if [ "$1" = u ]; then
+    [ -f "$W/wrk-u.lua" ] || cat "$B/wrk-report.lua" "$B/wrk-upload.lua" > "$W/wrk-u.lua"
+    echo "$W/wrk-u.lua"
+  else
+    echo "$B/wrk-report.lua"
+  fi
+}
+
 measure() { # measure SCENARIO TARGET RUN SECS [record=1]
   local scn=$1 tgt=$2 run=$3 secs=$4 rec=${5:-1} pids url c0 c1 h0 h1 out hdr=()
   case "$tgt" in weir) pids=$WPID ;; weir-a | weir-a0) pids=$APID ;; *) pids=$(nginx_pids "$NPID") ;; esac
@@ -311,7 +324,7 @@ measure() { # measure SCENARIO TARGET RUN SECS [record=1]
   if [ "$scn" = f ]; then
     $LOAD h2load -t1 -c64 -m10 -D "$secs" --log-file="$W/h2-$scn-$tgt-$run.log" "$url" >"$out" 2>&1 || true
   else
-    $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$B/wrk-report.lua" ${hdr[@]+"${hdr[@]}"} "$url" >"$out" 2>&1 || true
+    $LOAD wrk -t1 -c64 -d"${secs}s" --latency -s "$(wrk_script "$scn")" ${hdr[@]+"${hdr[@]}"} "$url" >"$out" 2>&1 || true
   fi
   h1=$(host_snapshot)
   c1=$($PY cpu $pids)
@@ -320,7 +333,7 @@ measure() { # measure SCENARIO TARGET RUN SECS [record=1]
     if [ "$scn" = f ]; then
       raw "\$ $LOAD h2load -t1 -c64 -m10 -D $secs --log-file=h2.log $url    # $tgt"
     else
-      raw "\$ $LOAD wrk -t1 -c64 -d${secs}s --latency -s bench/wrk-report.lua ${hdr[*]} $url    # $tgt"
+      raw "\$ $LOAD wrk -t1 -c64 -d${secs}s --latency -s $([ "$scn" = u ] && echo "bench/wrk-report.lua+bench/wrk-upload.lua" || echo bench/wrk-report.lua) ${hdr[*]} $url    # $tgt"
     fi
     grep -v '^JSON' "$out" | sed -e '/^progress:/d' -e '/^spawning/d' -e '/^starting benchmark/d' -e '/^Application protocol/d' >> "$RAW"; raw ""
   fi
@@ -373,7 +386,7 @@ if [ -n "$REDIS" ]; then
 fi
 
 # ---------------------------------------------------------------- throughput scenarios
-for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap; do
+for scn in a a0 acap b c d16k d1m e f p pcap jhs jrs lc lr lq lqcap u; do
   want "$scn" || continue
   [ "$scn" != lr ] || [ -n "$RPID" ] || continue  # no redis-server: noted above
   log "scenario $scn"
