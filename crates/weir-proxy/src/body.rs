@@ -5,6 +5,7 @@
 //! stream chunk by chunk, never buffered whole.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper::body::Incoming;
 use weir_plugin::BodyFilters;
 
 use crate::stall::Stall;
+use crate::upload::UploadWatch;
 
 /// Errors a body can yield.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,6 +42,8 @@ pub enum ProxyBody {
 pub struct ClientBody {
     inner: Incoming,
     stall: Stall,
+    /// Set while the body streams to a node (the node's timeouts).
+    watch: Option<Arc<UploadWatch>>,
 }
 
 /// The error of a request body the client stopped sending
@@ -71,7 +75,16 @@ impl BodyTimedOut {
 
 impl ClientBody {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(watch) = &self.watch {
+            let ended = match &polled {
+                Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+                Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+                Poll::Pending => false,
+            };
+            watch.polled(polled.is_pending(), ended);
+        }
+        match polled {
             Poll::Ready(r) => {
                 self.stall.progress();
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
@@ -106,7 +119,22 @@ impl ProxyBody {
         ProxyBody::Client(ClientBody {
             inner,
             stall: Stall::new(timeout),
+            watch: None,
         })
+    }
+
+    /// For a client's body still to stream: a new [`UploadWatch`] its polls
+    /// report to, for the node's timeouts while it goes out
+    /// ([`crate::upload::with_node_deadlines`]). `None` for any other body.
+    pub fn watch_upload(&mut self) -> Option<Arc<UploadWatch>> {
+        match self {
+            ProxyBody::Client(b) if !b.inner.is_end_stream() => {
+                let watch = Arc::new(UploadWatch::default());
+                b.watch = Some(watch.clone());
+                Some(watch)
+            }
+            _ => None,
+        }
     }
 
     /// An empty body.

@@ -27,6 +27,7 @@ pub mod server;
 pub mod snapshot;
 pub mod stall;
 pub mod tls;
+pub mod upload;
 pub mod upstream;
 pub use weir_http::uri as uri_normalize;
 pub mod workers;

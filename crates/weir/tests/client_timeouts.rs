@@ -5,7 +5,9 @@
 //!   body, on a route answered by a plugin that reads the body (`echo`) and
 //!   on a proxied route: 408, then the connection closes (HTTP/1.1; over
 //!   HTTP/2 the 408 comes on the stream), and the access log shows the 408.
-//!   A body that keeps coming, however slowly, is not cut off.
+//!   A body that keeps coming, however slowly, is not cut off, neither by
+//!   the client's timeout nor by the node's (`timeout.send` and
+//!   `timeout.read` bound each wait on the node, not the whole upload).
 //! - `gateway.http.tunnel_idle_timeout` (1 s here): a WebSocket tunnel with
 //!   no byte either way is closed; one with traffic stays open.
 //!
@@ -47,6 +49,11 @@ async fn gateway(via: Via, node: &str, log: &LogFile) -> TestGateway {
         "routes": [
             {"id": "echo", "uri": "/echo", "plugins": {"echo": {}}},
             {"id": "ws", "uri": "/ws", "enable_websocket": true, "upstream": {"nodes": {node: 1}}},
+            {
+                "id": "long", "uri": "/long-upload",
+                "timeout": {"connect": 1, "send": 1, "read": 1},
+                "upstream": {"nodes": {node: 1}},
+            },
             {"id": "up", "uri": "/*", "upstream": {"nodes": {node: 1}}},
         ],
     });
@@ -300,10 +307,121 @@ async fn a_stalled_body_on_a_proxied_route_gets_408(via: Via) {
     );
 }
 
+/// The node's `timeout.send` and `timeout.read` (1 s each on `/long-upload`)
+/// bound each wait on the node, as nginx's proxy_send_timeout and
+/// proxy_read_timeout, not the whole upload: eight bytes 400 ms apart
+/// (2.8 s, past send + read) reach the node whole and its answer comes back.
+/// Before, the node's time ran from the request head and the client got a
+/// 504 at 2 s however steadily it sent.
+async fn an_upload_longer_than_the_nodes_timeouts_is_not_cut(via: Via) {
+    let node = RawBackend::start(|s| Answer::Send(ok(format!("{} bytes", s.body.len())))).await;
+    let log = LogFile::new();
+    let gw = gateway(via, &node.node(), &log).await;
+    let pieces: [&[u8]; 8] = [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"];
+    let started = Instant::now();
+    let gap = Duration::from_millis(400);
+    let o = post_in_pieces(via, &gw, "/long-upload", 8, &pieces, gap).await;
+    assert_eq!(o.status, 200, "{via:?}: {}", o.body);
+    assert_eq!(o.body, "8 bytes", "{via:?}");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "{via:?}: the body came within the node's send + read"
+    );
+    assert_eq!(node.only_request().body, b"abcdefgh", "{via:?}");
+}
+
+/// A node that accepts connections and never reads from them.
+async fn deaf_node() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// `timeout.send` still bounds a node that takes none of the body: a client
+/// sending as fast as it can to `/long-upload` (send 1 s) gets a 504 once
+/// the buffers between weir and the node are full and a second has passed,
+/// not an answer never.
+async fn a_node_that_takes_none_of_the_body_gets_504(via: Via) {
+    const BLOCK: usize = 64 * 1024;
+    let node = deaf_node().await;
+    let log = LogFile::new();
+    let gw = gateway(via, &node, &log).await;
+    let status = match via {
+        Via::H1(_) => {
+            let mut c = Client::connect(&gw).await;
+            let len = 256 * 1024 * 1024;
+            let head = format!(
+                "POST /long-upload HTTP/1.1\r\nHost: {TLS_NAME}\r\nContent-Length: {len}\r\n\r\n"
+            );
+            c.send(head.as_bytes()).await;
+            let mut w = c.take_writer();
+            let writer = tokio::spawn(async move {
+                let block = vec![b'x'; BLOCK];
+                for _ in 0..len / BLOCK {
+                    if tokio::io::AsyncWriteExt::write_all(&mut w, &block)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            let r = c.try_response(false).await;
+            writer.abort();
+            match r {
+                Ok(Some(r)) => r.status,
+                other => panic!(
+                    "{via:?}: no answer: {:?}",
+                    other.map(|r| r.map(|r| r.status))
+                ),
+            }
+        }
+        Via::H2c => {
+            let tcp = tokio::net::TcpStream::connect(gw.proxy_addr())
+                .await
+                .expect("connect");
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("h2c handshake");
+            tokio::spawn(conn);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let blocks = 512;
+            for _ in 0..blocks {
+                tx.send(Bytes::from(vec![b'x'; BLOCK]))
+                    .expect("feed the body");
+            }
+            let req = http::Request::post(format!("http://{TLS_NAME}/long-upload"))
+                .header("content-length", blocks * BLOCK)
+                .body(Fed(rx))
+                .expect("request");
+            let resp = timeout(IO_TIMEOUT, sender.send_request(req))
+                .await
+                .unwrap_or_else(|_| panic!("h2c: no answer within {IO_TIMEOUT:?}"))
+                .expect("h2 response");
+            drop(tx);
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(status, 504, "{via:?}");
+}
+
 every_client!(
+    a_node_that_takes_none_of_the_body_gets_504,
     a_stalled_body_on_a_plugin_route_gets_408,
     a_body_that_keeps_coming_is_read_whole,
     a_stalled_body_on_a_proxied_route_gets_408,
+    an_upload_longer_than_the_nodes_timeouts_is_not_cut,
 );
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::attempts::Failure;
 use crate::body::{BodyTimedOut, ProxyBody};
 use crate::pool::{self, PooledConn};
+use crate::upload::{with_node_deadlines, NodeTimeout};
 use crate::upstream::{NodeSet, Upstream};
 
 /// A failed attempt; `unsent` holds the request when it never left weir
@@ -63,9 +64,19 @@ pub(super) async fn send_to_node(
             continue;
         }
         let reused = conn.reused;
+        // A body still streaming from the client: nginx's send and read
+        // timeouts (crate::upload); else the request goes out at once and
+        // the node has both for its response head.
+        let watch = req.body_mut().watch_upload();
         let exchange = conn.sender.try_send_request(req);
-        let wait = upstream.timeouts.send + upstream.timeouts.read;
-        match tokio::time::timeout(wait, exchange).await {
+        let (send, read) = (upstream.timeouts.send, upstream.timeouts.read);
+        let answered = match &watch {
+            Some(watch) => with_node_deadlines(exchange, watch, send, read).await,
+            None => tokio::time::timeout(send + read, exchange)
+                .await
+                .map_err(|_| NodeTimeout::Read(send + read)),
+        };
+        match answered {
             Ok(Ok(resp)) => {
                 let keep = !is_connection_close(resp.headers());
                 let uses = conn.uses + 1;
@@ -110,14 +121,15 @@ pub(super) async fn send_to_node(
                     })
                 }
             },
-            Err(_) => {
+            Err(timeout) => {
+                let why = match timeout {
+                    NodeTimeout::Send(t) => format!("request body: nothing sent for {t:?}"),
+                    NodeTimeout::Read(t) => format!("no response within {t:?}"),
+                };
                 return Err(AttemptFailure {
-                    failure: Failure::timeout(
-                        format!("{}: no response within {:?}", node.key, wait),
-                        true,
-                    ),
+                    failure: Failure::timeout(format!("{}: {why}", node.key), true),
                     unsent: None,
-                })
+                });
             }
         }
     }

@@ -278,7 +278,11 @@ impl<S: ClientStream> Exchange<'_, S> {
         body: &mut RequestBody,
     ) -> Result<Answer, Failure> {
         let started = Instant::now();
-        let wait = upstream.timeouts.send + upstream.timeouts.read;
+        // nginx's proxy_send_timeout / proxy_read_timeout: `send` bounds each
+        // write of the request to the node (a long upload that keeps moving
+        // is never cut), `read` the wait for the response head once the
+        // request is out.
+        let (send, read) = (upstream.timeouts.send, upstream.timeouts.read);
         let mut out = OutBuf::take();
         // A pooled connection may turn out closed by the node: then the
         // request goes again on a fresh connection, like the general path.
@@ -297,8 +301,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     }
                 },
             };
-            let answer_by = Instant::now() + wait;
-            self.deadline.set_after(wait);
+            self.deadline.set_after(send);
             out.0.clear();
             req.write_head(Some(upstream), &node.key, &mut out.0);
             let prefix = match body {
@@ -321,7 +324,7 @@ impl<S: ClientStream> Exchange<'_, S> {
             match timed(self.deadline, up.write_all(&out.0)).await {
                 None => {
                     return Err(Failure::timeout(
-                        format!("{}: request not sent within {wait:?}", node.key),
+                        format!("{}: request not sent within {send:?}", node.key),
                         true,
                     ))
                 }
@@ -332,12 +335,12 @@ impl<S: ClientStream> Exchange<'_, S> {
                 Some(Ok(())) => {}
             }
             if matches!(body, RequestBody::Incomplete { .. }) {
-                self.stream_body(req, &mut up, body, &node.key, answer_by)
+                self.stream_body(req, &mut up, body, &node.key, send)
                     .await?;
-                // The rest of the node's time, for its response head.
-                self.deadline
-                    .set_after(answer_by.saturating_duration_since(Instant::now()));
             }
+            // The request is out (or the node answered early): its read
+            // timeout for the response head.
+            self.deadline.set_after(read);
             let head_request = req.method == http::Method::HEAD;
             let resp_plugins = req.plugins.as_deref().map(|run| run.response(route));
             let mut ubuf = Buf::take_node();
@@ -396,7 +399,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                 match self.read_node(&up, &mut ubuf, watch_client).await {
                     NodeRead::TimedOut => {
                         return Err(Failure::timeout(
-                            format!("{}: no response within {wait:?}", node.key),
+                            format!("{}: no response within {read:?}", node.key),
                             true,
                         ))
                     }

@@ -3,7 +3,7 @@
 //! `http.body_timeout` between two reads from the client.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
@@ -80,16 +80,17 @@ impl<S: ClientStream> Exchange<'_, S> {
     }
 
     /// Sends the part of the request body still to come from the client.
-    /// The client has `http.body_timeout` between two reads (408 past it);
-    /// the node's `answer_by` (its `timeout.send` + `timeout.read` from the
-    /// request head going out) bounds the whole, as on the general path.
+    /// The client has `http.body_timeout` between two reads (408 past it),
+    /// the node `send` (its `timeout.send`) for each write (504 past it), as
+    /// nginx's client_body_timeout and proxy_send_timeout: an upload that
+    /// keeps moving is never cut, however long it takes.
     pub(super) async fn stream_body(
         &mut self,
         req: &Request,
         up: &mut TcpStream,
         body: &mut RequestBody,
         node: &str,
-        answer_by: Instant,
+        send: Duration,
     ) -> Result<(), Failure> {
         let RequestBody::Incomplete {
             buffered,
@@ -120,20 +121,13 @@ impl<S: ClientStream> Exchange<'_, S> {
                 return Ok(());
             }
             if self.cbuf.is_empty() || need_more {
-                let left = answer_by.saturating_duration_since(Instant::now());
-                self.deadline.set_after(left.min(self.body_timeout));
+                self.deadline.set_after(self.body_timeout);
                 let read = tokio::select! {
                     biased;
                     r = timed(self.deadline, self.client.read_into(self.cbuf)) => r,
                     _ = up.readable() => return Ok(()),
                 };
                 match read {
-                    None if Instant::now() >= answer_by => {
-                        return Err(Failure::timeout(
-                            format!("{node}: no response within the node's timeouts (request body still coming)"),
-                            true,
-                        ))
-                    }
                     None => {
                         return Err(Failure::body_timeout(format!(
                             "request body: nothing received for {:?}",
@@ -175,12 +169,11 @@ impl<S: ClientStream> Exchange<'_, S> {
                 Some(with) => with.as_bytes(),
                 None => &self.cbuf.filled()[..take],
             };
-            self.deadline
-                .set_after(answer_by.saturating_duration_since(Instant::now()));
+            self.deadline.set_after(send);
             match timed(self.deadline, write_unless_answered(up, chunk)).await {
                 None => {
                     return Err(Failure::timeout(
-                        format!("{node}: request body not sent in time"),
+                        format!("{node}: request body: nothing sent for {send:?}"),
                         true,
                     ))
                 }
