@@ -301,6 +301,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                     }
                 },
             };
+            let answer_by = Instant::now() + send + read;
             self.deadline.set_after(send);
             out.0.clear();
             req.write_head(Some(upstream), &node.key, &mut out.0);
@@ -334,13 +335,20 @@ impl<S: ClientStream> Exchange<'_, S> {
                 }
                 Some(Ok(())) => {}
             }
-            if matches!(body, RequestBody::Incomplete { .. }) {
+            // The node's time for its response head: its read timeout once a
+            // streamed body is out (or the node answered early), else what is
+            // left of send + read since the request went out (as the general
+            // path, which cannot see when hyper has written it).
+            let head_wait = if matches!(body, RequestBody::Incomplete { .. }) {
                 self.stream_body(req, &mut up, body, &node.key, send)
                     .await?;
-            }
-            // The request is out (or the node answered early): its read
-            // timeout for the response head.
-            self.deadline.set_after(read);
+                self.deadline.set_after(read);
+                read
+            } else {
+                self.deadline
+                    .set_after(answer_by.saturating_duration_since(Instant::now()));
+                send + read
+            };
             let head_request = req.method == http::Method::HEAD;
             let resp_plugins = req.plugins.as_deref().map(|run| run.response(route));
             let mut ubuf = Buf::take_node();
@@ -399,7 +407,7 @@ impl<S: ClientStream> Exchange<'_, S> {
                 match self.read_node(&up, &mut ubuf, watch_client).await {
                     NodeRead::TimedOut => {
                         return Err(Failure::timeout(
-                            format!("{}: no response within {read:?}", node.key),
+                            format!("{}: no response within {head_wait:?}", node.key),
                             true,
                         ))
                     }
