@@ -89,6 +89,43 @@ on_every_transport!(
     with_policy_redis_the_count_lives_in_redis,
 );
 
+/// APISIX's `redis_ssl`: the count lives in a Redis reached over TLS only
+/// (its TLS port; nothing on it speaks plain RESP). With `redis_ssl_verify`
+/// off (APISIX's default) the server's self-signed certificate is taken;
+/// with it on, the certificate is checked against the system's roots and
+/// refused: APISIX's store error, 500 "failed to limit count".
+#[tokio::test]
+async fn with_redis_ssl_the_count_goes_over_tls() {
+    let cert = common::hostile::TestCert::new();
+    let redis = RedisServer::start_tls(&cert.cert_file, &cert.key_file).await;
+    let b = echo_target().await;
+    let tls = |verify: bool| {
+        json!({"count": 2, "time_window": 60, "policy": "redis",
+            "redis_host": "127.0.0.1", "redis_port": redis.tls_port(),
+            "redis_ssl": true, "redis_ssl_verify": verify})
+    };
+    let gw = start(
+        T::Plain,
+        json!({"routes": [
+            route("lctls", "/tls/*", &b.node(), tls(false)),
+            route("lcverify", "/verify/*", &b.node(), tls(true)),
+        ]}),
+    )
+    .await;
+    let mut c = gw.client();
+    for left in ["1", "0"] {
+        let r = c.send(&Req::get("/tls/x")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(quota(&r).1, Some(left));
+    }
+    assert_eq!(c.send(&Req::get("/tls/x")).await.status, 503);
+    let keys = redis.command("KEYS plugin-limit-count:*").await;
+    assert!(keys.contains("route:lctls"), "{keys:?}");
+    let r = c.send(&Req::get("/verify/x")).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.text(), r#"{"error_msg":"failed to limit count"}"#);
+}
+
 /// Concurrent clients on a gateway with two worker threads (connections
 /// spread over both): exactly `count` requests are admitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -95,6 +95,10 @@ pub struct Target {
     password: Option<String>,
     database: i64,
     timeout: Duration,
+    /// TLS (`redis_ssl` / `redis_cluster_ssl`): `Some(verify)`, where
+    /// `verify` checks the server's certificate against the system's trust
+    /// store (`*_ssl_verify`, off by default as in APISIX).
+    tls: Option<bool>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -112,11 +116,16 @@ impl fmt::Debug for Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            TargetKind::Single { host, port } => write!(f, "redis {host}:{port}"),
+            TargetKind::Single { host, port } => write!(f, "redis {host}:{port}")?,
             TargetKind::Cluster { nodes } => {
                 let n: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-                write!(f, "redis cluster {}", n.join(","))
+                write!(f, "redis cluster {}", n.join(","))?
             }
+        }
+        match self.tls {
+            Some(true) => write!(f, " (TLS)"),
+            Some(false) => write!(f, " (TLS, certificate not verified)"),
+            None => Ok(()),
         }
     }
 }
@@ -132,12 +141,6 @@ impl RedisFields {
         let kind = match policy {
             PolicyName::Local => return Ok(None),
             PolicyName::Redis => {
-                if self.redis_ssl == Some(true) {
-                    return Err(ConfigError::at(
-                        "redis_ssl",
-                        "TLS to Redis is not supported by weir yet",
-                    ));
-                }
                 let host = self
                     .redis_host
                     .clone()
@@ -149,12 +152,6 @@ impl RedisFields {
                 }
             }
             PolicyName::RedisCluster => {
-                if self.redis_cluster_ssl == Some(true) {
-                    return Err(ConfigError::at(
-                        "redis_cluster_ssl",
-                        "TLS to Redis is not supported by weir yet",
-                    ));
-                }
                 let Some(list) = self.redis_cluster_nodes.as_ref().filter(|n| !n.is_empty()) else {
                     return Err(ConfigError::at(
                         "redis_cluster_nodes",
@@ -186,18 +183,19 @@ impl RedisFields {
                 TargetKind::Cluster { nodes }
             }
         };
-        let _ = (
-            self.redis_ssl_verify,
-            self.redis_cluster_ssl_verify,
-            self.redis_keepalive_timeout,
-            self.redis_keepalive_pool,
-        );
+        let _ = (self.redis_keepalive_timeout, self.redis_keepalive_pool);
+        let (ssl, verify) = match kind {
+            TargetKind::Single { .. } => (self.redis_ssl, self.redis_ssl_verify),
+            TargetKind::Cluster { .. } => (self.redis_cluster_ssl, self.redis_cluster_ssl_verify),
+        };
+        let tls = ssl.unwrap_or(false).then(|| verify.unwrap_or(false));
         Ok(Some(Target {
             kind,
             username: self.redis_username.clone().filter(|u| !u.is_empty()),
             password: self.redis_password.clone().filter(|p| !p.is_empty()),
             database: self.redis_database.unwrap_or(0),
             timeout,
+            tls,
         }))
     }
 }
@@ -303,9 +301,16 @@ impl Store {
         }
         match &t.kind {
             TargetKind::Single { host, port } => {
-                let info = (host.as_str(), *port)
-                    .into_connection_info()?
-                    .set_redis_settings(settings);
+                let addr = match t.tls {
+                    None => redis::ConnectionAddr::Tcp(host.clone(), *port),
+                    Some(verify) => redis::ConnectionAddr::TcpTls {
+                        host: host.clone(),
+                        port: *port,
+                        insecure: !verify,
+                        tls_params: None,
+                    },
+                };
+                let info = addr.into_connection_info()?.set_redis_settings(settings);
                 let client = redis::Client::open(info)?;
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(t.timeout))
@@ -322,6 +327,13 @@ impl Store {
                 .connection_timeout(t.timeout)
                 .response_timeout(t.timeout)
                 .retries(1);
+                if let Some(verify) = t.tls {
+                    b = b.tls(if verify {
+                        redis::TlsMode::Secure
+                    } else {
+                        redis::TlsMode::Insecure
+                    });
+                }
                 if let Some(u) = &t.username {
                     b = b.username(u);
                 }

@@ -14,8 +14,10 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
-    /// Extra `redis-server` arguments (cluster mode).
+    /// Extra `redis-server` arguments (cluster mode, TLS).
     extra: Vec<String>,
+    /// The TLS port, when the server has one ([`RedisServer::start_tls`]).
+    tls_port: Option<u16>,
 }
 
 /// How long a server may take to answer PING after it starts.
@@ -38,12 +40,53 @@ impl RedisServer {
                 port: base + rand::random::<u16>() % 10_000,
                 dir: tempfile::tempdir().expect("temporary directory"),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                tls_port: None,
             };
             if server.spawn_and_wait().await {
                 return server;
             }
         }
         panic!("no free port for redis-server after 50 tries");
+    }
+
+    /// Starts a server that also listens with TLS (its certificate and key
+    /// in PEM files; clients are not asked for certificates) on
+    /// [`RedisServer::tls_port`], ten thousand above its plain port (which
+    /// the readiness check and [`RedisServer::command`] use).
+    pub async fn start_tls(cert_file: &std::path::Path, key_file: &std::path::Path) -> RedisServer {
+        let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_owned();
+        for _ in 0..50 {
+            let port = 20_000 + rand::random::<u16>() % 10_000;
+            let tls_port = port + 10_000;
+            let extra = [
+                "--tls-port".to_owned(),
+                tls_port.to_string(),
+                "--tls-cert-file".to_owned(),
+                path(cert_file),
+                "--tls-key-file".to_owned(),
+                path(key_file),
+                "--tls-ca-cert-file".to_owned(),
+                path(cert_file),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ];
+            let mut server = RedisServer {
+                child: None,
+                port,
+                dir: tempfile::tempdir().expect("temporary directory"),
+                extra: extra.to_vec(),
+                tls_port: Some(tls_port),
+            };
+            if server.spawn_and_wait().await {
+                return server;
+            }
+        }
+        panic!("no free ports for redis-server with TLS after 50 tries");
+    }
+
+    /// Its TLS port ([`RedisServer::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("started without TLS")
     }
 
     /// Starts `redis-server` on `self.port`; true once it answers PING,
