@@ -19,6 +19,9 @@
 # Scenario lr starts its own redis-server (Debian's; installed like nginx
 # when missing, else lr is skipped with a note) on a free 127.0.0.1 port,
 # without persistence, pinned like the backend; stopped at the end.
+# Scenario admin starts its own etcd (Debian's etcd-server, not installed by
+# this script: its etcd sub-runs are skipped with a note when it is missing)
+# on free 127.0.0.1 ports with its data in the temp dir; stopped at the end.
 #
 # Writes bench/results/ (runs.jsonl, *.json, raw.txt) and, except in smoke
 # mode, REGENERATES docs/performance.md. Binds 127.0.0.1 only; uses its own
@@ -620,60 +623,134 @@ EOF
 fi
 
 # ---------------------------------------------------------------- Admin API propagation
-# A route written through the Admin API (file provider with a state file)
-# is timed from sending the PUT to the proxy's first answer from it, while
-# wrk keeps a steady load on another route (its errors show whether any
-# request failed through the changes).
+# A route written through the Admin API is timed from sending the PUT to the
+# proxy's first answer from it, while wrk keeps a steady load on another
+# route (its errors show whether any request failed through the changes):
+# with the file provider (a state file); with config_provider: etcd and 10
+# routes in etcd; and with 10,000 routes in etcd, whose start-up (time to
+# ready, RSS) is measured too. etcd (Debian's etcd-server) runs on a free
+# port with its data in the temp dir, pinned with the load generator, and is
+# stopped at the end; without it the etcd sub-runs are skipped with a note.
 if want admin; then
-  log "Admin API: change -> live on the proxy"
   WEIR_CONTROL=19090 ADMIN_PORT=19180 ADMIN_N=$([ "$MODE" = full ] && echo 300 || echo 50)
+  ADMIN_N10K=$([ "$MODE" = full ] && echo 50 || echo 20)
   ADMIN_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-  cat > "$W/weir-admin.yaml" <<EOF
+  admin_yaml() { # admin_yaml NAME DEPLOYMENT-LINES ADMIN-LINES: weir with the Admin API and a /steady route
+    cat > "$W/$1.yaml" <<EOF
 gateway:
   workers: 1
   listeners: [{address: "127.0.0.1:$WEIR_PORT"}]
   control: {address: "127.0.0.1:$WEIR_CONTROL"}
   access_log: {enabled: false}
 deployment:
+$2
   admin:
     admin_listen: {ip: 127.0.0.1, port: $ADMIN_PORT}
     admin_key: [{name: bench, key: "$ADMIN_KEY", role: admin}]
-    state_file: $W/admin-state.json
+$3
 routes:
   - id: steady
     uri: /steady
     upstream: {type: roundrobin, nodes: {"127.0.0.1:18100": 1}}
 EOF
+  }
+  admin_run() { # admin_run TAG WRITES WRK_SECS: WRITES PUTs timed to live, under steady load
+    local tag=$1 n=$2 secs=$3
+    $LOAD wrk -t1 -c16 -d"${secs}s" --latency -s "$B/wrk-report.lua" \
+      "http://127.0.0.1:$WEIR_PORT/steady" >"$W/admin-$tag-wrk.txt" 2>&1 &
+    WRKPID=$!; PIDS+=("$WRKPID")
+    sleep 1  # let wrk's connections open before the first write
+    $LOAD python3 "$B/admin.py" propagation --admin-port "$ADMIN_PORT" --proxy-port "$WEIR_PORT" \
+      --key "$ADMIN_KEY" --upstream 127.0.0.1:18100 --count "$n" --timeout 10 \
+      >"$W/admin-$tag-prop.json" 2>"$W/admin-$tag-prop.err" \
+      || echo "admin propagation probe ($tag) failed: $(cat "$W/admin-$tag-prop.err")" >&2
+    wait "$WRKPID" || true
+    raw "\$ bench/admin.py propagation --count $n   # $tag, while wrk -t1 -c16 on /steady"
+    cat "$W/admin-$tag-prop.json" "$W/admin-$tag-prop.err" >> "$RAW"
+    grep -v '^JSON' "$W/admin-$tag-wrk.txt" >> "$RAW"
+  }
+
+  log "Admin API: change -> live on the proxy (file provider)"
+  admin_yaml weir-admin "" "    state_file: $W/admin-state.json"
   start_weir weir-admin
   $PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --timeout 30 >/dev/null
   wait_port "$ADMIN_PORT"
-  WRK_SECS=$((ADMIN_N / 25 + 5))
-  $LOAD wrk -t1 -c16 -d"${WRK_SECS}s" --latency -s "$B/wrk-report.lua" \
-    "http://127.0.0.1:$WEIR_PORT/steady" >"$W/admin-wrk.txt" 2>&1 &
-  WRKPID=$!; PIDS+=("$WRKPID")
-  sleep 1  # let wrk's connections open before the first write
-  $LOAD python3 "$B/admin.py" propagation --admin-port "$ADMIN_PORT" --proxy-port "$WEIR_PORT" \
-    --key "$ADMIN_KEY" --upstream 127.0.0.1:18100 --count "$ADMIN_N" >"$W/admin-prop.json" 2>"$W/admin-prop.err" \
-    || echo "admin propagation probe failed: $(cat "$W/admin-prop.err")" >&2
-  wait "$WRKPID" || true
-  raw "\$ bench/admin.py propagation --count $ADMIN_N   # while wrk -t1 -c16 on /steady"
-  cat "$W/admin-prop.json" "$W/admin-prop.err" >> "$RAW"
-  grep -v '^JSON' "$W/admin-wrk.txt" >> "$RAW"
-  python3 - "$W" "$ADMIN_N" > "$RES/admin.json" <<'PYEOF'
-import json, sys
-W, n = sys.argv[1], int(sys.argv[2])
-rec = {}
-for l in open(f"{W}/admin-wrk.txt"):
-    if l.startswith("JSON "): rec = json.loads(l[5:])
-try:
-    prop = json.load(open(f"{W}/admin-prop.json"))
-except (OSError, ValueError):
-    prop = None
-print(json.dumps({"file": prop, "writes": n,
-                  "steady": {"requests": rec.get("requests", 0),
-                             "errors": {k: v for k, v in rec.items() if k.startswith("errors_")}}}))
-PYEOF
+  admin_run file "$ADMIN_N" $((ADMIN_N / 25 + 5))
   stop "$WPID"; check_weir_log weir-admin
+
+  ETCD=$(command -v etcd || true) ETCD_SKIPPED=""
+  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  start_etcd() { # start_etcd: a new etcd, empty data dir, free ports -> EPID, ETCD_PORT
+    local peer; ETCD_PORT=$(free_port); peer=$(free_port)
+    rm -rf "$W/etcd-data"
+    $LOAD "$ETCD" --name bench --data-dir "$W/etcd-data" \
+      --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "bench=http://127.0.0.1:$peer" --initial-cluster-state new \
+      --logger zap --log-level error >"$W/etcd.log" 2>&1 &
+    EPID=$!; PIDS+=("$EPID")
+    $PY wait-ready "127.0.0.1:$ETCD_PORT/health" --timeout 30 >/dev/null
+  }
+  etcd_block() { printf '  role_traditional: {config_provider: etcd}\n  etcd: {host: ["http://127.0.0.1:%s"], timeout: 5}' "$1"; }
+  if [ -z "$ETCD" ]; then
+    ETCD_SKIPPED="etcd is missing (apt-get install -y etcd-server)"
+    log "admin: $ETCD_SKIPPED; the etcd sub-runs are skipped"
+    echo "- admin, etcd sub-runs skipped: $ETCD_SKIPPED." >> "$NOTES"
+  else
+    log "Admin API: change -> live on the proxy (config_provider: etcd, 10 routes)"
+    start_etcd
+    $LOAD python3 "$B/admin.py" seed-etcd --etcd-port "$ETCD_PORT" --routes 10 --upstream 127.0.0.1:18100 >/dev/null
+    admin_yaml weir-admin-etcd "$(etcd_block "$ETCD_PORT")" ""
+    start_weir weir-admin-etcd
+    $PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --timeout 30 >/dev/null
+    wait_port "$ADMIN_PORT"
+    admin_run etcd10 "$ADMIN_N" $((ADMIN_N / 25 + 5))
+    stop "$WPID"; check_weir_log weir-admin-etcd
+    stop "$EPID"
+
+    log "Admin API: start-up and change -> live with 10,000 routes in etcd"
+    start_etcd
+    $LOAD python3 "$B/admin.py" seed-etcd --etcd-port "$ETCD_PORT" --routes 10000 --upstream 127.0.0.1:18100 >/dev/null
+    admin_yaml weir-admin-etcd10k "$(etcd_block "$ETCD_PORT")" ""
+    since=$(date +%s.%N)
+    start_weir weir-admin-etcd10k
+    ETCD_READY_MS=$($PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --since "$since" --timeout 120 --interval 0.005 || echo timeout)
+    sleep 2  # RSS once settled, as the discovery scale run
+    ETCD_RSS=$($PY rss "$WPID")
+    raw "weir-admin-etcd10k: ready after ${ETCD_READY_MS} ms with 10,000 routes in etcd, VmRSS ${ETCD_RSS} kB"
+    wait_port "$ADMIN_PORT"
+    admin_run etcd10k "$ADMIN_N10K" $((ADMIN_N10K + 5))
+    stop "$WPID"; check_weir_log weir-admin-etcd10k
+    stop "$EPID"
+  fi
+  python3 - "$W" "$ADMIN_N" "$ADMIN_N10K" "${ETCD_READY_MS:-}" "${ETCD_RSS:-}" "$ETCD_SKIPPED" > "$RES/admin.json" <<'PYEOF'
+import json, sys
+W, n, n10k, ready, rss, skipped = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+def run(tag, writes):
+    rec = {}
+    try:
+        for l in open(f"{W}/admin-{tag}-wrk.txt"):
+            if l.startswith("JSON "): rec = json.loads(l[5:])
+    except OSError:
+        return None
+    try:
+        prop = json.load(open(f"{W}/admin-{tag}-prop.json"))
+    except (OSError, ValueError):
+        prop = None
+    return {"prop": prop, "writes": writes,
+            "steady": {"requests": rec.get("requests", 0),
+                       "errors": {k: v for k, v in rec.items() if k.startswith("errors_")}}}
+file = run("file", n) or {}
+out = {"file": file.get("prop"), "writes": n, "steady": file.get("steady", {})}
+if skipped:
+    out["etcd_skipped"] = skipped
+else:
+    big = run("etcd10k", n10k) or {}
+    big.update(ready_ms=int(ready) if ready.isdigit() else ready,
+               rss_kb=int(rss) if rss.isdigit() else None)
+    out["etcd"] = {"routes10": run("etcd10", n), "routes10k": big}
+print(json.dumps(out))
+PYEOF
 fi
 
 # ---------------------------------------------------------------- profile

@@ -42,6 +42,18 @@ pub const KINDS: &[Kind] = &[
     Kind::PluginMetadata,
 ];
 
+/// APISIX's resources weir does not have, and why: the Admin API answers
+/// `400` with this (as an APISIX whose stream mode is off answers for
+/// `stream_routes`), never an empty list or "Key not found".
+pub fn not_supported(segment: &str) -> Option<&'static str> {
+    Some(match segment {
+        "stream_routes" => "weir does not support stream_routes: it has no stream (TCP/UDP) proxy, only HTTP (as an APISIX whose stream mode is disabled)",
+        "protos" => "weir does not support protos: it has no grpc-transcode plugin, which is what protos are for",
+        "secrets" => "weir does not support secrets: it has no secret managers (Vault, AWS, GCP); use ${{VAR}} environment variables in the configuration file instead",
+        _ => return None,
+    })
+}
+
 /// The prefix of every key, as in APISIX's etcd.
 pub const PREFIX: &str = "/apisix";
 

@@ -9,6 +9,11 @@
 //! either the old file or the new one, never a torn one; a write is only
 //! acknowledged after all of this.
 //!
+//! One process at a time: [`StateFile::load`] takes an exclusive advisory
+//! lock on `<state_file>.lock` and keeps it for the life of the process, so
+//! a second weir on the same file refuses to start instead of overwriting
+//! the first one's acknowledged writes.
+//!
 //! With `config_provider: etcd` the store is etcd ([`crate::etcd`]).
 
 use std::io::Write as _;
@@ -69,6 +74,14 @@ pub enum StoreError {
         /// What is wrong with it.
         errors: FieldErrors,
     },
+    /// Another process holds the state file's lock.
+    #[error("{path} is in use by another weir process (it holds the lock {lock}); two processes on one state file would overwrite each other's writes: stop the other one or give this one its own state_file")]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The blocking write task did not finish.
     #[error("the state file write did not complete: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -78,6 +91,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StateFile {
     path: PathBuf,
+    /// The open lock file, locked, once [`StateFile::load`] took it; held
+    /// while any clone lives.
+    lock: Arc<std::sync::OnceLock<std::fs::File>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,7 +118,49 @@ struct DiskEntry {
 impl StateFile {
     /// The state file at `path` (nothing is read yet).
     pub fn new(path: impl Into<PathBuf>) -> StateFile {
-        StateFile { path: path.into() }
+        StateFile {
+            path: path.into(),
+            lock: Arc::default(),
+        }
+    }
+
+    /// `<state_file>.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map_or_else(|| "state".into(), std::ffi::OsStr::to_os_string);
+        name.push(".lock");
+        self.dir().join(name)
+    }
+
+    /// Takes the exclusive lock on `<state_file>.lock` (once; it is kept).
+    fn take_lock(&self) -> Result<(), StoreError> {
+        if self.lock.get().is_some() {
+            return Ok(());
+        }
+        let lock = self.lock_path();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| self.io("opening the lock file", &lock, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: self.path.clone(),
+                    lock,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(self.io("locking", &lock, e));
+            }
+        }
+        // A racing clone that locked first keeps its handle; ours closes.
+        let _ = self.lock.set(file);
+        Ok(())
     }
 
     /// Its path.
@@ -135,7 +193,8 @@ impl StateFile {
 
     /// Reads the state (empty when the file does not exist yet). The
     /// directory must exist. A temporary file left by a write that was cut
-    /// short is removed: its write was never acknowledged.
+    /// short is removed: its write was never acknowledged. Takes the lock
+    /// first (see the module docs): fails when another process holds it.
     pub fn load(&self) -> Result<AdminState, StoreError> {
         let dir = self.dir();
         if !dir.is_dir() {
@@ -145,6 +204,7 @@ impl StateFile {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
             ));
         }
+        self.take_lock()?;
         let temp = self.temp_path();
         match std::fs::remove_file(&temp) {
             Ok(()) => {
@@ -294,6 +354,24 @@ mod tests {
             let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn one_holder_of_the_lock_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateFile::new(dir.path().join("admin.json"));
+        first.load().unwrap();
+        let second = StateFile::new(dir.path().join("admin.json"));
+        let e = second.load().unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("admin.json.lock") && msg.contains("another weir"),
+            "{msg}"
+        );
+        first.load().unwrap();
+        drop(first);
+        second.load().unwrap();
     }
 
     #[test]

@@ -177,6 +177,15 @@ async fn serve(
         )?),
         None => None,
     };
+    // deployment.etcd.startup_retry: etcd could not be read at start and
+    // nothing else can be served.
+    let etcd = gateway.core.hub.etcd().cloned();
+    let gave_up = async {
+        match &etcd {
+            Some(src) => src.wait_gave_up().await,
+            None => std::future::pending().await,
+        }
+    };
     let signal = tokio::select! {
         ready = gateway.wait_ready(Duration::from_secs(365 * 24 * 3600)) => {
             if ready {
@@ -185,6 +194,13 @@ async fn serve(
             signals.shutdown().await
         }
         s = signals.shutdown() => s,
+        why = gave_up => {
+            if let Some(r) = reloader {
+                r.abort();
+            }
+            gateway.shutdown().await;
+            anyhow::bail!("{why}");
+        }
     };
     tracing::info!(signal, "shutting down");
     if let Some(r) = reloader {

@@ -1,6 +1,7 @@
 //! The real binary with a state file: a restart serves what the Admin API
-//! acknowledged, and a `kill -9` in the middle of a stream of writes loses
-//! none of the acknowledged ones.
+//! acknowledged, a `kill -9` in the middle of a stream of writes loses
+//! none of the acknowledged ones, and a second weir on the same state file
+//! refuses to start (the lock) instead of overwriting the first one's.
 
 mod admin_kit;
 mod common;
@@ -133,6 +134,46 @@ async fn a_restart_serves_exactly_what_was_acknowledged() {
         "{} after {highest}",
         g.text
     );
+}
+
+#[tokio::test]
+async fn a_second_weir_on_the_same_state_file_refuses_to_start() {
+    let (first, path) = first_start();
+    let a = admin(&first);
+    a.put_ok(
+        "/apisix/admin/routes/one",
+        json!({"uri": "/one", "upstream": {"nodes": {"127.0.0.1:9": 1}}}),
+    )
+    .await;
+    // Another weir, its own configuration file naming the same state file.
+    let other = tempfile::tempdir().expect("dir");
+    let other_path = other.path().join("weir.yaml");
+    std::fs::copy(&path, &other_path).expect("copy config");
+    let mut second = WeirProcess::spawn(other, other_path);
+    let line = second.wait_log(|v| v["level"] == "ERROR");
+    let msg = line["message"].as_str().unwrap_or_default();
+    let state = path.with_file_name("admin-state.json");
+    assert!(
+        msg.contains(&state.display().to_string())
+            && msg.contains("admin-state.json.lock")
+            && msg.contains("another weir"),
+        "{msg}"
+    );
+    assert_eq!(second.wait_exit(), Some(1), "the second weir exits");
+    // The first one is untouched and still writes.
+    a.put_ok(
+        "/apisix/admin/routes/two",
+        json!({"uri": "/two", "upstream": {"nodes": {"127.0.0.1:9": 1}}}),
+    )
+    .await;
+    // Once it is gone (the lock goes with the process, even on kill -9), a
+    // new weir starts on the file and has both writes.
+    let weir = restart(first, path);
+    let a = admin(&weir);
+    for id in ["one", "two"] {
+        let g = a.get(&format!("/apisix/admin/routes/{id}")).await;
+        assert_eq!(g.status, StatusCode::OK, "{id}: {}", g.text);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,7 +2,7 @@
 //! resources are listed and read-only, a file reload keeps what the Admin
 //! API wrote, no state file means a read-only Admin API, no key means no
 //! Admin API; list filters and paging; the `deployment` settings' errors;
-//! concurrent writers.
+//! concurrent writers; APISIX's resources weir does not have.
 
 mod admin_kit;
 mod common;
@@ -179,7 +179,7 @@ async fn deployment_settings_are_validated_and_keys_never_shown() {
         !e.contains("edd1c9f034335f136f87ad84b625c8f1"),
         "the key is not repeated: {e}"
     );
-    let etcd = "deployment:\n  role_traditional: {config_provider: etcd}\n  etcd: {host: [\"127.0.0.1:2379\", \"http://e:2379/v3\"], prefix: apisix/, timeout: 0, password: s3cr3t-pw, tls: {verify: false, cert: c.pem}}\n";
+    let etcd = "deployment:\n  role_traditional: {config_provider: etcd}\n  etcd: {host: [\"127.0.0.1:2379\", \"http://e:2379/v3\"], prefix: apisix/, timeout: 0, password: s3cr3t-pw, tls: {sni: \"a b\", cert: c.pem}}\n";
     let e = load(etcd).expect_err("bad etcd settings").to_string();
     for field in [
         "deployment.etcd.host[0]",
@@ -187,7 +187,7 @@ async fn deployment_settings_are_validated_and_keys_never_shown() {
         "deployment.etcd.prefix",
         "deployment.etcd.timeout",
         "deployment.etcd.password",
-        "deployment.etcd.tls.verify",
+        "deployment.etcd.tls.sni",
         "deployment.etcd.tls:",
     ] {
         assert!(e.contains(field), "{field}: {e}");
@@ -351,4 +351,57 @@ async fn concurrent_patches_of_one_route_lose_no_update() {
         g.json["modifiedIndex"].as_u64(),
         g.json["createdIndex"].as_u64().map(|i| i + 40)
     );
+}
+
+/// `stream_routes`, `protos` and `secrets` exist in APISIX, not in weir:
+/// every method answers 400 saying so (as an APISIX with its stream mode
+/// off answers for `stream_routes`), never a 404 or an empty list that
+/// would look like "nothing configured yet".
+#[tokio::test]
+async fn resources_weir_does_not_have_say_so() {
+    let s = start(EMPTY).await;
+    let a = &s.admin;
+    for (res, why) in [
+        ("stream_routes", "stream (TCP/UDP) proxy"),
+        ("protos", "grpc-transcode"),
+        ("secrets", "secret managers"),
+    ] {
+        let calls = [
+            ("GET", format!("/apisix/admin/{res}"), None),
+            ("GET", format!("/apisix/admin/{res}/1"), None),
+            ("PUT", format!("/apisix/admin/{res}/1"), Some(json!({}))),
+            ("POST", format!("/apisix/admin/{res}"), Some(json!({}))),
+            ("PATCH", format!("/apisix/admin/{res}/1"), Some(json!({}))),
+            ("DELETE", format!("/apisix/admin/{res}/1"), None),
+            ("GET", format!("/apisix/admin/{res}/vault/1"), None),
+            (
+                "POST",
+                format!("/apisix/admin/schema/validate/{res}"),
+                Some(json!({})),
+            ),
+        ];
+        for (method, path, body) in calls {
+            let r = a.call(method, &path, body).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path}");
+            let msg = r.json["error_msg"].as_str().unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!("weir does not support {res}")) && msg.contains(why),
+                "{method} {path}: {}",
+                r.text
+            );
+        }
+    }
+    // A viewer gets the same answer, and an unknown name is still APISIX's.
+    let v = a
+        .call_with(
+            "GET",
+            "/apisix/admin/stream_routes",
+            None,
+            &[("x-api-key", admin_kit::VIEWER)],
+        )
+        .await;
+    assert_eq!(v.status, StatusCode::BAD_REQUEST, "{}", v.text);
+    let u = a.get("/apisix/admin/stream_route").await;
+    assert_eq!(u.status, StatusCode::NOT_FOUND, "{}", u.text);
+    s.gw.shutdown().await;
 }

@@ -202,7 +202,10 @@ async fn handle<E: Engine>(
         )),
         ["schema", "validate", res] if method == Method::POST => match Kind::from_segment(res).filter(|k| *k != Kind::Credential) {
             Some(kind) => ctx.hub.validate(&*ctx.engine, kind, body).map(|()| (StatusCode::OK, None)),
-            None => Err(AdminError::Missing(format!("Unsupported resource type: {res}"))),
+            None => Err(match crate::kind::not_supported(res) {
+                Some(why) => AdminError::BadRequest(why.into()),
+                None => AdminError::Missing(format!("Unsupported resource type: {res}")),
+            }),
         },
         _ => resource(ctx, &method, &segs, body, &args).await.map(|(s, b)| (s, Some(b))),
     };
@@ -266,6 +269,9 @@ async fn resource<E: Engine>(
             )
         }
         [res, rest @ ..] => {
+            if let Some(why) = crate::kind::not_supported(res) {
+                return Err(AdminError::BadRequest(why.into()));
+            }
             let kind = Kind::from_segment(res)
                 .filter(|k| *k != Kind::Credential)
                 .ok_or_else(|| {

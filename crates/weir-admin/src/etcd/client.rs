@@ -45,6 +45,15 @@ pub enum EtcdError {
         /// The timeout.
         secs: f64,
     },
+    /// The liveness probe got no answer in time
+    /// (`deployment.etcd.health_check_timeout`).
+    #[error("etcd {host}: the liveness probe got no answer within {secs} s (deployment.etcd.health_check_timeout)")]
+    Unhealthy {
+        /// The etcd URL.
+        host: String,
+        /// The timeout.
+        secs: f64,
+    },
     /// etcd answered with an error.
     #[error("etcd {host} answered {status}: {message}")]
     Status {
@@ -225,11 +234,16 @@ impl EtcdClient {
             settings.timeout.clamp(0.05, 3600.0),
         )));
         let tls = super::tls::client_config(settings.tls.as_ref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
+            .https_or_http();
+        if let Some(sni) = settings.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+            let name = rustls::pki_types::ServerName::try_from(sni.to_owned())
+                .map_err(|e| format!("deployment.etcd.tls.sni: {sni:?}: {e}"))?;
+            builder =
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+        }
+        let connector = builder.enable_http1().wrap_connector(connector);
         Ok(EtcdClient {
             hosts: settings
                 .host
@@ -306,6 +320,22 @@ impl EtcdClient {
                 })
             }
         }
+    }
+
+    /// The error of a liveness probe that got no answer within `within`;
+    /// the next call goes to the next host.
+    pub(crate) fn unhealthy(&self, within: Duration) -> EtcdError {
+        let host = self.host().to_owned();
+        self.next_host(&host);
+        EtcdError::Unhealthy {
+            host,
+            secs: within.as_secs_f64(),
+        }
+    }
+
+    /// How many hosts are tried in turn.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
     }
 
     /// One unary call: the JSON answer, authenticating first when needed.

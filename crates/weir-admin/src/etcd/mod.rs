@@ -52,6 +52,23 @@ pub struct SourceStatus {
     /// Stored values skipped because they are invalid (their last good
     /// version, if any, is served).
     pub invalid_keys: Vec<String>,
+    /// Watch requests opened since start (one more after each
+    /// `deployment.etcd.watch_timeout`, reconnection or re-read).
+    pub watches: u64,
+}
+
+/// The timing settings of `deployment.etcd`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A watch request is opened again after this long.
+    pub watch_timeout: Duration,
+    /// The longest wait between two tries after a failure.
+    pub resync_delay: Duration,
+    /// The liveness probe's timeout.
+    pub health_check_timeout: Duration,
+    /// Failed reads before start-up gives up (without a warm start);
+    /// `None`: never.
+    pub startup_tries: Option<u64>,
 }
 
 /// The etcd source of one hub: its client and its state.
@@ -65,6 +82,20 @@ pub struct EtcdSource {
     applied: tokio::sync::watch::Sender<i64>,
     synced: tokio::sync::watch::Sender<bool>,
     errors_logged: Mutex<Option<Instant>>,
+    /// The timing settings.
+    pub timing: Timing,
+    /// A warm-start configuration serves (set by [`EtcdSource::mark_stale`]).
+    warm: std::sync::atomic::AtomicBool,
+    /// Why start-up gave up reading etcd, once it did.
+    gave_up: tokio::sync::watch::Sender<Option<String>>,
+}
+
+fn secs(s: f64, min: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(min, 3600.0)
+    } else {
+        min
+    })
 }
 
 /// Seconds since the epoch.
@@ -85,14 +116,67 @@ impl EtcdSource {
             prefix: settings.prefix.clone(),
             ..SourceStatus::default()
         };
+        let client = EtcdClient::new(settings)?;
+        let timing = Timing {
+            watch_timeout: secs(settings.watch_timeout, 0.1),
+            resync_delay: secs(settings.resync_delay, 0.01),
+            health_check_timeout: secs(settings.health_check_timeout, 0.05),
+            startup_tries: settings
+                .startup_retry
+                .map(|n| u64::from(n.max(1)) * client.host_count().max(1) as u64),
+        };
         Ok(EtcdSource {
-            client: EtcdClient::new(settings)?,
+            client,
             prefix: settings.prefix.clone(),
             status: Mutex::new(status),
             applied: tokio::sync::watch::channel(0).0,
             synced: tokio::sync::watch::channel(false).0,
             errors_logged: Mutex::new(None),
+            timing,
+            warm: std::sync::atomic::AtomicBool::new(false),
+            gave_up: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    /// Waits until start-up gives up reading etcd
+    /// (`deployment.etcd.startup_retry`, without a warm start); the reason.
+    /// Never returns when it does not.
+    pub async fn wait_gave_up(&self) -> String {
+        let mut rx = self.gave_up.subscribe();
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|why| why.clone());
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Start-up reads failed `tries` times in a row (the last with `e`):
+    /// true when it should give up now.
+    pub(crate) fn startup_gives_up(&self, tries: u64, e: &EtcdError) -> bool {
+        let Some(limit) = self.timing.startup_tries else {
+            return false;
+        };
+        if tries < limit || self.is_synced() || self.warm.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return false;
+        }
+        let why = format!(
+            "etcd could not be read at start after {tries} tries (deployment.etcd.startup_retry: {} per host, {} host(s)) and no warm-start configuration was loaded (gateway.state_dir): {e}",
+            limit / self.client.host_count().max(1) as u64,
+            self.client.host_count()
+        );
+        tracing::error!("{why}");
+        self.gave_up.send_replace(Some(why));
+        true
+    }
+
+    /// One more watch request was opened.
+    pub(crate) fn watch_opened(&self) {
+        self.lock().watches += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
@@ -179,6 +263,7 @@ impl EtcdSource {
     /// a saved configuration serves until the prefix is read; the first
     /// read clears it).
     pub fn mark_stale(&self, why: String) {
+        self.warm.store(true, std::sync::atomic::Ordering::Release);
         self.set_stale(Some(why));
     }
 

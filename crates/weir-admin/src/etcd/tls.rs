@@ -2,6 +2,8 @@
 //! certificate is checked against `ca_file` (else the web's roots), and a
 //! client certificate is presented when `cert` / `key` are given (etcd's
 //! `--client-cert-auth`). Errors name the setting, never a key's content.
+//! `verify: false` (APISIX's setting, for tests) accepts any certificate;
+//! the handshake's signatures are still checked.
 
 use std::sync::Arc;
 
@@ -59,5 +61,63 @@ pub fn client_config(tls: Option<&EtcdTls>) -> Result<rustls::ClientConfig, Stri
         }
         _ => builder.with_no_client_auth(),
     };
+    let mut config = config;
+    if tls.is_some_and(|t| !t.verify) {
+        tracing::warn!("deployment.etcd.tls.verify is false: etcd's certificate is not checked, anyone between weir and etcd can read and change the configuration");
+        let provider = config.crypto_provider().clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(NoVerification(provider)));
+    }
     Ok(config)
+}
+
+/// `verify: false`: any certificate is accepted; the handshake's
+/// signatures are still checked.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -174,6 +174,23 @@ pub struct EtcdSettings {
     /// TLS to etcd (`https://` hosts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<EtcdTls>,
+    /// Seconds a watch request lives before it is opened again from the
+    /// next revision (APISIX's default 50). Its end is not an error.
+    pub watch_timeout: f64,
+    /// The longest wait, in seconds, between two tries after etcd failed
+    /// (reads, watches): the wait starts at 100 ms (or this, if smaller),
+    /// doubles after each failure up to this, with jitter (APISIX's
+    /// default 5).
+    pub resync_delay: f64,
+    /// Seconds the liveness probe (every 3 s while a watch is open) waits
+    /// for an answer before etcd is declared unreachable (APISIX's default
+    /// 10).
+    pub health_check_timeout: f64,
+    /// How many times start-up reads each etcd host before weir gives up
+    /// and exits, when no warm-start configuration was loaded. Unset:
+    /// weir keeps trying (not ready until etcd is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_retry: Option<u32>,
 }
 
 impl Default for EtcdSettings {
@@ -185,6 +202,10 @@ impl Default for EtcdSettings {
             user: None,
             password: None,
             tls: None,
+            watch_timeout: 50.0,
+            resync_delay: 5.0,
+            health_check_timeout: 10.0,
+            startup_retry: None,
         }
     }
 }
@@ -199,7 +220,8 @@ pub struct EtcdTls {
     /// Its private key (PEM file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Verify etcd's certificate (default true).
+    /// Verify etcd's certificate (default true). `false` accepts any
+    /// certificate (a warning is logged at start): for tests only.
     #[serde(default = "yes")]
     pub verify: bool,
     /// weir's own: the CA certificates (PEM file) etcd's certificate is
@@ -207,7 +229,8 @@ pub struct EtcdTls {
     /// `apisix.ssl.ssl_trusted_certificate`). Unset: the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
-    /// The name checked in etcd's certificate (default: the host's).
+    /// The name sent as SNI and checked in etcd's certificate (default:
+    /// the host's in `deployment.etcd.host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
 }

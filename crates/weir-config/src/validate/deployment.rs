@@ -127,17 +127,44 @@ fn validate_etcd(e: &EtcdSettings, errors: &mut Errors) {
                 "cert and key go together (a client certificate and its private key)",
             );
         }
-        if !tls.verify {
-            errors.add(
-                "deployment.etcd.tls.verify",
-                "false is not supported by weir: give etcd's CA certificate in deployment.etcd.tls.ca_file instead",
-            );
+        if let Some(sni) = &tls.sni {
+            if sni.is_empty() || sni.contains(|c: char| c.is_whitespace() || c == '/') {
+                errors.add(
+                    "deployment.etcd.tls.sni",
+                    format!(
+                        "{sni:?} is not a host name (the name etcd's certificate is issued to)"
+                    ),
+                );
+            }
         }
-        if tls.sni.is_some() {
-            errors.add(
-                "deployment.etcd.tls.sni",
-                "is not supported by weir: the name checked is the host's in deployment.etcd.host",
-            );
-        }
+    }
+    seconds(
+        e.watch_timeout,
+        0.1,
+        "deployment.etcd.watch_timeout",
+        errors,
+    );
+    seconds(e.resync_delay, 0.01, "deployment.etcd.resync_delay", errors);
+    seconds(
+        e.health_check_timeout,
+        0.05,
+        "deployment.etcd.health_check_timeout",
+        errors,
+    );
+    if e.startup_retry == Some(0) {
+        errors.add(
+            "deployment.etcd.startup_retry",
+            "must be at least 1 (leave it out to keep trying until etcd answers)",
+        );
+    }
+}
+
+/// A number of seconds in `[min, 3600]`.
+fn seconds(v: f64, min: f64, at: &str, errors: &mut Errors) {
+    if !(v.is_finite() && (min..=3600.0).contains(&v)) {
+        errors.add(
+            at,
+            format!("{v} must be a number of seconds from {min} to 3600"),
+        );
     }
 }

@@ -189,6 +189,20 @@ impl EtcdServer {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a stopped etcd keeps its
+    /// connections open and answers nothing, a silent partition.
+    pub fn pause(&self, stopped: bool) {
+        let Some(c) = self.child.as_ref() else {
+            return;
+        };
+        let sig = if stopped { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} etcd");
+    }
+
     /// Starts etcd again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill();
@@ -306,6 +320,7 @@ pub struct Relay {
     /// Where clients connect.
     pub addr: SocketAddr,
     open: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     cut: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -316,13 +331,15 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
         let open = Arc::new(AtomicBool::new(true));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (cut, _) = tokio::sync::watch::channel(0u64);
-        let (o, c) = (open.clone(), cut.clone());
+        let (o, c, n) = (open.clone(), cut.clone(), accepted.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
+                n.fetch_add(1, Ordering::SeqCst);
                 if !o.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -342,9 +359,15 @@ impl Relay {
         Relay {
             addr,
             open,
+            accepted,
             cut,
             task,
         }
+    }
+
+    /// Connections accepted so far (refused ones included).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Its URL.
