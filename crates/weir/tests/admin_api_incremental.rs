@@ -232,7 +232,10 @@ async fn seed(etcd: &EtcdServer, n: usize, node: &str) {
 /// little later each round. Whenever that write lands between replica 1's
 /// check and its own write's watch event, the compile made by the check
 /// lacks it: replica 1 must not install that compile for its own event.
-/// Every route written must be served by both replicas.
+/// Every route written must be served by both replicas. (The interleaving
+/// is up to the scheduler: this guards the end-to-end behaviour; the
+/// reuse's conditions themselves are checked deterministically by
+/// `etcd::own`'s unit tests in weir-admin.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicas_own_write_reuse_never_hides_another_writers_change() {
     let etcd = EtcdServer::start().await;

@@ -184,4 +184,47 @@ mod tests {
         let to = state(&[("a", &a), ("b", &same_b), ("c", &c)]);
         assert_eq!(diff(&from, &to).count(), 0);
     }
+
+    fn view(s: AdminState) -> Arc<View> {
+        Arc::new(View {
+            file: Arc::new(weir_config::Config::default()),
+            items: Arc::new(Default::default()),
+            state: Arc::new(s),
+            left_out: Vec::new(),
+        })
+    }
+
+    /// The watch reuses the write's compile only at exactly the state it
+    /// compiled: not after another change was applied, not with another
+    /// key in the same change set, not with another value.
+    #[test]
+    fn a_compile_is_reused_only_at_the_state_it_was_built_from() {
+        let (a, b, mine, theirs) = (
+            entry("a", "/a"),
+            entry("b", "/b"),
+            entry("m", "/m"),
+            entry("t", "/t"),
+        );
+        let base = view(state(&[("a", &a), ("b", &b)]));
+        let checked = state(&[("a", &a), ("b", &b), ("m", &mine)]);
+        let own = || OwnWrite::new(base.clone(), &checked, Vec::new(), 7u32);
+        // The event arrives as written (a new Arc, same value).
+        let echoed = entry("m", "/m");
+        let after = state(&[("a", &a), ("b", &b), ("m", &echoed)]);
+        assert_eq!(own().reuse::<u32>(&base, &after).map(|r| r.1), Some(7));
+        // Another writer's key in the same change set.
+        let both = state(&[("a", &a), ("b", &b), ("m", &echoed), ("t", &theirs)]);
+        assert!(own().reuse::<u32>(&base, &both).is_none());
+        // Something was applied in between (another view).
+        let other = view(state(&[("a", &a), ("b", &b), ("t", &theirs)]));
+        let after_other = state(&[("a", &a), ("b", &b), ("t", &theirs), ("m", &echoed)]);
+        assert!(own().reuse::<u32>(&other, &after_other).is_none());
+        // Another value came back for the key.
+        let changed = state(&[("a", &a), ("b", &b), ("m", &entry("m", "/other"))]);
+        assert!(own().reuse::<u32>(&base, &changed).is_none());
+        // The write's key refused (kept absent): not the checked state.
+        assert!(own()
+            .reuse::<u32>(&base, &state(&[("a", &a), ("b", &b)]))
+            .is_none());
+    }
 }
