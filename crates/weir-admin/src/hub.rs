@@ -21,7 +21,7 @@ use crate::store::{StateFile, Store, StoreError};
 /// What the hub needs from the data plane (implemented by the binary).
 pub trait Engine: Send + Sync + 'static {
     /// A configuration compiled and ready to be swapped in.
-    type Prepared: Send;
+    type Prepared: Send + 'static;
     /// Compiles `config` without applying it, with every check the engine
     /// makes (plugin configurations included). No side effect.
     fn prepare(&self, config: Config) -> Result<Self::Prepared, EngineError>;
@@ -64,6 +64,9 @@ pub struct ConfigHub {
     /// Serializes the changes of the view (writes, file reloads, etcd's
     /// change sets).
     pub(crate) writes: tokio::sync::Mutex<()>,
+    /// With etcd: this replica's last write, checked and compiled, until
+    /// its watch event comes back (see [`crate::etcd::own`]).
+    pub(crate) own_write: std::sync::Mutex<Option<crate::etcd::own::OwnWrite>>,
     store: Store,
 }
 
@@ -145,6 +148,7 @@ impl ConfigHub {
         let hub = ConfigHub {
             view: ArcSwap::from_pointee(view),
             writes: tokio::sync::Mutex::new(()),
+            own_write: std::sync::Mutex::new(None),
             store,
         };
         Ok((hub, merged.config))
@@ -221,19 +225,30 @@ impl ConfigHub {
                 merge::describe(errors, places, key)
             ))
         };
+        let started = std::time::Instant::now();
         let Merged {
             config,
             places,
             left_out,
         } = merge::merge(&view.file, &view.items, state, Some(key))
             .map_err(|e| invalid(&e, &[]))?;
+        let merged = started.elapsed();
         weir_config::validate_config(&config, &weir_config::AnyPlugin)
             .map_err(|e| invalid(&e, &places))?;
+        let validated = started.elapsed();
         let prepared = match engine.prepare(config) {
             Ok(p) => p,
             Err(EngineError::Rejected(e)) => return Err(invalid(&e, &places)),
             Err(e) => return Err(AdminError::Engine(e)),
         };
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            key,
+            merge_ms = ms(merged),
+            validate_ms = ms(validated - merged),
+            prepare_ms = ms(started.elapsed() - validated),
+            "Admin API write checked"
+        );
         Ok((left_out, prepared))
     }
 

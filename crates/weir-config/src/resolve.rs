@@ -114,6 +114,50 @@ impl EffectiveRoute {
         self.timeout
             .or_else(|| self.upstream.as_ref().and_then(|u| u.upstream.timeout))
     }
+
+    /// True when `other` describes the same route, wherever it sits in
+    /// `config.routes` (`index` aside): what the engine builds from the
+    /// two is the same. (Every field is named, so a field added later has
+    /// to be considered here.)
+    pub fn same_as(&self, other: &EffectiveRoute) -> bool {
+        let EffectiveRoute {
+            index: _,
+            id,
+            name,
+            status,
+            service_id,
+            plugin_config_id,
+            uris,
+            hosts,
+            methods,
+            priority,
+            vars,
+            remote_addrs,
+            plugins,
+            plugin_origins,
+            upstream,
+            timeout,
+            enable_websocket,
+            labels,
+        } = self;
+        *id == other.id
+            && *status == other.status
+            && *priority == other.priority
+            && *enable_websocket == other.enable_websocket
+            && *name == other.name
+            && *service_id == other.service_id
+            && *plugin_config_id == other.plugin_config_id
+            && *uris == other.uris
+            && *hosts == other.hosts
+            && *methods == other.methods
+            && *timeout == other.timeout
+            && *vars == other.vars
+            && *remote_addrs == other.remote_addrs
+            && *upstream == other.upstream
+            && *plugin_origins == other.plugin_origins
+            && *plugins == other.plugins
+            && *labels == other.labels
+    }
 }
 
 /// The effective configuration of every route, in `config.routes` order.

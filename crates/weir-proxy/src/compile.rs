@@ -15,6 +15,7 @@ use weir_discovery::registry::Registry;
 use weir_plugin::{BuildCtx, Consumer, ConsumerConf, Pipeline};
 
 use crate::plugin_compile;
+use crate::reuse::{plugin_inputs_same, reads_files, Built, BuiltRoute, Previous, Stages};
 use crate::router::{RouteSpec, RouteTable};
 use crate::snapshot::{CompiledRoute, ConsumerTable, RouteConditions, Snapshot};
 use crate::tls::CertTable;
@@ -44,17 +45,39 @@ impl Compiler {
     /// reported, each naming its field (plugin settings, consumer keys used
     /// twice, unreadable certificate files...).
     pub fn compile(&self, config: Arc<Config>) -> Result<Snapshot, FieldErrors> {
+        self.compile_from(config, None)
+    }
+
+    /// [`Compiler::compile`], reusing what `previous` (the live snapshot)
+    /// built wherever its inputs are unchanged, so that one change costs
+    /// about what the change touches (see [`Built`]). The snapshot is the
+    /// same as a whole compile would give, except that reused parts are the
+    /// previous ones (the same upstream objects with their balancer state
+    /// and health checker, the same plugin instances).
+    pub fn compile_from(
+        &self,
+        config: Arc<Config>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, FieldErrors> {
+        let mut clock = Stages::start();
+        let prev = previous.map(|p| Previous {
+            built: &p.built,
+            upstreams: &p.upstreams,
+            plugin_inputs_same: plugin_inputs_same(&p.config, &config),
+        });
         let mut errors = Vec::new();
         let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
         for (i, up) in config.upstreams.iter().enumerate() {
             let Some(id) = &up.id else { continue };
-            match self.upstream(id.0.clone(), up, &format!("upstreams[{i}]")) {
+            let at = || format!("upstreams[{i}]");
+            match self.upstream_reused(id.0.clone(), up, at, prev.as_ref()) {
                 Ok(built) => {
-                    upstreams.insert(id.0.clone(), Arc::new(built));
+                    upstreams.insert(id.0.clone(), built);
                 }
                 Err(e) => errors.push(e),
             }
         }
+        clock.lap("upstreams");
 
         let consumers = consumer_confs(&config);
         let metadata = |name: &str| config.plugin_metadata.get(name);
@@ -62,8 +85,8 @@ impl Compiler {
         check_consumers(&config, &ctx, &mut errors);
         let consumer_table = consumer_plugins(&config, &ctx, &mut errors);
         let global = global_rules(&config, &ctx, &mut errors);
-
         check_shared_plugins(&config, &ctx, &mut errors);
+        clock.lap("consumers, global rules, shared plugins");
         let routes = match resolve_routes(&config) {
             Ok(r) => r,
             Err(mut e) => {
@@ -71,49 +94,85 @@ impl Compiler {
                 Vec::new()
             }
         };
+        clock.lap("resolve routes");
         let mut specs = Vec::with_capacity(routes.len());
-        for route in &routes {
+        let mut built = Built::default();
+        let mut reused = 0usize;
+        for route in routes {
             if route.status == 0 {
                 continue;
             }
-            let upstream = self.route_upstream(route, &mut upstreams, &mut errors);
-            let plugins = route_plugins(route, &ctx, &mut errors);
-            let plugin_upstreams = self.plugin_upstreams(route, &mut upstreams, &mut errors);
+            let upstream = self.route_upstream(&route, &mut upstreams, prev.as_ref(), &mut errors);
+            // Reported after the route's plugins' errors, as always.
+            let mut later = Vec::new();
+            let plugin_upstreams =
+                self.plugin_upstreams(&route, &mut upstreams, prev.as_ref(), &mut later);
             let https_upstream = upstream
                 .iter()
                 .chain(plugin_upstreams.chosen.iter())
                 .any(|u| u.scheme == Scheme::Https);
-            let conditions = (route.vars.is_some() || route.remote_addrs.is_some()).then(|| {
-                Box::new(RouteConditions {
-                    vars: route.vars.clone(),
-                    remote: route.remote_addrs.clone(),
-                })
+            let svc_name = service_name(&config, &route);
+            let same = prev.as_ref().and_then(|p| {
+                p.route(
+                    &route,
+                    svc_name,
+                    &upstream,
+                    &plugin_upstreams,
+                    https_upstream,
+                )
             });
+            let value = match same {
+                Some(old) => {
+                    reused += 1;
+                    old
+                }
+                None => {
+                    let plugins = route_plugins(&route, &ctx, &mut errors);
+                    let conditions =
+                        (route.vars.is_some() || route.remote_addrs.is_some()).then(|| {
+                            Box::new(RouteConditions {
+                                vars: route.vars.clone(),
+                                remote: route.remote_addrs.clone(),
+                            })
+                        });
+                    let id: Arc<str> = Arc::from(route.id.as_str());
+                    Arc::new(CompiledRoute {
+                        stats: crate::metrics::for_route(&id),
+                        id,
+                        facts: route_facts(svc_name, &route),
+                        upstream,
+                        plugins,
+                        enable_websocket: route.enable_websocket,
+                        conditions,
+                        plugin_upstreams: plugin_upstreams.inline,
+                        https_upstream,
+                    })
+                }
+            };
+            errors.append(&mut later);
             let methods = route
                 .methods
                 .iter()
                 .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
                 .collect();
-            let id: Arc<str> = Arc::from(route.id.as_str());
             specs.push(RouteSpec {
                 id: route.id.clone(),
                 uris: route.uris.clone(),
                 hosts: route.hosts.clone(),
                 methods,
                 priority: route.priority,
-                value: Arc::new(CompiledRoute {
-                    stats: crate::metrics::for_route(&id),
-                    id,
-                    facts: route_facts(&config, route),
-                    upstream,
-                    plugins,
-                    enable_websocket: route.enable_websocket,
-                    conditions,
-                    plugin_upstreams: plugin_upstreams.inline,
-                    https_upstream,
-                }),
+                value: value.clone(),
             });
+            built.routes.insert(
+                route.id.clone(),
+                BuiltRoute {
+                    service_name: svc_name.map(str::to_owned),
+                    effective: route,
+                    compiled: value,
+                },
+            );
         }
+        clock.lap("routes");
         let certs = match CertTable::build(&config.ssls) {
             Ok(t) => t,
             Err(mut e) => {
@@ -124,14 +183,41 @@ impl Compiler {
         if !errors.is_empty() {
             return Err(FieldErrors(errors));
         }
+        let router = RouteTable::build(specs);
+        clock.lap("certificates, router");
+        tracing::debug!(
+            routes = built.routes.len(),
+            reused,
+            stages = %clock,
+            "configuration compiled"
+        );
         Ok(Snapshot {
             config,
-            router: RouteTable::build(specs),
+            router,
             upstreams,
             certs: Arc::new(certs),
             global: global.map(Arc::new),
             consumers: consumer_table,
+            built,
         })
+    }
+
+    /// The upstream at `key` built from `conf`: the previous snapshot's when
+    /// it was built from the same configuration (and reads no file: a TLS
+    /// setting naming files is read again each time), else a new one.
+    fn upstream_reused(
+        &self,
+        key: String,
+        conf: &weir_config::Upstream,
+        at: impl FnOnce() -> String,
+        prev: Option<&Previous<'_>>,
+    ) -> Result<Arc<Upstream>, FieldError> {
+        if let Some(old) = prev.and_then(|p| p.upstreams.get(&key)) {
+            if old.built_from() == conf && !reads_files(conf) {
+                return Ok(old.clone());
+            }
+        }
+        self.upstream(key, conf, &at()).map(Arc::new)
     }
 
     /// The compiled upstream of a route: a shared one by key, or one of its
@@ -141,27 +227,29 @@ impl Compiler {
         &self,
         route: &EffectiveRoute,
         upstreams: &mut HashMap<String, Arc<Upstream>>,
+        prev: Option<&Previous<'_>>,
         errors: &mut Vec<FieldError>,
     ) -> Option<Arc<Upstream>> {
         let eff = route.upstream.as_ref()?;
+        let timed;
         let (key, config) = match route.timeout {
             Some(t) => {
                 let mut up = eff.upstream.clone();
                 up.timeout = Some(t);
-                (format!("route:{}", route.id), up)
+                timed = up;
+                (format!("route:{}", route.id), &timed)
             }
-            None => (eff.key.clone(), eff.upstream.clone()),
+            None => (eff.key.clone(), &eff.upstream),
         };
         if let Some(up) = upstreams.get(&key) {
             return Some(up.clone());
         }
-        let at = match &eff.source {
+        let at = || match &eff.source {
             weir_config::resolve::UpstreamSource::Service(id) => format!("services[{id}].upstream"),
             _ => format!("routes[{}].upstream", route.index),
         };
-        match self.upstream(key.clone(), &config, &at) {
+        match self.upstream_reused(key.clone(), config, at, prev) {
             Ok(built) => {
-                let built = Arc::new(built);
                 upstreams.insert(key, built.clone());
                 Some(built)
             }
@@ -180,6 +268,7 @@ impl Compiler {
         &self,
         route: &EffectiveRoute,
         upstreams: &mut HashMap<String, Arc<Upstream>>,
+        prev: Option<&Previous<'_>>,
         errors: &mut Vec<FieldError>,
     ) -> PluginUpstreams {
         let mut out = PluginUpstreams::default();
@@ -208,9 +297,8 @@ impl Compiler {
                             }
                         };
                         let key = format!("route:{}:{}", route.id, u.name);
-                        match self.upstream(key.clone(), &config, &at) {
+                        match self.upstream_reused(key.clone(), &config, || at.clone(), prev) {
                             Ok(built) => {
-                                let built = Arc::new(built);
                                 upstreams.insert(key, built.clone());
                                 out.chosen.push(built.clone());
                                 out.inline.insert(Arc::from(u.name.as_str()), built);
@@ -278,23 +366,27 @@ impl Compiler {
 
 /// The upstreams a route's plugins may send its requests to.
 #[derive(Default)]
-struct PluginUpstreams {
+pub(crate) struct PluginUpstreams {
     /// Every one of them.
-    chosen: Vec<Arc<Upstream>>,
+    pub(crate) chosen: Vec<Arc<Upstream>>,
     /// The inline ones, by the plugin's name for them.
-    inline: HashMap<Arc<str>, Arc<Upstream>>,
+    pub(crate) inline: HashMap<Arc<str>, Arc<Upstream>>,
 }
 
-/// A route's name, service, path pattern and host, as the log phase
-/// reports them (a pattern or host only when the route has exactly one).
-fn route_facts(config: &Config, route: &EffectiveRoute) -> weir_plugin::RouteFacts {
-    let service_name = route.service_id.as_deref().and_then(|sid| {
+/// The name of the route's service, if it has one.
+fn service_name<'c>(config: &'c Config, route: &EffectiveRoute) -> Option<&'c str> {
+    route.service_id.as_deref().and_then(|sid| {
         config
             .services
             .iter()
             .find(|s| s.id.as_str() == sid)
             .and_then(|s| s.name.as_deref())
-    });
+    })
+}
+
+/// A route's name, service, path pattern and host, as the log phase
+/// reports them (a pattern or host only when the route has exactly one).
+fn route_facts(service_name: Option<&str>, route: &EffectiveRoute) -> weir_plugin::RouteFacts {
     let only = |v: &[String]| match v {
         [one] => Some(Box::from(one.as_str())),
         _ => None,

@@ -22,6 +22,7 @@ pub mod plugin_compile;
 pub mod plugin_run;
 pub mod pool;
 pub mod response_body;
+mod reuse;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -140,17 +140,23 @@ pub struct Snapshot {
     pub global: Option<Arc<Pipeline>>,
     /// Consumers' own plugins (merged with their group's), by username.
     pub consumers: ConsumerTable,
+    /// What was built per route, for the next compile to reuse.
+    pub(crate) built: crate::reuse::Built,
 }
 
 impl Snapshot {
     /// Starts the active health checkers of this snapshot's upstreams. Kept
     /// out of [`Compiler::compile`], so compiling (to validate, or to dry-run
     /// a change) has no side effect; called when the snapshot goes live. A
-    /// checker stops by itself once its upstream is dropped.
+    /// checker stops by itself once its upstream is dropped. An upstream
+    /// reused from the previous snapshot keeps the checker it has: one
+    /// checker per upstream object, however many snapshots hold it.
     pub fn start_health_checks(&self) {
         for up in self.upstreams.values() {
             if let Some(active) = up.health.as_ref().and_then(|h| h.active.clone()) {
-                crate::health::spawn_active_checker(Arc::downgrade(up), active);
+                if up.claim_checker() {
+                    crate::health::spawn_active_checker(Arc::downgrade(up), active);
+                }
             }
         }
     }

@@ -187,6 +187,11 @@ pub struct Upstream {
     tls: Option<Arc<rustls::ClientConfig>>,
     upstream_host_str: Option<String>,
     limits: PoolLimits,
+    /// The configuration it was built from (the next compile reuses it
+    /// when that is unchanged).
+    built_from: weir_config::Upstream,
+    /// Its active health checker was started.
+    checker: AtomicBool,
 }
 
 /// Everything needed to compile one upstream.
@@ -263,6 +268,8 @@ impl Upstream {
             tls,
             upstream_host_str,
             limits,
+            checker: AtomicBool::new(false),
+            built_from: parts.config,
         };
         if up.hash_on == HashOn::Header {
             up.hash_key = up.hash_key.to_ascii_lowercase();
@@ -281,6 +288,16 @@ impl Upstream {
         };
         up.current.store(Arc::new(initial));
         up
+    }
+
+    /// The configuration it was built from.
+    pub fn built_from(&self) -> &weir_config::Upstream {
+        &self.built_from
+    }
+
+    /// True once: whoever gets it starts the active health checker.
+    pub(crate) fn claim_checker(&self) -> bool {
+        !self.checker.swap(true, Ordering::AcqRel)
     }
 
     /// The discovery service this upstream follows, if any.

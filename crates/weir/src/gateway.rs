@@ -180,9 +180,12 @@ impl GatewayCore {
             tracing::warn!("changes to deployment.admin.admin_listen, state_file, config_provider, etcd, or adding the first / removing the last admin_key, take effect after a restart");
         }
         let config = Arc::new(config);
+        // Incremental: what the live snapshot built from unchanged inputs
+        // is reused (weir_proxy's `reuse` module).
+        let live = self.proxy.snapshot.load();
         let snapshot = self
             .compiler
-            .compile(config.clone())
+            .compile_from(config.clone(), Some(&live))
             .map_err(ReloadError::Compile)?;
         Ok(Prepared { config, snapshot })
     }

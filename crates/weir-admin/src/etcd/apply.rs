@@ -1,6 +1,7 @@
 //! Applying what etcd holds to the hub: one change set at a time, checked
 //! as an Admin API write is (merge, validation, the engine's compile), then
-//! swapped in whole. A stored value that is invalid is logged with its key
+//! swapped in whole. A change set that is exactly this replica's own write,
+//! already checked and compiled, is not compiled again ([`super::own`]). A stored value that is invalid is logged with its key
 //! and skipped; the last good version of that resource keeps serving.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,6 +166,13 @@ pub(crate) async fn apply<E: Engine>(
 ) -> Outcome {
     let _serial = hub.writes.lock().await;
     let view = hub.view.load_full();
+    // This replica's own write, if it was the last thing done: used at most
+    // once, by the first change set after it.
+    let own = hub
+        .own_write
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let old = &view.state.entries;
     let mut invalid: BTreeSet<String> = src.status().invalid_keys.into_iter().collect();
     let full = matches!(change, Change::Full(_));
@@ -254,6 +262,14 @@ pub(crate) async fn apply<E: Engine>(
     let mut result = None;
     if changed.is_empty() && !was_stale {
         result = Some((view.left_out.clone(), None));
+    } else if let (Some(own), false, false) = (own, was_stale, full) {
+        if let Some((left_out, prepared)) = own.reuse::<E::Prepared>(&view, &state) {
+            tracing::debug!(
+                revision,
+                "etcd: own write came back as checked; its compile reused"
+            );
+            result = Some((left_out, Some(prepared)));
+        }
     }
     let mut tries = 0;
     while result.is_none() {

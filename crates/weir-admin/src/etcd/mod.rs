@@ -5,11 +5,13 @@
 //! - [`sync`]: reads the whole prefix, then watches it; every watch answer
 //!   is one change set for the hub (validated, compiled, swapped in at once).
 //! - [`write`]: the Admin API's writes, compare-and-swap transactions.
+//! - [`own`]: a write compiled once, reused when its watch event comes back.
 //! - [`EtcdSource`]: the connection state the control API and `/metrics`
 //!   show.
 
 mod apply;
 pub mod client;
+pub(crate) mod own;
 pub mod sync;
 mod tls;
 pub mod write;

@@ -8,7 +8,9 @@
 //!
 //! The answer comes once the change is in etcd and this replica's watch has
 //! applied it (or after the timeout: it is in etcd, the watch will apply
-//! it); other replicas apply it through their own watches.
+//! it); other replicas apply it through their own watches. This replica's
+//! watch reuses what the write's check compiled when nothing else changed
+//! meanwhile ([`super::own`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use http::Method;
 
 use super::apply::decode_entry;
 use super::client::{Compare, EtcdError, Op};
+use super::own::OwnWrite;
 use super::EtcdSource;
 use crate::error::AdminError;
 use crate::hub::{ConfigHub, Engine, View, Written};
@@ -84,7 +87,7 @@ pub(crate) async fn write<E: Engine>(
             left_out: view.left_out.clone(),
         };
         let plan = ops::plan(&used, w.clone(), ops::now())?;
-        ConfigHub::check(&used, &plan.state, &plan.key, engine)?;
+        let (left_out, prepared) = ConfigHub::check(&used, &plan.state, &plan.key, engine)?;
         let key = src.etcd_key(&plan.key);
         let compare = if plan.key != key0 {
             Compare::Absent
@@ -113,6 +116,12 @@ pub(crate) async fn write<E: Engine>(
                 "etcd: {e}; the change was not confirmed: read it back before trying again"
             ))
         })?;
+        if ok {
+            // Before the watch can apply it (it waits for `serial`): the
+            // watch reuses this compile when it arrives at this very state.
+            let own = OwnWrite::new(view.clone(), &plan.state, left_out, prepared);
+            *hub.own_write.lock().unwrap_or_else(|e| e.into_inner()) = Some(own);
+        }
         drop(serial);
         if ok {
             let wait = src.client.timeout().min(Duration::from_secs(10));
