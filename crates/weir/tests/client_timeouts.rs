@@ -82,6 +82,22 @@ impl hyper::body::Body for Fed {
     }
 }
 
+/// An HTTP/2 connection with prior knowledge to `gw`, driven in its own
+/// task.
+async fn h2c_sender(gw: &TestGateway) -> SendRequest<Fed> {
+    let tcp = tokio::net::TcpStream::connect(gw.proxy_addr())
+        .await
+        .expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// What came back for a POST whose body was sent in pieces.
 struct Outcome {
     status: u16,
@@ -134,16 +150,7 @@ async fn post_in_pieces(
             }
         }
         Via::H2c => {
-            let tcp = tokio::net::TcpStream::connect(gw.proxy_addr())
-                .await
-                .expect("connect");
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .expect("h2c handshake");
-            tokio::spawn(conn);
+            let mut sender = h2c_sender(gw).await;
             let (tx, rx) = mpsc::unbounded_channel();
             let req = http::Request::post(format!("http://{TLS_NAME}{path}"))
                 .header("content-length", len)
@@ -385,16 +392,7 @@ async fn a_node_that_takes_none_of_the_body_gets_504(via: Via) {
             }
         }
         Via::H2c => {
-            let tcp = tokio::net::TcpStream::connect(gw.proxy_addr())
-                .await
-                .expect("connect");
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .expect("h2c handshake");
-            tokio::spawn(conn);
+            let mut sender = h2c_sender(&gw).await;
             let (tx, rx) = mpsc::unbounded_channel();
             let blocks = 512;
             for _ in 0..blocks {
