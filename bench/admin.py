@@ -88,7 +88,7 @@ def cmd_propagation(a):
     key = f"X-API-KEY: {a.key}"
     acks, delays, polls = [], [], []
     deadline_s = a.timeout
-    for i in range(a.count):
+    for i in range(a.first, a.first + a.count):
         rid = f"prop{i}"
         path = f"/prop/{i}"
         route = {"uri": path, "upstream": {"type": "roundrobin",
@@ -115,7 +115,7 @@ def cmd_propagation(a):
         delays.append((t1 - t0) * 1e3)
         polls.append(n)
     if a.cleanup:
-        for i in range(a.count):
+        for i in range(a.first, a.first + a.count):
             request(admin, "DELETE", f"/apisix/admin/routes/prop{i}", headers=[key])
             read_response(admin)
     delays.sort()
@@ -171,6 +171,7 @@ def main():
     pr.add_argument("--key", required=True)
     pr.add_argument("--upstream", required=True, help="host:port of a backend")
     pr.add_argument("--count", type=int, default=200)
+    pr.add_argument("--first", type=int, default=0, help="the first route's number (prop<N>, /prop/<N>)")
     pr.add_argument("--timeout", type=float, default=5.0)
     pr.add_argument("--cleanup", action="store_true")
     se = sub.add_parser("seed-etcd")

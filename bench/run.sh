@@ -654,18 +654,22 @@ routes:
     upstream: {type: roundrobin, nodes: {"127.0.0.1:18100": 1}}
 EOF
   }
-  admin_run() { # admin_run TAG WRITES WRK_SECS: WRITES PUTs timed to live, under steady load
-    local tag=$1 n=$2 secs=$3
-    $LOAD wrk -t1 -c16 -d"${secs}s" --latency -s "$B/wrk-report.lua" \
+  admin_run() { # admin_run TAG WRITES WRK_SECS [paced]: WRITES PUTs timed to live, under steady load
+    local tag=$1 n=$2 secs=$3 script=$B/wrk-report.lua
+    if [ "${4:-}" = paced ]; then
+      script=$W/wrk-paced.lua
+      cat "$B/wrk-report.lua" "$B/wrk-paced.lua" > "$script"
+    fi
+    $LOAD wrk -t1 -c16 -d"${secs}s" --latency -s "$script" \
       "http://127.0.0.1:$WEIR_PORT/steady" >"$W/admin-$tag-wrk.txt" 2>&1 &
     WRKPID=$!; PIDS+=("$WRKPID")
     sleep 1  # let wrk's connections open before the first write
     $LOAD python3 "$B/admin.py" propagation --admin-port "$ADMIN_PORT" --proxy-port "$WEIR_PORT" \
-      --key "$ADMIN_KEY" --upstream 127.0.0.1:18100 --count "$n" --timeout 10 \
+      --key "$ADMIN_KEY" --upstream 127.0.0.1:18100 --count "$n" --first "${ADMIN_FIRST:-0}" --timeout 10 \
       >"$W/admin-$tag-prop.json" 2>"$W/admin-$tag-prop.err" \
       || echo "admin propagation probe ($tag) failed: $(cat "$W/admin-$tag-prop.err")" >&2
     wait "$WRKPID" || true
-    raw "\$ bench/admin.py propagation --count $n   # $tag, while wrk -t1 -c16 on /steady"
+    raw "\$ bench/admin.py propagation --count $n --first ${ADMIN_FIRST:-0}   # $tag, while wrk -t1 -c16 on /steady$([ "${4:-}" = paced ] && echo ' (paced: 2 ms between requests per connection)')"
     cat "$W/admin-$tag-prop.json" "$W/admin-$tag-prop.err" >> "$RAW"
     grep -v '^JSON' "$W/admin-$tag-wrk.txt" >> "$RAW"
   }
@@ -676,6 +680,9 @@ EOF
   $PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --timeout 30 >/dev/null
   wait_port "$ADMIN_PORT"
   admin_run file "$ADMIN_N" $((ADMIN_N / 25 + 5))
+  # The same with the steady load paced (about 8,000 req/s: the proxy's
+  # core mostly free), new routes (the ids go on from the first run's).
+  ADMIN_FIRST=$ADMIN_N admin_run file-paced "$ADMIN_N" $((ADMIN_N / 25 + 5)) paced
   stop "$WPID"; check_weir_log weir-admin
 
   ETCD=$(command -v etcd || true) ETCD_SKIPPED=""
@@ -705,6 +712,7 @@ EOF
     $PY wait-ready "127.0.0.1:$WEIR_CONTROL/status/ready" --timeout 30 >/dev/null
     wait_port "$ADMIN_PORT"
     admin_run etcd10 "$ADMIN_N" $((ADMIN_N / 25 + 5))
+    ADMIN_FIRST=$ADMIN_N admin_run etcd10-paced "$ADMIN_N" $((ADMIN_N / 25 + 5)) paced
     stop "$WPID"; check_weir_log weir-admin-etcd
     stop "$EPID"
 
@@ -741,14 +749,15 @@ def run(tag, writes):
             "steady": {"requests": rec.get("requests", 0),
                        "errors": {k: v for k, v in rec.items() if k.startswith("errors_")}}}
 file = run("file", n) or {}
-out = {"file": file.get("prop"), "writes": n, "steady": file.get("steady", {})}
+out = {"file": file.get("prop"), "writes": n, "steady": file.get("steady", {}),
+       "file_paced": run("file-paced", n)}
 if skipped:
     out["etcd_skipped"] = skipped
 else:
     big = run("etcd10k", n10k) or {}
     big.update(ready_ms=int(ready) if ready.isdigit() else ready,
                rss_kb=int(rss) if rss.isdigit() else None)
-    out["etcd"] = {"routes10": run("etcd10", n), "routes10k": big}
+    out["etcd"] = {"routes10": run("etcd10", n), "routes10_paced": run("etcd10-paced", n), "routes10k": big}
 print(json.dumps(out))
 PYEOF
 fi
