@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::future::Either;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -237,21 +238,37 @@ async fn accept_loop(
             let watcher = graceful.watcher();
             let fast = fast.clone();
             let tls = tls.clone();
+            // As in `serve_tls`, the stream is moved into the future that
+            // serves it inside the match, and the task holds it once.
             tokio::spawn(async move {
-                match tls {
+                let serving = match tls {
                     None => {
                         let protocol = fast.protocol_for(false);
-                        crate::h1::hand_over(stream, Vec::new(), info, &fast, watcher, protocol)
-                            .await
+                        Either::Left(crate::h1::hand_over(
+                            stream,
+                            Vec::new(),
+                            info,
+                            &fast,
+                            watcher,
+                            protocol,
+                        ))
                     }
-                    Some(acceptor) => {
-                        if let Some(s) = tls_handshake(stream, &info, &acceptor, &fast).await {
+                    Some(acceptor) => match tls_handshake(stream, &info, &acceptor, &fast).await {
+                        None => return,
+                        Some(s) => {
                             let protocol = negotiated(&s, &fast);
-                            crate::h1::hand_over(s, Vec::new(), info, &fast, watcher, protocol)
-                                .await;
+                            Either::Right(crate::h1::hand_over(
+                                s,
+                                Vec::new(),
+                                info,
+                                &fast,
+                                watcher,
+                                protocol,
+                            ))
                         }
-                    }
-                }
+                    },
+                };
+                serving.await;
             });
             continue;
         }
@@ -300,15 +317,31 @@ async fn serve_tls(
     fast: Arc<crate::h1::H1Context>,
     watcher: Watcher,
 ) {
-    let Some(tls_stream) = tls_handshake(stream, &info, &acceptor, &fast).await else {
-        return;
+    // The stream is moved into the future that serves it inside the match,
+    // so this task does not also keep a slot for it (1.2 KiB) beside that
+    // future for the connection's whole life.
+    let serving = match tls_handshake(stream, &info, &acceptor, &fast).await {
+        None => return,
+        Some(tls_stream) => {
+            let protocol = negotiated(&tls_stream, &fast);
+            if protocol == crate::h1::Protocol::Http2 {
+                // Boxed: the general path's future holds hyper's
+                // connection, and inline it would make every TLS
+                // connection's task, fast-path ones included, as large.
+                Either::Left(Box::pin(crate::h1::hand_over(
+                    tls_stream,
+                    Vec::new(),
+                    info,
+                    &fast,
+                    watcher,
+                    protocol,
+                )))
+            } else {
+                Either::Right(crate::h1::serve(tls_stream, info, fast.clone(), watcher))
+            }
+        }
     };
-    let protocol = negotiated(&tls_stream, &fast);
-    if protocol == crate::h1::Protocol::Http2 {
-        crate::h1::hand_over(tls_stream, Vec::new(), info, &fast, watcher, protocol).await;
-    } else {
-        crate::h1::serve(tls_stream, info, fast, watcher).await;
-    }
+    serving.await;
 }
 
 /// The server side of a TLS handshake, bounded by the header timeout.

@@ -325,6 +325,44 @@ async fn a_plain_listener_with_http2_off_refuses_the_http2_preface() {
     }
 }
 
+/// On a plain listener the fast path recognises the h2c preface and hands
+/// the connection to the HTTP/2 server directly: a preface cut short by a
+/// wrong byte gets GOAWAY(PROTOCOL_ERROR) (RFC 9113 §3.4), as over TLS
+/// with ALPN `h2`, not a silent close; the listener still serves h2c.
+#[tokio::test]
+async fn a_broken_h2c_preface_gets_goaway_protocol_error() {
+    use common::hostile::RawH2;
+    const GOAWAY: u8 = 7;
+    let b = Backend::start("h2c-backend").await;
+    let gw = common::gateway(&format!(
+        "gateway:\n  listeners: [{{address: \"127.0.0.1:0\", http2: true}}]\n{}",
+        route_all(&b)
+    ))
+    .await;
+    let tcp = TcpStream::connect(gw.proxy_addr()).await.expect("connect");
+    let mut h2 = RawH2::without_preface(Box::new(tcp));
+    h2.write_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\r")
+        .await
+        .expect("write the broken preface");
+    let mut frames = Vec::new();
+    let closed = tokio::time::timeout(STEP, async {
+        while let Some(f) = h2.frame().await {
+            frames.push(f);
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {STEP:?}: {frames:?}");
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"));
+    let code = u32::from_be_bytes(goaway.payload[4..8].try_into().expect("error code"));
+    assert_eq!((goaway.stream, code), (0, 1), "{goaway:?}");
+    let mut sender = h2c(gw.proxy_addr()).await;
+    let (status, _, _) = call(&mut sender, "GET", "http://t/after", "").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// `TRACE` over HTTP/2 is refused with 405, as over HTTP/1.1; the node
 /// never sees it.
 #[tokio::test]

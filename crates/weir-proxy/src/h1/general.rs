@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,108 +38,119 @@ use crate::response_body::ResponseBody;
 ///
 /// `watcher` keeps the connection counted by the listener's graceful
 /// shutdown until it ends; the shutdown itself is started from `ctx.stop`.
-pub async fn hand_over<S: ClientStream>(
+///
+/// Not an `async fn`: an `async fn` moves each argument into a local of
+/// its future and keeps the argument's slot as well, so the stream (1.2
+/// KiB for TLS) would be stored twice for the connection's whole life.
+/// The block below uses what it captures in place.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments twice"
+)]
+pub fn hand_over<S: ClientStream>(
     mut stream: S,
     mut prefix: Vec<u8>,
     info: Arc<ConnInfo>,
     ctx: &H1Context,
     watcher: Watcher,
     protocol: Protocol,
-) {
-    if protocol == Protocol::Http2 {
-        // h2 closes on an invalid preface without a word; RFC 9113 §3.4
-        // wants a GOAWAY(PROTOCOL_ERROR) (h2spec 3.5).
-        match super::preface::read(&mut stream, &mut prefix, ctx.header_timeout).await {
-            super::preface::Preface::Valid => {}
-            super::preface::Preface::Invalid => {
-                tracing::debug!(client = %info.remote, "invalid HTTP/2 connection preface; GOAWAY");
-                super::preface::refuse(&mut stream, ctx.send_timeout).await;
-                return;
+) -> impl Future<Output = ()> + '_ {
+    async move {
+        if protocol == Protocol::Http2 {
+            // h2 closes on an invalid preface without a word; RFC 9113 §3.4
+            // wants a GOAWAY(PROTOCOL_ERROR) (h2spec 3.5).
+            match super::preface::read(&mut stream, &mut prefix, ctx.header_timeout).await {
+                super::preface::Preface::Valid => {}
+                super::preface::Preface::Invalid => {
+                    tracing::debug!(client = %info.remote, "invalid HTTP/2 connection preface; GOAWAY");
+                    super::preface::refuse(&mut stream, ctx.send_timeout).await;
+                    return;
+                }
+                super::preface::Preface::Gone => return,
             }
-            super::preface::Preface::Gone => return,
         }
-    }
-    let activity = Arc::new(Activity::new());
-    let state = ctx.state.clone();
-    let conn_info = info.clone();
-    let tracker = activity.clone();
-    let limits = forward::ClientLimits {
-        body_timeout: ctx.body_timeout,
-        tunnel_idle_timeout: ctx.tunnel_idle_timeout,
-    };
-    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let busy = Busy::begin(tracker.clone());
-        // Over HTTP/2 a response can wait on the client with its socket
-        // idle (a stream without flow-control window): watched by the
-        // connection (`Activity::send_stalled`). Over HTTP/1.1 the write
-        // guard sees every wait.
-        let watch = req.version() == http::Version::HTTP_2;
-        if watch {
-            // No HTTP/1.1 head is ever read on this connection again.
-            busy.0.requests.not_http1.store(true, Ordering::Relaxed);
-        }
-        // Boxed: the request's future is large, and hyper moves the
-        // future it is given (into each HTTP/2 stream's task, and in and
-        // out of the task's stage); a box makes those moves a pointer's.
-        let handled = Box::pin(forward::handle(
-            state.clone(),
-            conn_info.clone(),
-            limits,
-            req,
-        ));
-        async move {
-            let response = handled.await?;
-            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                // The connection becomes a tunnel.
+        let activity = Arc::new(Activity::new());
+        let state = ctx.state.clone();
+        let conn_info = info.clone();
+        let tracker = activity.clone();
+        let limits = forward::ClientLimits {
+            body_timeout: ctx.body_timeout,
+            tunnel_idle_timeout: ctx.tunnel_idle_timeout,
+        };
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let busy = Busy::begin(tracker.clone());
+            // Over HTTP/2 a response can wait on the client with its socket
+            // idle (a stream without flow-control window): watched by the
+            // connection (`Activity::next_wake`). Over HTTP/1.1 the write
+            // guard sees every wait.
+            let watch = req.version() == http::Version::HTTP_2;
+            if watch {
+                // No HTTP/1.1 head is ever read on this connection again.
                 busy.0.requests.not_http1.store(true, Ordering::Relaxed);
             }
-            Ok::<_, Infallible>(response.map(|body| TrackedBody {
-                body,
-                busy,
-                watch,
-                handed: false,
-            }))
-        }
-    });
-    // Every write to the client is bounded by `http.send_timeout`.
-    let fired = activity.send_timed_out.clone();
-    let guarded = SendGuard::new(Prefixed::new(prefix, stream), ctx.send_timeout, Some(fired));
-    // Each arm's connection is boxed on its own (the HTTP/2 one's drive
-    // future is 4 KiB in a release build), so this function's future
-    // holds none of them and a connection only its own protocol's state.
-    let result = match protocol {
-        // HTTP/1.1 only, whatever the client sends first (the auto builder
-        // would still serve a client's HTTP/2 preface): an HTTP/2 preface
-        // is a malformed request, closed without an answer.
-        Protocol::Http1 => {
-            let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
-            let conn = ctx.http1.serve_connection(io, service).with_upgrades();
-            let ended = Box::pin(drive(conn, ctx, &info, &activity)).await;
-            ended.unwrap_or(Ok(())).map_err(Into::into)
-        }
-        Protocol::Http2 => {
-            let conn = ctx.http2.serve_connection(TokioIo::new(guarded), service);
-            let ended = Box::pin(drive(conn, ctx, &info, &activity)).await;
-            ended.unwrap_or(Ok(())).map_err(Into::into)
-        }
-        Protocol::Detect => {
-            let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
-            let conn = ctx
-                .builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            Box::pin(drive(conn, ctx, &info, &activity))
-                .await
-                .unwrap_or(Ok(()))
-        }
-    };
-    drop(watcher);
-    if let Err(e) = result {
-        tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
-        if let Some(status) = e.downcast_ref::<hyper::Error>().and_then(answered_by_hyper) {
-            // Nothing of the request is known here.
-            let now = std::time::Instant::now();
-            super::conn::unread_request(&ctx.state, info.remote, b"", now, status, 0);
+            // Boxed: the request's future is large, and hyper moves the
+            // future it is given (into each HTTP/2 stream's task, and in and
+            // out of the task's stage); a box makes those moves a pointer's.
+            let handled = Box::pin(forward::handle(
+                state.clone(),
+                conn_info.clone(),
+                limits,
+                req,
+            ));
+            async move {
+                let response = handled.await?;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    // The connection becomes a tunnel.
+                    busy.0.requests.not_http1.store(true, Ordering::Relaxed);
+                }
+                Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                    body,
+                    busy,
+                    watch,
+                    handed: false,
+                }))
+            }
+        });
+        // Every write to the client is bounded by `http.send_timeout`.
+        let fired = activity.send_timed_out.clone();
+        let guarded = SendGuard::new(Prefixed::new(prefix, stream), ctx.send_timeout, Some(fired));
+        // Each arm's connection is pinned where it is built, in this function's
+        // future (which its callers box): an argument moved into a pinned local
+        // would be stored twice (the argument slot stays in the future), which
+        // cost an idle HTTP/2 connection 1.6 KiB. The arms' connections share
+        // one slot, so a connection holds only the largest protocol's state.
+        let result = match protocol {
+            // HTTP/1.1 only, whatever the client sends first (the auto builder
+            // would still serve a client's HTTP/2 preface): an HTTP/2 preface
+            // is a malformed request, closed without an answer.
+            Protocol::Http1 => {
+                let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
+                let conn = pin!(ctx.http1.serve_connection(io, service).with_upgrades());
+                let ended = drive(conn, ctx, &info, &activity).await;
+                ended.unwrap_or(Ok(())).map_err(Into::into)
+            }
+            Protocol::Http2 => {
+                let conn = pin!(ctx.http2.serve_connection(TokioIo::new(guarded), service));
+                let ended = drive(conn, ctx, &info, &activity).await;
+                ended.unwrap_or(Ok(())).map_err(Into::into)
+            }
+            Protocol::Detect => {
+                let io = TokioIo::new(BareCrCheck::new(guarded, activity.requests.clone()));
+                let conn = pin!(ctx
+                    .builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned());
+                drive(conn, ctx, &info, &activity).await.unwrap_or(Ok(()))
+            }
+        };
+        drop(watcher);
+        if let Err(e) = result {
+            tracing::debug!(client = %info.remote, error = %e, "connection ended with error");
+            if let Some(status) = e.downcast_ref::<hyper::Error>().and_then(answered_by_hyper) {
+                // Nothing of the request is known here.
+                let now = std::time::Instant::now();
+                super::conn::unread_request(&ctx.state, info.remote, b"", now, status, 0);
+            }
         }
     }
 }
@@ -197,40 +208,60 @@ where
 /// header block unfinished), or a response on it made no progress towards
 /// the client for the send timeout (`http.send_timeout`; over HTTP/2, a
 /// stream the client gives no flow-control window).
-async fn drive<C, T, E>(
-    conn: C,
-    ctx: &H1Context,
-    info: &ConnInfo,
-    activity: &Activity,
-) -> Option<Result<T, E>>
+///
+/// Not an `async fn` (nor is [`Activity::next_wake`]): the block uses its
+/// captures in place, where an `async fn` would store each argument twice.
+/// Its state is part of every general-path connection's.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments twice"
+)]
+fn drive<'a, C, T, E>(
+    mut conn: Pin<&'a mut C>,
+    ctx: &'a H1Context,
+    info: &'a ConnInfo,
+    activity: &'a Activity,
+) -> impl Future<Output = Option<Result<T, E>>> + 'a
 where
     C: Graceful<Output = Result<T, E>>,
 {
-    let mut conn = std::pin::pin!(conn);
-    let mut stop = ctx.stop.clone();
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => return Some(result),
-            _ = stop.wait_for(|s| *s), if !closing => {
-                conn.as_mut().finish_gracefully();
-                closing = true;
-                activity.touch();
-            }
-            _ = activity.idle_for(ctx.header_timeout), if !closing => {
-                tracing::debug!(client = %info.remote, "idle connection closed");
-                conn.as_mut().finish_gracefully();
-                closing = true;
-                activity.touch();
-            }
-            _ = activity.idle_for(ctx.header_timeout), if closing => {
-                tracing::debug!(client = %info.remote, "closing connection still open after its grace; dropped");
-                return None;
-            }
-            () = activity.send_stalled(ctx.send_timeout) => {
-                tracing::debug!(client = %info.remote, "send_timeout: the client stopped taking the response; connection dropped");
-                activity.send_timed_out.store(true, Ordering::Relaxed);
-                return None;
+    async move {
+        let mut stop = ctx.stop.clone();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => return Some(result),
+                // `changed`, not `wait_for`: a smaller future. The value only
+                // ever becomes true; an error (the listener is gone) stops too.
+                changed = stop.changed(), if !closing => {
+                    if changed.is_ok() && !*stop.borrow_and_update() {
+                        continue;
+                    }
+                    conn.as_mut().finish_gracefully();
+                    closing = true;
+                    activity.touch();
+                }
+                // Boxed (192 bytes, made once per loop, which turns only
+                // when the connection starts closing): without it this
+                // future and the HTTP/2 connection's state come to just
+                // over 2 KiB, and take mimalloc's 2.5 KiB size class.
+                wake = Box::pin(activity.next_wake(ctx.header_timeout, ctx.send_timeout)) => match wake {
+                    Wake::Idle if !closing => {
+                        tracing::debug!(client = %info.remote, "idle connection closed");
+                        conn.as_mut().finish_gracefully();
+                        closing = true;
+                        activity.touch();
+                    }
+                    Wake::Idle => {
+                        tracing::debug!(client = %info.remote, "closing connection still open after its grace; dropped");
+                        return None;
+                    }
+                    Wake::SendStalled => {
+                        tracing::debug!(client = %info.remote, "send_timeout: the client stopped taking the response; connection dropped");
+                        activity.send_timed_out.store(true, Ordering::Relaxed);
+                        return None;
+                    }
+                }
             }
         }
     }
@@ -269,7 +300,7 @@ struct Activity {
     /// Milliseconds since `epoch` when a body last handed hyper a frame.
     last_handed_ms: AtomicU64,
     /// The connection was closed for `http.send_timeout` (by its write
-    /// guard or by [`Activity::send_stalled`]): its responses' log lines
+    /// guard or by [`Activity::next_wake`]): its responses' log lines
     /// say so.
     send_timed_out: Arc<AtomicBool>,
 }
@@ -290,49 +321,76 @@ impl Activity {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Resolves once an HTTP/2 response body has been waiting on the client
-    /// while no body handed hyper a frame for `limit`. Wakes about once per
-    /// `limit`.
-    async fn send_stalled(&self, limit: Duration) {
-        let mut due = Instant::now() + limit;
-        loop {
-            tokio::time::sleep_until(due).await;
-            let now = Instant::now();
-            if self.handed.load(Ordering::Relaxed) == 0 {
-                due = now + limit;
-                continue;
-            }
-            let last =
-                self.epoch + Duration::from_millis(self.last_handed_ms.load(Ordering::Relaxed));
-            if last + limit <= now {
-                return;
-            }
-            due = last + limit;
-        }
-    }
-
     fn touch(&self) {
         self.last_change_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// Resolves once nothing has been in flight for `limit`. Wakes at most
-    /// once per `limit` (plus once when the quiet spell ends), so a busy
-    /// connection costs one timer re-arm per `limit`, not one per request.
-    async fn idle_for(&self, limit: Duration) {
-        let mut deadline = self.epoch + limit;
-        loop {
-            tokio::time::sleep_until(deadline).await;
-            let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
-            let quiet_from = self.epoch + since;
-            if self.requests.in_flight.load(Ordering::Relaxed) > 0 {
-                deadline = Instant::now() + limit;
-            } else if quiet_from + limit <= Instant::now() {
-                return;
-            } else {
-                deadline = quiet_from + limit;
+    /// Resolves with the first of the connection's two watches to fire,
+    /// on one timer (one `Sleep` in every idle connection's state, not
+    /// one per watch):
+    /// - [`Wake::Idle`]: nothing has been in flight for `idle`;
+    /// - [`Wake::SendStalled`]: an HTTP/2 response body has been waiting
+    ///   on the client while no body handed hyper a frame for `send`.
+    ///
+    /// Wakes at most once per limit for each watch (plus once when a quiet
+    /// spell ends), so a busy connection costs a timer re-arm per limit,
+    /// not one per request or frame.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn stores its arguments twice"
+    )]
+    fn next_wake(&self, idle: Duration, send: Duration) -> impl Future<Output = Wake> + '_ {
+        async move {
+            let mut idle_due = self.epoch + idle;
+            let mut send_due = Instant::now() + send;
+            loop {
+                tokio::time::sleep_until(idle_due.min(send_due)).await;
+                let now = Instant::now();
+                if idle_due <= now {
+                    match self.idle_after(idle, now) {
+                        Some(next) => idle_due = next,
+                        None => return Wake::Idle,
+                    }
+                }
+                if send_due <= now {
+                    match self.stall_after(send, now) {
+                        Some(next) => send_due = next,
+                        None => return Wake::SendStalled,
+                    }
+                }
             }
         }
     }
+
+    /// None when nothing has been in flight for `limit` at `now`; else when
+    /// to look again.
+    fn idle_after(&self, limit: Duration, now: Instant) -> Option<Instant> {
+        if self.requests.in_flight.load(Ordering::Relaxed) > 0 {
+            return Some(now + limit);
+        }
+        let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
+        let quiet_until = self.epoch + since + limit;
+        (quiet_until > now).then_some(quiet_until)
+    }
+
+    /// None when a response body has been waiting on the client with no
+    /// frame handed for `limit` at `now`; else when to look again.
+    fn stall_after(&self, limit: Duration, now: Instant) -> Option<Instant> {
+        if self.handed.load(Ordering::Relaxed) == 0 {
+            return Some(now + limit);
+        }
+        let last = self.epoch + Duration::from_millis(self.last_handed_ms.load(Ordering::Relaxed));
+        (last + limit > now).then_some(last + limit)
+    }
+}
+
+/// What ended [`Activity::next_wake`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Nothing in flight for the idle limit.
+    Idle,
+    /// A response stalled on the client for the send timeout.
+    SendStalled,
 }
 
 /// Counts one request as in flight while alive.
@@ -421,6 +479,9 @@ impl Drop for TrackedBody {
 mod tests {
     use super::*;
 
+    /// Longer than any test runs: a watch that must not fire.
+    const NEVER: Duration = Duration::from_secs(1_000_000);
+
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_the_quiet_spell_after_the_last_request() {
         let activity = Arc::new(Activity::new());
@@ -430,20 +491,22 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         drop(busy);
         let started = Instant::now();
-        activity.idle_for(limit).await;
+        assert_eq!(activity.next_wake(limit, NEVER).await, Wake::Idle);
         assert_eq!(Instant::now() - started, limit);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_send_stall_is_a_frame_held_with_none_handed_since_for_the_limit() {
-        let activity = Activity::new();
+        let activity = Arc::new(Activity::new());
         let limit = Duration::from_secs(10);
-        // Nothing waiting on the client: never a stall.
+        // A request in flight keeps the idle watch quiet; nothing waiting
+        // on the client: never a stall.
+        let _busy = Busy::begin(activity.clone());
         let waited =
-            tokio::time::timeout(Duration::from_secs(60), activity.send_stalled(limit)).await;
+            tokio::time::timeout(Duration::from_secs(60), activity.next_wake(limit, limit)).await;
         assert!(
             waited.is_err(),
-            "a stall with nothing waiting on the client"
+            "a wake with a request in flight and nothing waiting on the client"
         );
         // A frame handed at 65 s and held: the stall ends 10 s later.
         tokio::time::advance(Duration::from_secs(5)).await;
@@ -452,8 +515,38 @@ mod tests {
             .store(activity.now_ms(), Ordering::Relaxed);
         activity.handed.fetch_add(1, Ordering::Relaxed);
         let from = Instant::now();
-        activity.send_stalled(limit).await;
+        assert_eq!(activity.next_wake(NEVER, limit).await, Wake::SendStalled);
         assert_eq!(Instant::now() - from, limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_timer_serves_both_watches_whichever_is_due_first() {
+        let activity = Arc::new(Activity::new());
+        // Quiet from the start: idle at 10 s although the stall watch,
+        // with nothing handed, re-arms every 3 s on the same timer.
+        let from = Instant::now();
+        let wake = activity
+            .next_wake(Duration::from_secs(10), Duration::from_secs(3))
+            .await;
+        assert_eq!(
+            (wake, Instant::now() - from),
+            (Wake::Idle, Duration::from_secs(10))
+        );
+        // A frame held with a request in flight: the stall fires at 4 s,
+        // between the idle watch's re-arms at 3 and 6 s.
+        let _busy = Busy::begin(activity.clone());
+        activity
+            .last_handed_ms
+            .store(activity.now_ms(), Ordering::Relaxed);
+        activity.handed.fetch_add(1, Ordering::Relaxed);
+        let from = Instant::now();
+        let wake = activity
+            .next_wake(Duration::from_secs(3), Duration::from_secs(4))
+            .await;
+        assert_eq!(
+            (wake, Instant::now() - from),
+            (Wake::SendStalled, Duration::from_secs(4))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -462,7 +555,7 @@ mod tests {
         let _busy = Busy::begin(activity.clone());
         let waited = tokio::time::timeout(
             Duration::from_secs(3600),
-            activity.idle_for(Duration::from_secs(10)),
+            activity.next_wake(Duration::from_secs(10), NEVER),
         )
         .await;
         assert!(waited.is_err(), "idle fired with a request in flight");

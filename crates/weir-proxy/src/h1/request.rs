@@ -22,6 +22,10 @@ use crate::upstream::Upstream;
 /// Most header fields accepted in one message (as hyper).
 pub const MAX_HEADERS: usize = 100;
 
+/// The hand-over reason for a connection that starts with what is not an
+/// HTTP/1.1 request line but `PRI `: the HTTP/2 client preface.
+pub const HTTP2_PREFACE: &str = "HTTP/2 preface";
+
 /// What to do with the bytes read so far.
 pub enum Head {
     /// The head is not complete yet.
@@ -383,7 +387,7 @@ pub fn parse(buf: &[u8], conn: &ConnInfo, snapshot: &Arc<Snapshot>, log: bool) -
                 "too many header fields",
             )
         }
-        Err(_) if buf.starts_with(b"PRI ") => return Head::Fallback("HTTP/2 preface"),
+        Err(_) if buf.starts_with(b"PRI ") => return Head::Fallback(HTTP2_PREFACE),
         Err(_) => return Head::Invalid(StatusCode::BAD_REQUEST, "malformed request head"),
     };
     if req.version != Some(1) {
