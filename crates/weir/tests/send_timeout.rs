@@ -11,7 +11,9 @@
 //! keeps reading the socket but never reads the body, so the stream's
 //! flow-control window stays shut. An HTTP/1.1 client is cut off with a
 //! reset (SO_LINGER 0). Plus the measured case: the
-//! client half-closes (FIN) while the gateway is blocked writing to it.
+//! client half-closes (FIN) while the gateway is blocked writing to it; and
+//! a raw HTTP/2 client that reads every byte but grants no flow-control
+//! window, which only the connection's send-stall watch can see.
 
 mod common;
 
@@ -247,6 +249,58 @@ enum ClientEnd {
 }
 
 every_client!(a_client_that_stops_reading_is_cut_off_with_its_node);
+
+/// HTTP/2 with a client that reads every byte but grants no flow-control
+/// window (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE): the socket
+/// never fills, so the write guard sees no wait, and only the connection's
+/// send-stall watch (`Activity::next_wake` in `h1/general.rs`) sees the
+/// response held. After the 1 s send timeout the connection is dropped, and
+/// the node's connection with it.
+#[tokio::test]
+async fn an_h2c_client_that_reads_but_grants_no_window_is_cut_off_with_its_node() {
+    use common::hostile::{frames_until_closed, Answers, RawH2, END_STREAM, HEADERS, SETTINGS};
+    const END_HEADERS: u8 = 0x4;
+    const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    let mut node = BigNode::start().await;
+    let log = LogFile::new();
+    let gw = gateway(Transport::Plain, &node, &log).await;
+    let tcp = TcpStream::connect(gw.proxy_addr()).await.expect("connect");
+    let mut h2 = RawH2::without_preface(Box::new(tcp));
+    h2.write_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write the preface");
+    let mut no_window = INITIAL_WINDOW_SIZE.to_be_bytes().to_vec();
+    no_window.extend_from_slice(&0u32.to_be_bytes());
+    h2.send(SETTINGS, 0, 0, &no_window)
+        .await
+        .expect("write SETTINGS");
+    // HPACK: `:method GET`, `:scheme http` (static table), then `:path`
+    // and `:authority` as literals with indexed names, not indexed.
+    let mut block = vec![0x82, 0x86, 0x04, 4];
+    block.extend_from_slice(b"/big");
+    block.push(0x01);
+    block.push(u8::try_from(TLS_NAME.len()).expect("short name"));
+    block.extend_from_slice(TLS_NAME.as_bytes());
+    h2.send(HEADERS, END_STREAM | END_HEADERS, 1, &block)
+        .await
+        .expect("write HEADERS");
+    let sent = Instant::now();
+    let seen = timeout(BOUND, frames_until_closed(&mut h2, Answers::Settings, sent))
+        .await
+        .unwrap_or_else(|_| panic!("the connection is still open after {BOUND:?}"));
+    let closed = sent.elapsed();
+    assert!(
+        seen.iter().any(|(kind, _)| *kind == HEADERS),
+        "no response head: {seen:?}"
+    );
+    assert!(
+        closed >= NOT_BEFORE,
+        "the connection ended {closed:?} after the request, before the send timeout: {seen:?}"
+    );
+    assert_eq!(node.next_end("h2c without window").await, Ended::Cut);
+    let line = log.line_with(&["\"GET /big HTTP/2.0\" 200 "]).await;
+    assert!(line.ends_with(" abort=send_timeout"), "{line}");
+}
 
 /// The measured case: the client stops reading and, once the
 /// gateway is blocked writing to it, half-closes. On the fast path the

@@ -321,6 +321,13 @@ impl Activity {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// A response body handed hyper a frame (HTTP/2): one more held
+    /// until the body is asked for its next.
+    fn frame_handed(&self) {
+        self.last_handed_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.handed.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn touch(&self) {
         self.last_change_ms.store(self.now_ms(), Ordering::Relaxed);
     }
@@ -446,11 +453,7 @@ impl Body for TrackedBody {
         this.taken_on();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let (true, Poll::Ready(Some(Ok(_)))) = (this.watch, &polled) {
-            let activity = &this.busy.0;
-            activity
-                .last_handed_ms
-                .store(activity.now_ms(), Ordering::Relaxed);
-            activity.handed.fetch_add(1, Ordering::Relaxed);
+            this.busy.0.frame_handed();
             this.handed = true;
         }
         polled
@@ -510,10 +513,7 @@ mod tests {
         );
         // A frame handed at 65 s and held: the stall ends 10 s later.
         tokio::time::advance(Duration::from_secs(5)).await;
-        activity
-            .last_handed_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        activity.handed.fetch_add(1, Ordering::Relaxed);
+        activity.frame_handed();
         let from = Instant::now();
         assert_eq!(activity.next_wake(NEVER, limit).await, Wake::SendStalled);
         assert_eq!(Instant::now() - from, limit);
@@ -535,10 +535,7 @@ mod tests {
         // A frame held with a request in flight: the stall fires at 4 s,
         // between the idle watch's re-arms at 3 and 6 s.
         let _busy = Busy::begin(activity.clone());
-        activity
-            .last_handed_ms
-            .store(activity.now_ms(), Ordering::Relaxed);
-        activity.handed.fetch_add(1, Ordering::Relaxed);
+        activity.frame_handed();
         let from = Instant::now();
         let wake = activity
             .next_wake(Duration::from_secs(3), Duration::from_secs(4))
