@@ -337,7 +337,7 @@ async fn serve_tls(
                     protocol,
                 )))
             } else {
-                Either::Right(crate::h1::serve(tls_stream, info, fast.clone(), watcher))
+                Either::Right(crate::h1::serve(tls_stream, info, fast, watcher))
             }
         }
     };

@@ -519,29 +519,31 @@ mod tests {
         assert_eq!(Instant::now() - from, limit);
     }
 
+    /// What [`Activity::next_wake`] with these limits (seconds) returned,
+    /// and after how long.
+    async fn timed_wake(activity: &Activity, idle: u64, send: u64) -> (Wake, Duration) {
+        let from = Instant::now();
+        let wake = activity
+            .next_wake(Duration::from_secs(idle), Duration::from_secs(send))
+            .await;
+        (wake, Instant::now() - from)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_timer_serves_both_watches_whichever_is_due_first() {
         let activity = Arc::new(Activity::new());
         // Quiet from the start: idle at 10 s although the stall watch,
         // with nothing handed, re-arms every 3 s on the same timer.
-        let from = Instant::now();
-        let wake = activity
-            .next_wake(Duration::from_secs(10), Duration::from_secs(3))
-            .await;
         assert_eq!(
-            (wake, Instant::now() - from),
+            timed_wake(&activity, 10, 3).await,
             (Wake::Idle, Duration::from_secs(10))
         );
         // A frame held with a request in flight: the stall fires at 4 s,
         // between the idle watch's re-arms at 3 and 6 s.
         let _busy = Busy::begin(activity.clone());
         activity.frame_handed();
-        let from = Instant::now();
-        let wake = activity
-            .next_wake(Duration::from_secs(3), Duration::from_secs(4))
-            .await;
         assert_eq!(
-            (wake, Instant::now() - from),
+            timed_wake(&activity, 3, 4).await,
             (Wake::SendStalled, Duration::from_secs(4))
         );
     }
